@@ -1,0 +1,86 @@
+package approval
+
+import (
+	"context"
+	"time"
+)
+
+// Cloud is what the engine needs from Tencent Cloud.
+type Cloud interface {
+	// Describe looks instances up by ID (any number; the adapter batches).
+	// missing lists the IDs that do not exist.
+	Describe(ctx context.Context, region string, ids []string) (found []Instance, missing []string, err error)
+
+	// Reboot reboots ids (any number) with the given stop type, at most 100
+	// IDs a call and 10 calls a second. A call that fails because of one
+	// instance does not sink the others: the adapter isolates it and reboots
+	// the rest. The result has one entry per ID. err is set only when
+	// nothing could be tried at all (for example bad credentials), in which
+	// case every result carries the same error.
+	Reboot(ctx context.Context, region string, ids []string, stop StopType) ([]RebootResult, error)
+
+	// Wait polls until every target is RUNNING again with its reboot
+	// finished (SUCCESS), has failed (FAILED), or opts.Timeout has passed,
+	// calling report once for each target as it finishes. It returns when
+	// every target is reported or ctx ends (then with ctx's error).
+	Wait(ctx context.Context, region string, targets []WaitTarget, opts WaitOptions, report func(WaitResult)) error
+}
+
+// RebootResult is the outcome of asking for one instance's reboot.
+type RebootResult struct {
+	InstanceID string
+	RequestID  string // of the call that accepted or refused it
+	Err        *CloudError
+}
+
+// CloudError is an error from Tencent Cloud in a form people and the audit
+// log can use.
+type CloudError struct {
+	Code        string // Tencent's code, e.g. UnsupportedOperation.InstanceStateStopped
+	Message     string // Tencent's message
+	RequestID   string
+	Explanation string // plain words for a Slack user
+	Transient   bool   // retrying later may succeed
+}
+
+func (e *CloudError) Error() string {
+	s := e.Code
+	if e.Message != "" {
+		s += ": " + e.Message
+	}
+	if e.RequestID != "" {
+		s += " (RequestId " + e.RequestID + ")"
+	}
+	return s
+}
+
+// WaitTarget is one instance whose reboot is being waited for.
+type WaitTarget struct {
+	InstanceID string
+	// RequestID, when set, is the RebootInstances call whose completion
+	// counts; the instance's LatestOperationRequestId must equal it.
+	RequestID string
+	// NotRequestID, when set instead, is the operation from before the
+	// reboot: any RebootInstances operation with another RequestId counts.
+	// Used after a restart, when the call's RequestId was not recorded.
+	NotRequestID string
+	// Since is when the reboot was asked for; durations count from it.
+	Since time.Time
+}
+
+// WaitOptions bound a Wait.
+type WaitOptions struct {
+	Timeout      time.Duration
+	PollInterval time.Duration
+}
+
+// WaitResult is how one instance's reboot ended.
+type WaitResult struct {
+	InstanceID string
+	OK         bool
+	Duration   time.Duration // from Since to when it was seen finished
+	State      string        // instance state when last seen
+	// Err explains a failure: the operation's error, or a timeout
+	// (Code "Timeout").
+	Err *CloudError
+}

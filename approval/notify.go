@@ -1,0 +1,38 @@
+package approval
+
+import "context"
+
+// Notifier tells people in Slack what happens to a request. Every method may
+// be called again with the same request after a failure or a restart; it
+// must then bring Slack to the same result, not add a second one.
+type Notifier interface {
+	// PostCard posts r's approval card in r.Channel and returns where it is.
+	// If the bot cannot post there (not in the channel, channel not found)
+	// it returns an *Error of kind Forbidden whose message tells the user
+	// what to do; the engine then rejects the request.
+	PostCard(ctx context.Context, r *Request) (Card, error)
+	// UpdateCard makes r's card show r as it is now.
+	UpdateCard(ctx context.Context, r *Request) error
+	// Report posts one progress message in r's card thread.
+	Report(ctx context.Context, r *Request, rep Report) error
+}
+
+// ReportKind says which progress message a Report is.
+type ReportKind string
+
+const (
+	ReportStarted  ReportKind = "started"  // execution began
+	ReportInstance ReportKind = "instance" // one instance's result
+	ReportFinished ReportKind = "finished" // the summary
+)
+
+// Report is one message for a request's thread.
+type Report struct {
+	Kind ReportKind
+	Run  *Run // for ReportInstance
+}
+
+// Groups resolves Slack user groups (S…) to their members.
+type Groups interface {
+	Members(ctx context.Context, group string) ([]string, error)
+}

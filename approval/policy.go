@@ -1,0 +1,265 @@
+package approval
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+)
+
+// Policy says who may request, who may approve and how many approvals a
+// request needs.
+type Policy struct {
+	Approvers         []string      // user (U…, W…) and user-group (S…) IDs
+	Requesters        []string      // empty: anyone
+	Channels          []string      // empty: anywhere
+	MinApprovals      int           // at least 1
+	HardMinApprovals  int           // for HARD and SOFT_FIRST
+	AllowSelfApproval bool          //
+	RequestTTL        time.Duration //
+	MaxInstances      int           // 1..100
+	Regions           []string      // allowed regions; empty: any
+	DefaultRegion     string        // used when a request names none
+	Rules             []Rule        // first match by instance tags wins
+}
+
+// Rule tightens the policy for instances that carry all of its tags.
+type Rule struct {
+	Tags         map[string]string
+	MinApprovals int      // 0: no extra requirement
+	Approvers    []string // empty: the policy's approvers
+	Deny         bool     // instances matching it may not be rebooted through the bot
+}
+
+// MaxInstancesPerRequest is the hard limit of one request, the API's limit
+// of one RebootInstances call.
+const MaxInstancesPerRequest = 100
+
+// Validate reports the first thing wrong with p.
+func (p *Policy) Validate() error {
+	switch {
+	case p.MinApprovals < 1:
+		return fmt.Errorf("min_approvals must be at least 1")
+	case p.HardMinApprovals < 0:
+		return fmt.Errorf("hard_min_approvals must not be negative")
+	case p.RequestTTL <= 0:
+		return fmt.Errorf("request_ttl must be positive")
+	case p.MaxInstances < 1 || p.MaxInstances > MaxInstancesPerRequest:
+		return fmt.Errorf("max_instances must be between 1 and %d", MaxInstancesPerRequest)
+	case len(p.Approvers) == 0 && !p.rulesNameApprovers():
+		return fmt.Errorf("approvers must name at least one user or user group")
+	}
+	for _, id := range p.Approvers {
+		if !ValidApproverID(id) {
+			return fmt.Errorf("approver %q is not a Slack user ID (U…, W…) or user-group ID (S…)", id)
+		}
+	}
+	for _, id := range p.Requesters {
+		if !ValidUserID(id) && !ValidGroupID(id) {
+			return fmt.Errorf("requester %q is not a Slack user ID (U…, W…) or user-group ID (S…)", id)
+		}
+	}
+	for _, id := range p.Channels {
+		if !validSlackID(id, "CGD") {
+			return fmt.Errorf("channel %q is not a Slack channel ID (C…, G…, D…)", id)
+		}
+	}
+	for i, r := range p.Rules {
+		if len(r.Tags) == 0 {
+			return fmt.Errorf("rule %d has no tags to match", i+1)
+		}
+		if r.MinApprovals < 0 {
+			return fmt.Errorf("rule %d: min_approvals must not be negative", i+1)
+		}
+		for _, id := range r.Approvers {
+			if !ValidApproverID(id) {
+				return fmt.Errorf("rule %d: approver %q is not a Slack user ID (U…, W…) or user-group ID (S…)", i+1, id)
+			}
+		}
+		if !r.Deny && len(r.Approvers) == 0 && len(p.Approvers) == 0 {
+			return fmt.Errorf("rule %d has no approvers and the policy has none to fall back on", i+1)
+		}
+	}
+	if p.DefaultRegion == "" {
+		return fmt.Errorf("no default region")
+	}
+	if len(p.Regions) > 0 && !slices.Contains(p.Regions, p.DefaultRegion) {
+		return fmt.Errorf("default region %s is not among the allowed regions", p.DefaultRegion)
+	}
+	return nil
+}
+
+func (p *Policy) rulesNameApprovers() bool {
+	for _, r := range p.Rules {
+		if len(r.Approvers) > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// ValidUserID reports whether id looks like a Slack user ID.
+func ValidUserID(id string) bool { return validSlackID(id, "UW") }
+
+// ValidGroupID reports whether id looks like a Slack user-group ID.
+func ValidGroupID(id string) bool { return validSlackID(id, "S") }
+
+// ValidApproverID reports whether id is a user or user-group ID.
+func ValidApproverID(id string) bool { return ValidUserID(id) || ValidGroupID(id) }
+
+func validSlackID(id, prefixes string) bool {
+	if len(id) < 2 || len(id) > 32 || !strings.ContainsRune(prefixes, rune(id[0])) {
+		return false
+	}
+	for _, c := range id[1:] {
+		if !(c >= 'A' && c <= 'Z' || c >= '0' && c <= '9') {
+			return false
+		}
+	}
+	return true
+}
+
+// RuleFor returns the first rule whose tags all appear on in, or nil.
+func (p *Policy) RuleFor(in Instance) *Rule {
+	for i := range p.Rules {
+		r := &p.Rules[i]
+		match := true
+		for k, v := range r.Tags {
+			if got, ok := in.Tags[k]; !ok || got != v {
+				match = false
+				break
+			}
+		}
+		if match {
+			return r
+		}
+	}
+	return nil
+}
+
+// RegionFor returns the region a request naming region should use, or an
+// Invalid error when the policy does not allow it.
+func (p *Policy) RegionFor(region string) (string, error) {
+	if region == "" {
+		return p.DefaultRegion, nil
+	}
+	if !validRegion(region) {
+		return "", Errorf(Invalid, "%q is not a region name (for example ap-guangzhou).", region)
+	}
+	if len(p.Regions) > 0 && !slices.Contains(p.Regions, region) {
+		return "", Errorf(Invalid, "Region %s is not allowed here; allowed: %s.", region, strings.Join(p.Regions, ", "))
+	}
+	return region, nil
+}
+
+func validRegion(s string) bool {
+	if len(s) < 4 || len(s) > 40 || !strings.Contains(s, "-") {
+		return false
+	}
+	for _, c := range s {
+		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+// Requirements is what the policy asks of a request for a set of instances.
+type Requirements struct {
+	Required       int
+	ApproverGroups [][]string
+}
+
+// Require returns the approvals a request for instances with stop type st
+// needs, or a Forbidden error naming every instance a deny rule protects.
+func (p *Policy) Require(instances []Instance, st StopType) (Requirements, error) {
+	req := Requirements{Required: p.MinApprovals}
+	if st.Forceful() && p.HardMinApprovals > req.Required {
+		req.Required = p.HardMinApprovals
+	}
+	var denied []string
+	seen := map[string]bool{}
+	for _, in := range instances {
+		r := p.RuleFor(in)
+		approvers := p.Approvers
+		if r != nil {
+			if r.Deny {
+				denied = append(denied, in.ID)
+				continue
+			}
+			if r.MinApprovals > req.Required {
+				req.Required = r.MinApprovals
+			}
+			if len(r.Approvers) > 0 {
+				approvers = r.Approvers
+			}
+		}
+		key := strings.Join(approvers, ",")
+		if !seen[key] {
+			seen[key] = true
+			req.ApproverGroups = append(req.ApproverGroups, slices.Clone(approvers))
+		}
+	}
+	if len(denied) > 0 {
+		return Requirements{}, Errorf(Forbidden, "The policy does not allow rebooting %s through the bot.", strings.Join(denied, ", "))
+	}
+	return req, nil
+}
+
+// member reports whether user is one of ids, directly or through a group.
+func member(ctx context.Context, groups Groups, ids []string, user string) (bool, error) {
+	var lastErr error
+	for _, id := range ids {
+		if id == user {
+			return true, nil
+		}
+	}
+	for _, id := range ids {
+		if !ValidGroupID(id) || groups == nil {
+			continue
+		}
+		members, err := groups.Members(ctx, id)
+		if err != nil {
+			lastErr = err
+			continue
+		}
+		if slices.Contains(members, user) {
+			return true, nil
+		}
+	}
+	if lastErr != nil {
+		return false, &Error{Kind: Unavailable, Message: "Slack's user groups could not be checked; try again in a moment.", Err: lastErr}
+	}
+	return false, nil
+}
+
+// MayRequest reports whether user may file requests in channel.
+func (p *Policy) MayRequest(ctx context.Context, groups Groups, user, channel string) error {
+	if len(p.Channels) > 0 && !slices.Contains(p.Channels, channel) {
+		return Errorf(Forbidden, "/reboot is not enabled in this channel.")
+	}
+	if len(p.Requesters) == 0 {
+		return nil
+	}
+	ok, err := member(ctx, groups, p.Requesters, user)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return Errorf(Forbidden, "You are not on the list of people who may request reboots.")
+	}
+	return nil
+}
+
+// MayApprove reports whether user is eligible to approve (or deny) r: they
+// must be in every approver group of r.
+func MayApprove(ctx context.Context, groups Groups, r *Request, user string) (bool, error) {
+	for _, g := range r.ApproverGroups {
+		ok, err := member(ctx, groups, g, user)
+		if err != nil || !ok {
+			return false, err
+		}
+	}
+	return len(r.ApproverGroups) > 0, nil
+}

@@ -1,0 +1,301 @@
+// Package approval is rebootbot's domain: reboot requests and their life,
+// the approval policy, the audit trail, and the interfaces the engine needs
+// from the outside world (Store, Cloud, Notifier, Groups). It imports only the
+// standard library; Slack, Tencent Cloud and bbolt live in adapters that
+// import it.
+package approval
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// State is where a request is in its life.
+type State string
+
+const (
+	Pending         State = "PENDING"
+	Approved        State = "APPROVED"
+	Executing       State = "EXECUTING"
+	Succeeded       State = "SUCCEEDED"
+	Failed          State = "FAILED"
+	PartiallyFailed State = "PARTIALLY_FAILED"
+	Denied          State = "DENIED"
+	Cancelled       State = "CANCELLED"
+	Expired         State = "EXPIRED"
+	// Rejected ends a request whose card could not be posted (for example a
+	// channel the bot is not in). It never reaches a channel and holds no
+	// instance.
+	Rejected State = "REJECTED"
+)
+
+// transitions lists every allowed state change. Anything else is a conflict.
+var transitions = map[State][]State{
+	Pending:   {Approved, Denied, Cancelled, Expired, Rejected},
+	Approved:  {Executing},
+	Executing: {Succeeded, Failed, PartiallyFailed},
+}
+
+// CanTransition reports whether a request may go from one state to another.
+func CanTransition(from, to State) bool {
+	for _, s := range transitions[from] {
+		if s == to {
+			return true
+		}
+	}
+	return false
+}
+
+// Terminal reports whether no further change can happen in state s.
+func (s State) Terminal() bool { return len(transitions[s]) == 0 }
+
+// Open reports whether a request in state s still holds its instances.
+func (s State) Open() bool { return !s.Terminal() }
+
+// Outcome is the word the card shows for a decided request.
+func (s State) Outcome() string {
+	switch s {
+	case Succeeded:
+		return "Succeeded"
+	case Failed:
+		return "Failed"
+	case PartiallyFailed:
+		return "Partially failed"
+	case Denied:
+		return "Denied"
+	case Expired:
+		return "Expired"
+	case Cancelled:
+		return "Cancelled"
+	case Rejected:
+		return "Rejected"
+	case Approved:
+		return "Approved"
+	case Executing:
+		return "Rebooting"
+	default:
+		return "Pending"
+	}
+}
+
+// StopType is how RebootInstances stops the guest.
+type StopType string
+
+const (
+	Soft      StopType = "SOFT"
+	Hard      StopType = "HARD"
+	SoftFirst StopType = "SOFT_FIRST"
+)
+
+// Valid reports whether t is one of the API's StopType values.
+func (t StopType) Valid() bool { return t == Soft || t == Hard || t == SoftFirst }
+
+// Forceful reports whether t may cut power, which needs hard_min_approvals.
+func (t StopType) Forceful() bool { return t == Hard || t == SoftFirst }
+
+// Instance is what the bot knows of one CVM instance, as DescribeInstances
+// reported it.
+type Instance struct {
+	ID                       string            `json:"id"`
+	Name                     string            `json:"name,omitempty"`
+	State                    string            `json:"state,omitempty"`
+	Zone                     string            `json:"zone,omitempty"`
+	PrivateIPs               []string          `json:"private_ips,omitempty"`
+	PublicIPs                []string          `json:"public_ips,omitempty"`
+	Tags                     map[string]string `json:"tags,omitempty"`
+	LatestOperation          string            `json:"latest_operation,omitempty"`
+	LatestOperationState     string            `json:"latest_operation_state,omitempty"`
+	LatestOperationRequestID string            `json:"latest_operation_request_id,omitempty"`
+	LatestOperationError     string            `json:"latest_operation_error,omitempty"`
+}
+
+// Instance states the engine cares about; the rest are reported as the API
+// names them.
+const (
+	InstanceRunning   = "RUNNING"
+	InstanceRebooting = "REBOOTING"
+)
+
+// Latest operation values of DescribeInstances.
+const (
+	OpReboot    = "RebootInstances"
+	OpSuccess   = "SUCCESS"
+	OpFailed    = "FAILED"
+	OpOperating = "OPERATING"
+)
+
+// ValidInstanceID reports whether id has the form ins- followed by eight
+// lowercase letters or digits.
+func ValidInstanceID(id string) bool {
+	if len(id) != 12 || !strings.HasPrefix(id, "ins-") {
+		return false
+	}
+	for _, c := range id[4:] {
+		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9') {
+			return false
+		}
+	}
+	return true
+}
+
+// Approval is one person's yes.
+type Approval struct {
+	User string    `json:"user"`
+	At   time.Time `json:"at"`
+}
+
+// RunState is where one instance is in an execution.
+type RunState string
+
+const (
+	RunWaiting   RunState = ""          // not yet called
+	RunIntent    RunState = "intent"    // intent stored, call may or may not have reached the cloud
+	RunCalled    RunState = "called"    // RebootInstances accepted it
+	RunSucceeded RunState = "succeeded" // back to RUNNING, reboot SUCCESS
+	RunFailed    RunState = "failed"    // call refused, reboot FAILED, or timeout
+)
+
+// Done reports whether the instance has its final result.
+func (s RunState) Done() bool { return s == RunSucceeded || s == RunFailed }
+
+// Run is one instance's part in an execution. It is stored with the request
+// so that a restart knows exactly what was called.
+type Run struct {
+	InstanceID string   `json:"instance_id"`
+	State      RunState `json:"state"`
+	// PriorOpRequestID is the instance's LatestOperationRequestId when the
+	// intent to reboot was stored; a different one after a crash means the
+	// call reached the cloud.
+	PriorOpRequestID string `json:"prior_op_request_id,omitempty"`
+	// CallRequestID is the RequestId of the RebootInstances call that took it.
+	CallRequestID string        `json:"call_request_id,omitempty"`
+	CalledAt      time.Time     `json:"called_at,omitzero"`
+	Duration      time.Duration `json:"duration,omitempty"`
+	// ErrorCode, ErrorMessage and Explanation describe a failure: Tencent's
+	// code and message, and the plain-words sentence shown to people.
+	ErrorCode    string `json:"error_code,omitempty"`
+	ErrorMessage string `json:"error_message,omitempty"`
+	Explanation  string `json:"explanation,omitempty"`
+	// Reported reports whether the result was posted in the card's thread.
+	Reported bool `json:"reported,omitempty"`
+}
+
+// Card is where a request's approval card lives in Slack.
+type Card struct {
+	Channel string `json:"channel"`
+	TS      string `json:"ts"`
+}
+
+// Request is one reboot request from creation to its outcome.
+type Request struct {
+	ID        string     `json:"id"` // R-<n>
+	Requester string     `json:"requester"`
+	Channel   string     `json:"channel"`
+	Reason    string     `json:"reason"`
+	StopType  StopType   `json:"stop_type"`
+	Region    string     `json:"region"`
+	Instances []Instance `json:"instances"` // as looked up at creation
+	// Required is how many approvals the policy asks for.
+	Required int `json:"required"`
+	// ApproverGroups lists, per distinct policy rule the instances matched,
+	// who may approve (user and user-group IDs); an approver must be in every
+	// one of them.
+	ApproverGroups [][]string `json:"approver_groups"`
+	SelfApproval   bool       `json:"self_approval,omitempty"`
+	Approvals      []Approval `json:"approvals,omitempty"`
+	State          State      `json:"state"`
+	CreatedAt      time.Time  `json:"created_at"`
+	ExpiresAt      time.Time  `json:"expires_at"`
+	DecidedBy      string     `json:"decided_by,omitempty"` // user ID or "bot"
+	DecidedAt      time.Time  `json:"decided_at,omitzero"`
+	Note           string     `json:"note,omitempty"` // why it was decided (deny/cancel comment, rejection reason)
+	Card           Card       `json:"card,omitzero"`
+	Runs           []Run      `json:"runs,omitempty"`
+	StartedAt      time.Time  `json:"started_at,omitzero"`
+	FinishedAt     time.Time  `json:"finished_at,omitzero"`
+	// Announced reports whether the start of execution and the final summary
+	// were posted in the thread, so that a restart does not post them twice.
+	StartAnnounced bool `json:"start_announced,omitempty"`
+	EndAnnounced   bool `json:"end_announced,omitempty"`
+	// CardCurrent reports whether the card shows the latest state; false
+	// means a card update is owed.
+	CardCurrent bool `json:"card_current,omitempty"`
+}
+
+// InstanceIDs returns the IDs of the request's instances in order.
+func (r *Request) InstanceIDs() []string {
+	ids := make([]string, len(r.Instances))
+	for i, in := range r.Instances {
+		ids[i] = in.ID
+	}
+	return ids
+}
+
+// HasApproved reports whether user has already approved r.
+func (r *Request) HasApproved(user string) bool {
+	for _, a := range r.Approvals {
+		if a.User == user {
+			return true
+		}
+	}
+	return false
+}
+
+// Run returns the run of instance id, or nil.
+func (r *Request) Run(id string) *Run {
+	for i := range r.Runs {
+		if r.Runs[i].InstanceID == id {
+			return &r.Runs[i]
+		}
+	}
+	return nil
+}
+
+// Clone returns a deep copy of r, so that callers can keep a snapshot.
+func (r *Request) Clone() *Request {
+	c := *r
+	c.Instances = make([]Instance, len(r.Instances))
+	for i, in := range r.Instances {
+		in.PrivateIPs = append([]string(nil), in.PrivateIPs...)
+		in.PublicIPs = append([]string(nil), in.PublicIPs...)
+		if in.Tags != nil {
+			tags := make(map[string]string, len(in.Tags))
+			for k, v := range in.Tags {
+				tags[k] = v
+			}
+			in.Tags = tags
+		}
+		c.Instances[i] = in
+	}
+	c.ApproverGroups = make([][]string, len(r.ApproverGroups))
+	for i, g := range r.ApproverGroups {
+		c.ApproverGroups[i] = append([]string(nil), g...)
+	}
+	c.Approvals = append([]Approval(nil), r.Approvals...)
+	c.Runs = append([]Run(nil), r.Runs...)
+	return &c
+}
+
+// transition moves r to state to, or returns a conflict saying why not.
+func (r *Request) transition(to State) error {
+	if !CanTransition(r.State, to) {
+		return &Error{Kind: Conflict, Message: fmt.Sprintf("%s is already %s.", r.ID, strings.ToLower(r.State.Outcome()))}
+	}
+	r.State = to
+	return nil
+}
+
+// FormatRequestID returns the request ID for sequence number n.
+func FormatRequestID(n uint64) string { return "R-" + strconv.FormatUint(n, 10) }
+
+// ParseRequestID returns the sequence number of a request ID such as R-42.
+func ParseRequestID(id string) (uint64, bool) {
+	s, ok := strings.CutPrefix(strings.ToUpper(id), "R-")
+	if !ok || s == "" || len(s) > 19 {
+		return 0, false
+	}
+	n, err := strconv.ParseUint(s, 10, 64)
+	return n, err == nil && n > 0
+}
