@@ -222,6 +222,23 @@ type Request struct {
 	// CardCurrent reports whether the card shows the latest state; false
 	// means a card update is owed.
 	CardCurrent bool `json:"card_current,omitempty"`
+	// Version counts the request's saved changes, so that a card update
+	// rendered from an older version does not mark a newer one as shown.
+	Version int `json:"version"`
+}
+
+// Settled reports whether nothing more is owed for r: it is terminal, its
+// card shows the outcome and its reports are posted. The store keeps a
+// request in its open index until it is settled, so that a restart finishes
+// what was owed.
+func (r *Request) Settled() bool {
+	if !r.State.Terminal() {
+		return false
+	}
+	if r.Card.TS == "" {
+		return true // never posted: nothing to update
+	}
+	return r.CardCurrent && (r.StartedAt.IsZero() || r.EndAnnounced)
 }
 
 // InstanceIDs returns the IDs of the request's instances in order.

@@ -56,7 +56,9 @@ type Store interface {
 	// When fn returns nil, the request is saved if Change.Save (its
 	// instances are released once it is terminal), Change.Events are
 	// appended and Change.Reply is remembered under key. When fn returns an
-	// error nothing is written and the error is returned. If key was
+	// error nothing is written and the error is returned. A request saved
+	// in a terminal state releases its instances at once; it leaves the
+	// open index once it is Settled. If key was
 	// remembered before, fn is not called and the earlier reply is returned
 	// with replayed true. A missing request is a NotFound *Error.
 	Update(ctx context.Context, id, key string, fn func(r *Request) (Change, error)) (r *Request, reply Reply, replayed bool, err error)
@@ -73,7 +75,9 @@ type Store interface {
 	// Get returns request id, or a NotFound *Error.
 	Get(ctx context.Context, id string) (*Request, error)
 
-	// Open returns every request that is not terminal, oldest first.
+	// Open returns every request that is not Settled (not terminal, or
+	// terminal with a card update or report still owed), oldest first.
+	// Instances are held only by requests that are not terminal.
 	Open(ctx context.Context) ([]*Request, error)
 
 	// Audit calls fn for each event matching q, newest first unless

@@ -1,0 +1,838 @@
+package approval
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+	"unicode/utf8"
+)
+
+// Config is what an Engine is built from.
+type Config struct {
+	Store    Store
+	Cloud    Cloud
+	Notifier Notifier
+	Groups   Groups
+	Policy   *Policy
+	Clock    Clock        // nil: SystemClock
+	Logger   *slog.Logger // nil: discard
+	// PollInterval is how often a running reboot is checked; RebootTimeout
+	// how long an instance may take to be RUNNING again.
+	PollInterval, RebootTimeout time.Duration
+	// Observer, when set, is called after each audit event is stored.
+	Observer func(*Event)
+}
+
+// Engine runs reboot requests: it validates and stores them, collects
+// approvals, executes them exactly once, expires them, and resumes whatever
+// was left open after a restart. Its methods are safe for concurrent use.
+type Engine struct {
+	store    Store
+	cloud    Cloud
+	notify   Notifier
+	groups   Groups
+	policy   *Policy
+	clock    Clock
+	log      *slog.Logger
+	poll     time.Duration
+	timeout  time.Duration
+	observer func(*Event)
+
+	ctx    context.Context // background work; cancelled by Close
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	kick   chan struct{} // wakes the expiry loop
+
+	mu         sync.Mutex
+	closed     bool
+	executing  map[string]bool          // requests with a running execute
+	refreshing map[string]bool          // requests with a running card refresh
+	dirty      map[string]bool          // a change arrived while refreshing
+	creating   map[string]chan struct{} // Create calls in flight by delivery key
+}
+
+// Result is the answer to an approval, denial or cancellation.
+type Result struct {
+	Request  *Request
+	Message  string // a sentence for the person who acted
+	Replayed bool   // the delivery was seen before; nothing new happened
+}
+
+// CreateInput is a new request as the user asked for it.
+type CreateInput struct {
+	Key       string // delivery key (the command's trigger_id)
+	Requester string
+	Channel   string
+	Reason    string
+	Instances []string
+	StopType  StopType // "" = SOFT
+	Region    string   // "" = the policy's default
+}
+
+// MaxReasonLength bounds a reason, in characters.
+const MaxReasonLength = 1000
+
+// NewEngine returns an engine; call Start to resume open requests and run
+// expiry.
+func NewEngine(cfg Config) (*Engine, error) {
+	if cfg.Store == nil || cfg.Cloud == nil || cfg.Notifier == nil || cfg.Policy == nil {
+		return nil, errors.New("approval: engine needs a store, a cloud, a notifier and a policy")
+	}
+	if err := cfg.Policy.Validate(); err != nil {
+		return nil, fmt.Errorf("approval: policy: %w", err)
+	}
+	e := &Engine{
+		store: cfg.Store, cloud: cfg.Cloud, notify: cfg.Notifier, groups: cfg.Groups,
+		policy: cfg.Policy, clock: cfg.Clock, log: cfg.Logger,
+		poll: cfg.PollInterval, timeout: cfg.RebootTimeout, observer: cfg.Observer,
+		kick:       make(chan struct{}, 1),
+		executing:  map[string]bool{},
+		refreshing: map[string]bool{},
+		dirty:      map[string]bool{},
+		creating:   map[string]chan struct{}{},
+	}
+	if e.clock == nil {
+		e.clock = SystemClock{}
+	}
+	if e.log == nil {
+		e.log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if e.poll <= 0 {
+		e.poll = 5 * time.Second
+	}
+	if e.timeout <= 0 {
+		e.timeout = 10 * time.Minute
+	}
+	e.ctx, e.cancel = context.WithCancel(context.Background())
+	return e, nil
+}
+
+// Policy returns the policy the engine enforces.
+func (e *Engine) Policy() *Policy { return e.policy }
+
+// Start resumes every request left open (posting missing cards, updating
+// stale ones, finishing executions) and starts the expiry loop.
+func (e *Engine) Start(ctx context.Context) error {
+	open, err := e.store.Open(ctx)
+	if err != nil {
+		return fmt.Errorf("resume open requests: %w", err)
+	}
+	for _, r := range open {
+		e.log.Info("resuming request", "request", r.ID, "state", r.State)
+		e.resume(r)
+	}
+	e.spawn(e.expiryLoop)
+	return nil
+}
+
+// resume schedules whatever r still needs.
+func (e *Engine) resume(r *Request) {
+	switch {
+	case r.State == Approved || r.State == Executing:
+		e.startExecution(r.ID)
+	case r.State == Pending && r.Card.TS == "":
+		e.spawn(func(ctx context.Context) { e.ensureCard(ctx, r.ID) })
+	default:
+		if !r.CardCurrent {
+			e.refreshCard(r.ID)
+		}
+		if r.State.Terminal() && !r.StartedAt.IsZero() && !r.EndAnnounced {
+			e.startExecution(r.ID)
+		}
+	}
+}
+
+// Close stops taking new background work and waits for what runs until
+// ctx ends; then it cancels the rest, which a later Start resumes.
+func (e *Engine) Close(ctx context.Context) error {
+	e.mu.Lock()
+	e.closed = true
+	e.mu.Unlock()
+	done := make(chan struct{})
+	go func() { e.wg.Wait(); close(done) }()
+	// The expiry loop and card refreshes never finish on their own.
+	e.stopIdle()
+	select {
+	case <-done:
+		e.cancel()
+		return nil
+	case <-ctx.Done():
+		e.cancel()
+		<-done
+		return ctx.Err()
+	}
+}
+
+// spawn runs fn in the background unless the engine is closing.
+func (e *Engine) spawn(fn func(ctx context.Context)) bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.closed {
+		return false
+	}
+	e.wg.Add(1)
+	go func() {
+		defer e.wg.Done()
+		fn(e.ctx)
+	}()
+	return true
+}
+
+// stopIdle wakes the expiry loop so that it sees the engine closing.
+func (e *Engine) stopIdle() {
+	select {
+	case e.kick <- struct{}{}:
+	default:
+	}
+}
+
+func (e *Engine) isClosed() bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.closed
+}
+
+// observe reports stored events to the observer.
+func (e *Engine) observe(events []Event) {
+	if e.observer == nil {
+		return
+	}
+	for i := range events {
+		e.observer(&events[i])
+	}
+}
+
+func (e *Engine) now() time.Time { return e.clock.Now().UTC() }
+
+// Create validates a new request, looks its instances up, stores it and
+// posts its card. Every refusal is audited as a rejected event and returned
+// as an *Error. The same delivery key again returns the first answer.
+func (e *Engine) Create(ctx context.Context, in CreateInput) (*Request, error) {
+	if in.Key != "" {
+		release, r, err, done := e.joinCreate(ctx, in.Key)
+		if done {
+			return r, err
+		}
+		defer release()
+	}
+	r, err := e.create(ctx, in)
+	if err != nil && ErrorKind(err) == Internal {
+		e.log.Error("create request", "requester", in.Requester, "err", err)
+	}
+	return r, err
+}
+
+// joinCreate makes concurrent Creates with one key run once: the first
+// proceeds (done false, release to be called when it is finished), the
+// others wait for it and return its stored answer.
+func (e *Engine) joinCreate(ctx context.Context, key string) (release func(), r *Request, err error, done bool) {
+	for {
+		e.mu.Lock()
+		ch, busy := e.creating[key]
+		if !busy {
+			ch = make(chan struct{})
+			e.creating[key] = ch
+			e.mu.Unlock()
+			break
+		}
+		e.mu.Unlock()
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return nil, nil, ctx.Err(), true
+		}
+	}
+	release = func() {
+		e.mu.Lock()
+		close(e.creating[key])
+		delete(e.creating, key)
+		e.mu.Unlock()
+	}
+	reply, seen, err := e.store.Reply(ctx, key)
+	if err != nil || seen {
+		release()
+		if err != nil {
+			return nil, nil, err, true
+		}
+		if reply.Kind != "" {
+			return nil, nil, reply.Err(), true
+		}
+		r, err := e.store.Get(ctx, reply.RequestID)
+		return nil, r, err, true
+	}
+	return release, nil, nil, false
+}
+
+func (e *Engine) create(ctx context.Context, in CreateInput) (*Request, error) {
+	r, err := e.check(ctx, in)
+	if err != nil {
+		return nil, e.reject(ctx, in, err)
+	}
+	requested := Event{
+		Type: EventRequested, Actor: r.Requester, Instances: r.InstanceIDs(),
+		Details: Details{Reason: r.Reason, StopType: r.StopType, Region: r.Region, Channel: r.Channel, Required: r.Required},
+	}
+	if err := e.store.Create(ctx, r, "", Reply{}, []Event{requested}); err != nil {
+		var held *HeldError
+		if errors.As(err, &held) {
+			return nil, e.reject(ctx, in, Errorf(Conflict, "%s already has an open request, %s; it can be part of only one at a time.", held.Instance, held.RequestID))
+		}
+		return nil, err
+	}
+	requested.RequestID = r.ID
+	e.observe([]Event{requested})
+	if in.Key != "" {
+		if _, _, err := e.store.Record(ctx, in.Key, Reply{Message: "Created " + r.ID + ".", RequestID: r.ID}, nil); err != nil {
+			e.log.Error("remember delivery", "request", r.ID, "err", err)
+		}
+	}
+	e.stopIdle() // the expiry loop may need to wake earlier
+	return e.postCard(ctx, r)
+}
+
+// check validates in against the policy and the cloud and returns the
+// request to store.
+func (e *Engine) check(ctx context.Context, in CreateInput) (*Request, error) {
+	p := e.policy
+	if !ValidUserID(in.Requester) {
+		return nil, Errorf(Invalid, "The request has no valid Slack user.")
+	}
+	if in.Channel == "" {
+		return nil, Errorf(Invalid, "The request has no channel.")
+	}
+	if err := p.MayRequest(ctx, e.groups, in.Requester, in.Channel); err != nil {
+		return nil, err
+	}
+	ids, err := normaliseIDs(in.Instances)
+	if err != nil {
+		return nil, err
+	}
+	if len(ids) > p.MaxInstances {
+		return nil, Errorf(Invalid, "A request may name at most %d instances; this one names %d.", p.MaxInstances, len(ids))
+	}
+	reason := strings.TrimSpace(in.Reason)
+	switch {
+	case reason == "":
+		return nil, Errorf(Invalid, "A reason is required: say why the instances need a reboot.")
+	case utf8.RuneCountInString(reason) > MaxReasonLength:
+		return nil, Errorf(Invalid, "The reason is too long (at most %d characters).", MaxReasonLength)
+	case !utf8.ValidString(reason):
+		return nil, Errorf(Invalid, "The reason is not valid text.")
+	}
+	stop := in.StopType
+	if stop == "" {
+		stop = Soft
+	}
+	if !stop.Valid() {
+		return nil, Errorf(Invalid, "%q is not a stop type (SOFT, HARD or SOFT_FIRST).", stop)
+	}
+	region, err := p.RegionFor(in.Region)
+	if err != nil {
+		return nil, err
+	}
+	found, missing, err := e.cloud.Describe(ctx, region, ids)
+	if err != nil {
+		return nil, cloudUnavailable("look the instances up", err)
+	}
+	instances, err := preflight(ids, found, missing, region)
+	if err != nil {
+		return nil, err
+	}
+	req, err := p.Require(instances, stop)
+	if err != nil {
+		return nil, err
+	}
+	now := e.now()
+	return &Request{
+		Requester: in.Requester, Channel: in.Channel, Reason: reason, StopType: stop, Region: region,
+		Instances: instances, Required: req.Required, ApproverGroups: req.ApproverGroups,
+		SelfApproval: p.AllowSelfApproval, State: Pending,
+		CreatedAt: now, ExpiresAt: now.Add(p.RequestTTL),
+	}, nil
+}
+
+// normaliseIDs checks instance IDs and drops duplicates, keeping order.
+func normaliseIDs(in []string) ([]string, error) {
+	if len(in) == 0 {
+		return nil, Errorf(Invalid, "Name at least one instance (ins- followed by 8 lowercase letters or digits).")
+	}
+	var bad []string
+	seen := map[string]bool{}
+	var ids []string
+	for _, id := range in {
+		if !ValidInstanceID(id) {
+			bad = append(bad, fmt.Sprintf("%q", id))
+			continue
+		}
+		if !seen[id] {
+			seen[id] = true
+			ids = append(ids, id)
+		}
+	}
+	if len(bad) > 0 {
+		return nil, Errorf(Invalid, "Not an instance ID: %s (expected ins- followed by 8 lowercase letters or digits).", strings.Join(bad, ", "))
+	}
+	return ids, nil
+}
+
+// preflight orders the described instances like ids and refuses unknown
+// and non-RUNNING ones, naming each.
+func preflight(ids []string, found []Instance, missing []string, region string) ([]Instance, error) {
+	byID := make(map[string]Instance, len(found))
+	for _, in := range found {
+		byID[in.ID] = in
+	}
+	var problems []string
+	for _, id := range missing {
+		problems = append(problems, fmt.Sprintf("%s does not exist in %s", id, region))
+	}
+	instances := make([]Instance, 0, len(ids))
+	for _, id := range ids {
+		in, ok := byID[id]
+		if !ok {
+			if !slices.Contains(missing, id) {
+				problems = append(problems, fmt.Sprintf("%s does not exist in %s", id, region))
+			}
+			continue
+		}
+		if in.State != InstanceRunning {
+			problems = append(problems, fmt.Sprintf("%s is %s", id, in.State))
+		}
+		instances = append(instances, in)
+	}
+	if len(problems) > 0 {
+		return nil, Errorf(Invalid, "Nothing was requested: %s. Only existing RUNNING instances can be rebooted.", strings.Join(problems, "; "))
+	}
+	return instances, nil
+}
+
+// reject audits a refused request and remembers the answer for its key.
+func (e *Engine) reject(ctx context.Context, in CreateInput, cause error) error {
+	var ids []string
+	for _, id := range in.Instances {
+		if len(id) <= 40 && !slices.Contains(ids, id) {
+			ids = append(ids, id)
+		}
+		if len(ids) == MaxInstancesPerRequest {
+			break
+		}
+	}
+	kind := ErrorKind(cause)
+	msg := ErrorMessage(cause)
+	actor := in.Requester
+	if !ValidUserID(actor) {
+		actor = "unknown"
+	}
+	ev := Event{Type: EventRejected, Actor: actor, Instances: ids,
+		Details: Details{Reason: truncate(in.Reason, MaxReasonLength), StopType: in.StopType, Region: in.Region, Channel: in.Channel, Note: msg}}
+	if ce := (*CloudError)(nil); errors.As(cause, &ce) {
+		ev.Details.ErrorCode, ev.Details.CloudRequestID = ce.Code, ce.RequestID
+	}
+	reply, replayed, err := e.store.Record(ctx, in.Key, Reply{Kind: kind, Message: msg}, []Event{ev})
+	if err != nil {
+		e.log.Error("audit rejected request", "err", err)
+		return cause
+	}
+	if replayed {
+		return reply.Err()
+	}
+	e.observe([]Event{ev})
+	return cause
+}
+
+func truncate(s string, n int) string {
+	if utf8.RuneCountInString(s) <= n {
+		return s
+	}
+	return string([]rune(s)[:n]) + "…"
+}
+
+// cloudUnavailable wraps a cloud failure in a sentence for the user.
+func cloudUnavailable(doing string, err error) error {
+	var ce *CloudError
+	if errors.As(err, &ce) {
+		kind := Unavailable
+		if !ce.Transient {
+			kind = Forbidden
+		}
+		msg := fmt.Sprintf("Tencent Cloud refused to %s: %s (%s", doing, ce.Explanation, ce.Code)
+		if ce.RequestID != "" {
+			msg += ", RequestId " + ce.RequestID
+		}
+		return &Error{Kind: kind, Message: msg + ").", Err: err}
+	}
+	return &Error{Kind: Unavailable, Message: fmt.Sprintf("Tencent Cloud could not be reached to %s; try again in a moment.", doing), Err: err}
+}
+
+// postCard posts r's card and stores where it is. A channel the bot cannot
+// post in rejects the request; other failures leave it pending for the
+// background retry.
+func (e *Engine) postCard(ctx context.Context, r *Request) (*Request, error) {
+	card, err := e.notify.PostCard(ctx, r)
+	if err != nil {
+		if ErrorKind(err) == Forbidden {
+			return nil, e.rejectPosted(ctx, r, err)
+		}
+		e.log.Warn("post card; will retry", "request", r.ID, "err", err)
+		e.spawn(func(ctx context.Context) { e.ensureCard(ctx, r.ID) })
+		return r, nil
+	}
+	saved, _, _, err := e.store.Update(ctx, r.ID, "", func(s *Request) (Change, error) {
+		if s.Card.TS != "" {
+			return Change{}, nil
+		}
+		s.Card = card
+		s.CardCurrent = s.State == Pending
+		s.Version++
+		return Change{Save: true}, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	if !saved.CardCurrent {
+		e.refreshCard(saved.ID)
+	}
+	return saved, nil
+}
+
+// rejectPosted ends a stored request whose card cannot be posted.
+func (e *Engine) rejectPosted(ctx context.Context, r *Request, cause error) error {
+	msg := ErrorMessage(cause)
+	var events []Event
+	_, _, _, err := e.store.Update(ctx, r.ID, "", func(s *Request) (Change, error) {
+		if err := s.transition(Rejected); err != nil {
+			return Change{}, err
+		}
+		now := e.now()
+		s.DecidedBy, s.DecidedAt, s.Note, s.CardCurrent = ActorBot, now, msg, true
+		s.Version++
+		events = []Event{{RequestID: s.ID, Type: EventRejected, Actor: ActorBot, Instances: s.InstanceIDs(),
+			Details: Details{Channel: s.Channel, Note: msg, Outcome: string(Rejected)}}}
+		return Change{Save: true, Events: events}, nil
+	})
+	if err != nil {
+		e.log.Error("reject request", "request", r.ID, "err", err)
+	} else {
+		e.observe(events)
+	}
+	return cause
+}
+
+// ensureCard posts the card of a stored pending request that has none,
+// retrying until it works, the request is decided, or the engine stops.
+func (e *Engine) ensureCard(ctx context.Context, id string) {
+	for attempt := 0; ; attempt++ {
+		r, err := e.store.Get(ctx, id)
+		if err != nil || r.Card.TS != "" || r.State != Pending {
+			return
+		}
+		if _, err := e.postCard(ctx, r); err == nil {
+			if r2, err := e.store.Get(ctx, id); err == nil && r2.Card.TS != "" {
+				return
+			}
+		} else if ErrorKind(err) == Forbidden {
+			return
+		}
+		if !pause(ctx, backoff(attempt)) {
+			return
+		}
+	}
+}
+
+// pause waits d of real time (Slack's and the cloud's, not the domain
+// clock) and reports whether ctx is still live.
+func pause(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
+// backoff is the wait before retry attempt n of a Slack call.
+func backoff(n int) time.Duration {
+	d := time.Second << min(n, 5)
+	return min(d, 30*time.Second)
+}
+
+// eligible reports whether user may approve or deny r, resolving groups
+// outside any store transaction.
+func (e *Engine) eligible(ctx context.Context, id, user string) (bool, error) {
+	r, err := e.store.Get(ctx, id)
+	if err != nil {
+		return false, nil // the transaction reports the missing request
+	}
+	return MayApprove(ctx, e.groups, r, user)
+}
+
+// Approve records user's approval of request id. When it completes the
+// approvals, the request moves to EXECUTING in the same transaction (so it
+// can start only once) and the reboot begins in the background.
+func (e *Engine) Approve(ctx context.Context, key, id, user string) (Result, error) {
+	return e.decide(ctx, key, id, user, "approve", func(r *Request, ok bool, now time.Time) (Change, []Event, string, error) {
+		switch {
+		case !ok:
+			return refuse(r, user, Forbidden, fmt.Sprintf("You are not one of the approvers of %s.", r.ID))
+		case user == r.Requester && !r.SelfApproval:
+			return refuse(r, user, Forbidden, fmt.Sprintf("You asked for %s, so you can't approve it; someone else has to.", r.ID))
+		case r.HasApproved(user):
+			return refuse(r, user, Conflict, fmt.Sprintf("You have already approved %s.", r.ID))
+		}
+		r.Approvals = append(r.Approvals, Approval{User: user, At: now})
+		events := []Event{{RequestID: r.ID, Type: EventApproved, Actor: user, Instances: r.InstanceIDs(),
+			Details: Details{Approvals: approvers(r), Required: r.Required}}}
+		msg := fmt.Sprintf("You approved %s (%d of %d approvals).", r.ID, len(r.Approvals), r.Required)
+		if len(r.Approvals) >= r.Required {
+			if err := r.transition(Approved); err != nil {
+				return Change{}, nil, "", err
+			}
+			if err := r.transition(Executing); err != nil {
+				return Change{}, nil, "", err
+			}
+			r.DecidedBy, r.DecidedAt, r.StartedAt = user, now, now
+			r.Runs = make([]Run, len(r.Instances))
+			for i, in := range r.Instances {
+				r.Runs[i] = Run{InstanceID: in.ID}
+			}
+			events = append(events, Event{RequestID: r.ID, Type: EventExecuting, Actor: ActorBot, Instances: r.InstanceIDs(),
+				Details: Details{Approvals: approvers(r), Required: r.Required, StopType: r.StopType, Region: r.Region}})
+			msg = fmt.Sprintf("You approved %s; that was the last approval needed, so the reboot starts now.", r.ID)
+		}
+		return Change{Save: true}, events, msg, nil
+	})
+}
+
+// Deny ends request id as denied by an eligible approver.
+func (e *Engine) Deny(ctx context.Context, key, id, user string) (Result, error) {
+	return e.decide(ctx, key, id, user, "deny", func(r *Request, ok bool, now time.Time) (Change, []Event, string, error) {
+		if !ok {
+			return refuse(r, user, Forbidden, fmt.Sprintf("Only an approver of %s can deny it.", r.ID))
+		}
+		if err := r.transition(Denied); err != nil {
+			return Change{}, nil, "", err
+		}
+		r.DecidedBy, r.DecidedAt = user, now
+		ev := Event{RequestID: r.ID, Type: EventDenied, Actor: user, Instances: r.InstanceIDs(), Details: Details{Outcome: string(Denied)}}
+		return Change{Save: true}, []Event{ev}, fmt.Sprintf("You denied %s.", r.ID), nil
+	})
+}
+
+// Cancel ends request id at its requester's wish.
+func (e *Engine) Cancel(ctx context.Context, key, id, user string) (Result, error) {
+	return e.decide(ctx, key, id, user, "cancel", func(r *Request, _ bool, now time.Time) (Change, []Event, string, error) {
+		if user != r.Requester {
+			return refuse(r, user, Forbidden, fmt.Sprintf("Only <@%s>, who asked for %s, can cancel it.", r.Requester, r.ID))
+		}
+		if err := r.transition(Cancelled); err != nil {
+			return Change{}, nil, "", err
+		}
+		r.DecidedBy, r.DecidedAt = user, now
+		ev := Event{RequestID: r.ID, Type: EventCancelled, Actor: user, Instances: r.InstanceIDs(), Details: Details{Outcome: string(Cancelled)}}
+		return Change{Save: true}, []Event{ev}, fmt.Sprintf("You cancelled %s.", r.ID), nil
+	})
+}
+
+// refuse is a decision that changes nothing but is audited.
+func refuse(r *Request, user string, kind Kind, msg string) (Change, []Event, string, error) {
+	ev := Event{RequestID: r.ID, Type: EventApprovalRefused, Actor: user, Instances: r.InstanceIDs(), Details: Details{Note: msg}}
+	return Change{Reply: Reply{Kind: kind, Message: msg, RequestID: r.ID}}, []Event{ev}, msg, nil
+}
+
+func approvers(r *Request) []string {
+	users := make([]string, len(r.Approvals))
+	for i, a := range r.Approvals {
+		users[i] = a.User
+	}
+	return users
+}
+
+// decideFunc applies one person's action to a pending request inside the
+// store transaction. ok reports whether the person may approve.
+type decideFunc func(r *Request, ok bool, now time.Time) (Change, []Event, string, error)
+
+// decide runs an approval, denial or cancellation: the shared checks
+// (unknown request, already decided, expired), the store transaction with
+// the delivery key, the audit of refusals, and the follow-up work.
+func (e *Engine) decide(ctx context.Context, key, id, user, action string, fn decideFunc) (Result, error) {
+	if !ValidUserID(user) {
+		return Result{}, Errorf(Invalid, "The click came without a valid Slack user.")
+	}
+	if key != "" {
+		if reply, seen, err := e.store.Reply(ctx, key); err != nil {
+			return Result{}, err
+		} else if seen {
+			return replayed(ctx, e.store, reply)
+		}
+	}
+	ok := false
+	if action != "cancel" {
+		var err error
+		if ok, err = e.eligible(ctx, id, user); err != nil {
+			return Result{}, err
+		}
+	}
+	var events []Event
+	var executing bool
+	r, reply, wasReplayed, err := e.store.Update(ctx, id, key, func(r *Request) (Change, error) {
+		now := e.now()
+		events, executing = nil, false
+		if r.State == Pending && !now.Before(r.ExpiresAt) {
+			// Expired before anyone noticed: record that, refuse the action.
+			e.expire(r, now)
+			msg := fmt.Sprintf("%s expired at %s; nothing was done.", r.ID, r.ExpiresAt.Format(time.RFC1123))
+			events = []Event{expiredEvent(r), {RequestID: r.ID, Type: EventApprovalRefused, Actor: user, Instances: r.InstanceIDs(), Details: Details{Note: msg}}}
+			return Change{Save: true, Events: events, Reply: Reply{Kind: Conflict, Message: msg, RequestID: r.ID}}, nil
+		}
+		if r.State != Pending {
+			msg := fmt.Sprintf("%s is already %s; nothing was done.", r.ID, strings.ToLower(r.State.Outcome()))
+			events = []Event{{RequestID: r.ID, Type: EventApprovalRefused, Actor: user, Instances: r.InstanceIDs(), Details: Details{Note: action + ": " + msg}}}
+			return Change{Events: events, Reply: Reply{Kind: Conflict, Message: msg, RequestID: r.ID}}, nil
+		}
+		change, evs, msg, err := fn(r, ok, now)
+		if err != nil {
+			return Change{}, err
+		}
+		events = evs
+		change.Events = evs
+		if change.Save {
+			r.CardCurrent = false
+			r.Version++
+			change.Reply = Reply{Message: msg, RequestID: r.ID}
+			executing = r.State == Executing
+		}
+		return change, nil
+	})
+	if err != nil {
+		if ErrorKind(err) == NotFound {
+			return e.unknownRequest(ctx, key, id, user, action)
+		}
+		return Result{}, err
+	}
+	if wasReplayed {
+		return replayed(ctx, e.store, reply)
+	}
+	e.observe(events)
+	if len(events) > 0 && events[0].Type != EventApprovalRefused {
+		e.refreshCard(id)
+	}
+	if executing {
+		e.startExecution(id)
+	}
+	if reply.Kind != "" {
+		return Result{Request: r}, reply.Err()
+	}
+	return Result{Request: r, Message: reply.Message}, nil
+}
+
+// unknownRequest audits an action on a request that does not exist.
+func (e *Engine) unknownRequest(ctx context.Context, key, id, user, action string) (Result, error) {
+	shown := id
+	if _, ok := ParseRequestID(id); !ok {
+		shown = "that request"
+	}
+	msg := fmt.Sprintf("There is no request %s; nothing was done.", shown)
+	ev := Event{Type: EventApprovalRefused, Actor: user, Details: Details{Note: action + ": " + msg}}
+	if shown != "that request" {
+		ev.RequestID = id
+	}
+	reply, _, err := e.store.Record(ctx, key, Reply{Kind: NotFound, Message: msg}, []Event{ev})
+	if err != nil {
+		return Result{}, err
+	}
+	return Result{}, reply.Err()
+}
+
+// replayed answers a delivery seen before as it was answered then.
+func replayed(ctx context.Context, s Store, reply Reply) (Result, error) {
+	if reply.Kind != "" {
+		return Result{Replayed: true}, reply.Err()
+	}
+	r, err := s.Get(ctx, reply.RequestID)
+	if err != nil {
+		r = nil
+	}
+	return Result{Request: r, Message: reply.Message, Replayed: true}, nil
+}
+
+// expire marks a pending request expired (inside a transaction).
+func (e *Engine) expire(r *Request, now time.Time) {
+	r.State = Expired
+	r.DecidedBy, r.DecidedAt = ActorBot, now
+	r.CardCurrent = false
+	r.Version++
+}
+
+func expiredEvent(r *Request) Event {
+	return Event{RequestID: r.ID, Type: EventExpired, Actor: ActorBot, Instances: r.InstanceIDs(),
+		Details: Details{Approvals: approvers(r), Required: r.Required, Outcome: string(Expired)}}
+}
+
+// Get returns request id.
+func (e *Engine) Get(ctx context.Context, id string) (*Request, error) {
+	if _, ok := ParseRequestID(id); !ok {
+		return nil, Errorf(Invalid, "%q is not a request ID (R- and a number).", truncate(id, 40))
+	}
+	return e.store.Get(ctx, strings.ToUpper(id))
+}
+
+// Pending returns the requests waiting for approval, oldest first.
+func (e *Engine) Pending(ctx context.Context) ([]*Request, error) {
+	open, err := e.store.Open(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var pending []*Request
+	for _, r := range open {
+		if r.State == Pending {
+			pending = append(pending, r)
+		}
+	}
+	return pending, nil
+}
+
+// Audit returns the events matching q, newest first.
+func (e *Engine) Audit(ctx context.Context, q AuditQuery) ([]Event, error) {
+	var events []Event
+	err := e.store.Audit(ctx, q, func(ev *Event) error {
+		events = append(events, *ev)
+		return nil
+	})
+	return events, err
+}
+
+// MayRequest reports whether user may file requests in channel.
+func (e *Engine) MayRequest(ctx context.Context, user, channel string) error {
+	return e.policy.MayRequest(ctx, e.groups, user, channel)
+}
+
+// MayView reports whether user may look at requests and the audit log:
+// everyone who may request or approve.
+func (e *Engine) MayView(ctx context.Context, user, channel string) error {
+	reqErr := e.policy.MayRequest(ctx, e.groups, user, channel)
+	if reqErr == nil {
+		return nil
+	}
+	lists := [][]string{e.policy.Approvers}
+	for _, r := range e.policy.Rules {
+		lists = append(lists, r.Approvers)
+	}
+	for _, l := range lists {
+		ok, err := member(ctx, e.groups, l, user)
+		if err != nil {
+			return err
+		}
+		if ok {
+			return nil
+		}
+	}
+	return Errorf(Forbidden, "Only people who may request or approve reboots can look at requests and the audit log.")
+}
