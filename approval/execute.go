@@ -41,7 +41,7 @@ func (e *Engine) startExecution(id string) {
 }
 
 // save changes request id in one transaction with the events fn returns.
-// stale marks the card as owing an update.
+// stale marks the card as owing an update: the change shows on the card.
 func (e *Engine) save(ctx context.Context, id string, stale bool, fn func(r *Request) ([]Event, error)) (*Request, error) {
 	var events []Event
 	r, _, _, err := e.store.Update(ctx, id, "", func(r *Request) (Change, error) {
@@ -52,8 +52,8 @@ func (e *Engine) save(ctx context.Context, id string, stale bool, fn func(r *Req
 		}
 		if stale {
 			r.CardCurrent = false
+			r.Version++
 		}
-		r.Version++
 		return Change{Save: true, Events: events}, nil
 	})
 	if err != nil {

@@ -222,8 +222,9 @@ type Request struct {
 	// CardCurrent reports whether the card shows the latest state; false
 	// means a card update is owed.
 	CardCurrent bool `json:"card_current,omitempty"`
-	// Version counts the request's saved changes, so that a card update
-	// rendered from an older version does not mark a newer one as shown.
+	// Version counts the changes that show on the card, so that a card
+	// update rendered from an older version does not mark a newer one as
+	// shown.
 	Version int `json:"version"`
 }
 

@@ -1,0 +1,317 @@
+package approval_test
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"rebootbot/approval"
+	"rebootbot/store"
+)
+
+// fakeCloud is an in-memory CVM that records every reboot call. Reboots
+// finish at once unless an instance is set to fail.
+type fakeCloud struct {
+	mu        sync.Mutex
+	instances map[string]*approval.Instance
+	calls     map[string]int // reboot calls per instance
+	callCount int
+	failOp    map[string]bool // the reboot operation ends FAILED
+	seq       int
+	// interrupt makes the next Reboot call hang until its context ends,
+	// as a crash would leave it: "before" the call reaches the cloud, or
+	// "after" the cloud has acted. reached is closed when it hangs.
+	interrupt string
+	reached   chan struct{}
+}
+
+func newFakeCloud(instances ...approval.Instance) *fakeCloud {
+	c := &fakeCloud{instances: map[string]*approval.Instance{}, calls: map[string]int{}, failOp: map[string]bool{}}
+	for _, in := range instances {
+		in := in
+		if in.State == "" {
+			in.State = approval.InstanceRunning
+		}
+		c.instances[in.ID] = &in
+	}
+	return c
+}
+
+func (c *fakeCloud) Describe(ctx context.Context, region string, ids []string) ([]approval.Instance, []string, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var found []approval.Instance
+	var missing []string
+	for _, id := range ids {
+		if in, ok := c.instances[id]; ok {
+			found = append(found, *in)
+		} else {
+			missing = append(missing, id)
+		}
+	}
+	return found, missing, nil
+}
+
+func (c *fakeCloud) Reboot(ctx context.Context, region string, ids []string, stop approval.StopType) ([]approval.RebootResult, error) {
+	c.mu.Lock()
+	interrupt := c.interrupt
+	c.interrupt = ""
+	c.mu.Unlock()
+	if interrupt == "before" {
+		close(c.reached)
+		<-ctx.Done()
+		return nil, ctx.Err()
+	}
+	results := c.reboot(ids)
+	if interrupt == "after" {
+		close(c.reached)
+		<-ctx.Done()
+		return results, ctx.Err()
+	}
+	return results, nil
+}
+
+func (c *fakeCloud) reboot(ids []string) []approval.RebootResult {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.seq++
+	c.callCount++
+	reqID := fmt.Sprintf("req-%d", c.seq)
+	results := make([]approval.RebootResult, len(ids))
+	for i, id := range ids {
+		results[i] = approval.RebootResult{InstanceID: id, RequestID: reqID}
+		in, ok := c.instances[id]
+		switch {
+		case !ok:
+			results[i].Err = &approval.CloudError{Code: "InvalidInstanceId.NotFound", RequestID: reqID, Explanation: "no such instance"}
+		case in.State != approval.InstanceRunning:
+			results[i].Err = &approval.CloudError{Code: "UnsupportedOperation.InstanceState" + in.State, RequestID: reqID, Explanation: "not running"}
+		default:
+			c.calls[id]++
+			in.LatestOperation, in.LatestOperationRequestID = approval.OpReboot, reqID
+			in.LatestOperationState = approval.OpSuccess
+			if c.failOp[id] {
+				in.LatestOperationState = approval.OpFailed
+				in.LatestOperationError = "the guest did not stop"
+			}
+		}
+	}
+	return results
+}
+
+func (c *fakeCloud) Wait(ctx context.Context, region string, targets []approval.WaitTarget, opts approval.WaitOptions, report func(approval.WaitResult)) error {
+	for _, t := range targets {
+		c.mu.Lock()
+		in := *c.instances[t.InstanceID]
+		c.mu.Unlock()
+		res := approval.WaitResult{InstanceID: t.InstanceID, State: in.State, Duration: time.Second}
+		matches := in.LatestOperation == approval.OpReboot &&
+			(t.RequestID == in.LatestOperationRequestID || t.RequestID == "" && in.LatestOperationRequestID != t.NotRequestID)
+		switch {
+		case matches && in.LatestOperationState == approval.OpSuccess:
+			res.OK = true
+		case matches:
+			res.Err = &approval.CloudError{Code: "OperationFailed", Message: in.LatestOperationError, Explanation: "the reboot failed: " + in.LatestOperationError}
+		default:
+			res.Err = &approval.CloudError{Code: "Timeout", Explanation: "it did not come back in time"}
+		}
+		report(res)
+	}
+	return ctx.Err()
+}
+
+// rebootCalls returns how many reboot calls included id.
+func (c *fakeCloud) rebootCalls(id string) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.calls[id]
+}
+
+func (c *fakeCloud) set(id string, fn func(in *approval.Instance)) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	fn(c.instances[id])
+}
+
+// fakeSlack records what would reach Slack.
+type fakeSlack struct {
+	mu      sync.Mutex
+	cards   map[string]*approval.Request // by request ID, as last shown
+	reports map[string][]approval.Report
+	posted  int
+	// refuse, when set, makes PostCard fail with it.
+	refuse error
+}
+
+func newFakeSlack() *fakeSlack {
+	return &fakeSlack{cards: map[string]*approval.Request{}, reports: map[string][]approval.Report{}}
+}
+
+func (s *fakeSlack) PostCard(ctx context.Context, r *approval.Request) (approval.Card, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.refuse != nil {
+		return approval.Card{}, s.refuse
+	}
+	s.posted++
+	s.cards[r.ID] = r.Clone()
+	return approval.Card{Channel: r.Channel, TS: fmt.Sprintf("1700000000.%06d", s.posted)}, nil
+}
+
+func (s *fakeSlack) UpdateCard(ctx context.Context, r *approval.Request) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.cards[r.ID] = r.Clone()
+	return nil
+}
+
+func (s *fakeSlack) Report(ctx context.Context, r *approval.Request, rep approval.Report) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.reports[r.ID] = append(s.reports[r.ID], rep)
+	return nil
+}
+
+// card returns the request as its card last showed it.
+func (s *fakeSlack) card(id string) *approval.Request {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.cards[id]
+}
+
+func (s *fakeSlack) reportsOf(id string) []approval.Report {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.reports[id])
+}
+
+// fakeGroups resolves user groups from a map.
+type fakeGroups map[string][]string
+
+func (g fakeGroups) Members(ctx context.Context, group string) ([]string, error) {
+	return g[group], nil
+}
+
+// world is an engine with its parts, for tests.
+type world struct {
+	engine *approval.Engine
+	store  *store.DB
+	cloud  *fakeCloud
+	slack  *fakeSlack
+	clock  *approval.FakeClock
+	policy *approval.Policy
+}
+
+var epoch = time.Date(2026, 11, 26, 9, 0, 0, 0, time.UTC)
+
+func testPolicy() *approval.Policy {
+	return &approval.Policy{
+		Approvers: []string{"UALICE", "UBOB", "UCAROL", "SSRE"}, MinApprovals: 1, HardMinApprovals: 2,
+		RequestTTL: 30 * time.Minute, MaxInstances: 100, DefaultRegion: "ap-guangzhou",
+		Regions: []string{"ap-guangzhou", "ap-shanghai"},
+	}
+}
+
+func testInstances() []approval.Instance {
+	return []approval.Instance{
+		{ID: "ins-aaaaaaaa", Name: "web-1", Zone: "ap-guangzhou-3", PrivateIPs: []string{"10.0.0.1"}, Tags: map[string]string{"env": "staging"}},
+		{ID: "ins-bbbbbbbb", Name: "web-2", Zone: "ap-guangzhou-3", PrivateIPs: []string{"10.0.0.2"}, Tags: map[string]string{"env": "prod"}},
+		{ID: "ins-cccccccc", Name: "db-1", Zone: "ap-guangzhou-4", PrivateIPs: []string{"10.0.0.3"}, Tags: map[string]string{"reboot": "deny"}},
+		{ID: "ins-dddddddd", Name: "batch-1", Zone: "ap-guangzhou-4", PrivateIPs: []string{"10.0.0.4"}, State: "STOPPED"},
+	}
+}
+
+// mustWorld returns a started engine on a real bbolt file. The same store
+// file can be reopened by a second world to test restarts.
+func mustWorld(t *testing.T, p *approval.Policy, cloud *fakeCloud, dbPath string) *world {
+	t.Helper()
+	if dbPath == "" {
+		dbPath = filepath.Join(t.TempDir(), "bot.db")
+	}
+	clock := approval.NewFakeClock(epoch)
+	db, err := store.Open(dbPath, store.Options{NoSync: true, Now: clock.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := &world{store: db, cloud: cloud, slack: newFakeSlack(), clock: clock, policy: p}
+	w.engine, err = approval.NewEngine(approval.Config{
+		Store: db, Cloud: cloud, Notifier: w.slack, Policy: p, Clock: clock,
+		Groups: fakeGroups{"SSRE": {"UDAVE", "UERIN"}}, PollInterval: time.Millisecond, RebootTimeout: time.Minute,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.engine.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { w.stop(t) })
+	return w
+}
+
+// stop closes the engine and the store; calling it twice is harmless.
+func (w *world) stop(t *testing.T) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := w.engine.Close(ctx); err != nil {
+		t.Errorf("close engine: %v", err)
+	}
+	w.store.Close()
+}
+
+// mustCreate files a request and fails the test if it is refused.
+func (w *world) mustCreate(t *testing.T, in approval.CreateInput) *approval.Request {
+	t.Helper()
+	if in.Requester == "" {
+		in.Requester = "UREQ"
+	}
+	if in.Channel == "" {
+		in.Channel = "COPS"
+	}
+	if in.Reason == "" {
+		in.Reason = "kernel patch"
+	}
+	r, err := w.engine.Create(context.Background(), in)
+	if err != nil {
+		t.Fatalf("create: %v", err)
+	}
+	return r
+}
+
+// waitState polls the store until request id reaches state s.
+func (w *world) waitState(t *testing.T, id string, s approval.State) *approval.Request {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		r, err := w.store.Get(context.Background(), id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.State == s && r.Settled() == s.Terminal() {
+			return r
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s is %s (settled %v), want %s", id, r.State, r.Settled(), s)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+// events returns the audit events of request id, oldest first.
+func (w *world) events(t *testing.T, q approval.AuditQuery) []approval.EventType {
+	t.Helper()
+	q.Oldest = true
+	var types []approval.EventType
+	err := w.store.Audit(context.Background(), q, func(e *approval.Event) error {
+		types = append(types, e.Type)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return types
+}
