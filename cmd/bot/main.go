@@ -1,10 +1,74 @@
+// Command bot is rebootbot: a Slack bot that reboots Tencent Cloud CVM
+// instances once the policy's approvals are in. See README.md.
 package main
+
 import (
- _ "github.com/slack-go/slack"
- _ "github.com/slack-go/slack/socketmode"
- _ "github.com/tencentcloud/tencentcloud-sdk-go/tencentcloud/cvm/v20170312"
- _ "github.com/tencentcloud/tencentcloud-sdk-go/tencentcloud/common"
- _ "go.etcd.io/bbolt"
- _ "go.yaml.in/yaml/v3"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"rebootbot/cloud/emulator"
+	"rebootbot/store"
 )
-func main(){}
+
+// version is set at build time with -ldflags "-X main.version=…".
+var version = "dev"
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args, os.Getenv, os.Stdout, os.Stderr)
+	stop()
+	if err != nil {
+		var exit *store.ExitError
+		if errors.As(err, &exit) {
+			if exit.Msg != "" {
+				fmt.Fprintln(os.Stderr, exit.Msg)
+			}
+			os.Exit(exit.Code)
+		}
+		fmt.Fprintln(os.Stderr, "bot:", err)
+		os.Exit(1)
+	}
+}
+
+const usage = `usage: bot [command]
+
+commands:
+  serve      run the bot (the default)
+  demo       the whole flow on this machine, no credentials
+  emulator   run the CVM emulator alone
+  audit      audit lookups: bot audit list|verify …
+  version    print the version
+`
+
+// run is the whole program; main only supplies the process's context,
+// arguments, environment and streams.
+func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	cmd, rest := "serve", []string(nil)
+	if len(args) > 1 {
+		cmd, rest = args[1], args[2:]
+	}
+	switch cmd {
+	case "serve":
+		return serve(ctx, rest, getenv, stdout, stderr)
+	case "demo":
+		return demo(ctx, rest, stdout, stderr)
+	case "emulator":
+		return emulator.Command(ctx, rest, stdout, stderr)
+	case "audit":
+		return store.AuditCommand(ctx, rest, getenv, stdout, stderr)
+	case "version", "--version", "-v":
+		fmt.Fprintln(stdout, "rebootbot", version)
+		return nil
+	case "help", "--help", "-h":
+		fmt.Fprint(stdout, usage)
+		return nil
+	default:
+		fmt.Fprint(stderr, usage)
+		return &store.ExitError{Code: 2, Msg: fmt.Sprintf("bot: unknown command %q", cmd)}
+	}
+}

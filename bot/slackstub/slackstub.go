@@ -1,0 +1,340 @@
+// Package slackstub is a local stand-in for Slack's Web API and for the
+// response_url endpoints Slack hands out with each command and click. The
+// demo, the end-to-end tests and the crash tests point SLACK_API_URL at it.
+// It keeps every message it was sent, threads included, answers like
+// Slack does (ok/error JSON, 429 with Retry-After) and can be told to fail.
+package slackstub
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Call is one request the stub received.
+type Call struct {
+	Method string     // chat.postMessage, chat.update, …, or "response_url"
+	Path   string     // the URL path it was sent to
+	Form   url.Values // form fields (JSON bodies are flattened into it)
+	Body   []byte     // the raw body
+}
+
+// Message is a message as it stands in a channel.
+type Message struct {
+	Channel  string
+	TS       string
+	ThreadTS string
+	Text     string
+	Blocks   string // JSON
+	Updates  int    // how many chat.update calls changed it
+}
+
+// Fault is a failure to answer the next matching calls with.
+type Fault struct {
+	Method     string        // "" = any method
+	Status     int           // HTTP status, e.g. 429 or 503; 0 = 200 with Error
+	Error      string        // Slack error code, e.g. not_in_channel
+	RetryAfter int           // seconds, for 429
+	Delay      time.Duration // wait before answering (the call may still succeed)
+	Count      int           // how many calls it applies to; 0 = 1
+}
+
+// Server is the stand-in. Its zero value is not usable; call New.
+type Server struct {
+	mu         sync.Mutex
+	calls      []Call
+	messages   []*Message
+	ephemeral  []Call
+	responses  []Call
+	faults     []Fault
+	groups     map[string][]string
+	notIn      map[string]bool
+	seq        int
+	URL        string // base URL of the server, set by the caller (for response URLs)
+	changed    chan struct{}
+	viewsOpen  []Call
+	responseID int
+}
+
+// New returns an empty stand-in.
+func New() *Server {
+	return &Server{groups: map[string][]string{}, notIn: map[string]bool{}, changed: make(chan struct{})}
+}
+
+// SetGroup sets the members usergroups.users.list reports for group.
+func (s *Server) SetGroup(group string, members ...string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.groups[group] = members
+}
+
+// NotInChannel makes posts to channel fail with not_in_channel.
+func (s *Server) NotInChannel(channel string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.notIn[channel] = true
+}
+
+// Fail queues a fault.
+func (s *Server) Fail(f Fault) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if f.Count == 0 {
+		f.Count = 1
+	}
+	s.faults = append(s.faults, f)
+}
+
+// ResponseURL returns a fresh response_url served by the stub.
+func (s *Server) ResponseURL() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.responseID++
+	return fmt.Sprintf("%s/response/%d", strings.TrimSuffix(s.URL, "/"), s.responseID)
+}
+
+// Calls returns every call received, in order.
+func (s *Server) Calls() []Call {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.calls)
+}
+
+// Messages returns the channel messages (cards and thread replies) as they
+// stand now.
+func (s *Server) Messages() []Message {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]Message, len(s.messages))
+	for i, m := range s.messages {
+		out[i] = *m
+	}
+	return out
+}
+
+// Responses returns the bodies posted to response URLs and the
+// chat.postEphemeral calls, in order: what users saw privately.
+func (s *Server) Responses() []Call {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.responses)
+}
+
+// Changed returns a channel closed at the next change, for waiting without
+// sleeping.
+func (s *Server) Changed() <-chan struct{} {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.changed
+}
+
+// WaitFor waits until cond holds or timeout passes and reports whether it
+// held.
+func (s *Server) WaitFor(timeout time.Duration, cond func() bool) bool {
+	deadline := time.NewTimer(timeout)
+	defer deadline.Stop()
+	for {
+		ch := s.Changed()
+		if cond() {
+			return true
+		}
+		select {
+		case <-ch:
+		case <-deadline.C:
+			return cond()
+		}
+	}
+}
+
+// ResponsesTo returns what was posted to one response URL, or
+// ephemerally to user with chat.postEphemeral.
+func (s *Server) ResponsesTo(responseURL, user string) []Call {
+	path := responseURL
+	if u, err := url.Parse(responseURL); err == nil {
+		path = u.Path
+	}
+	var out []Call
+	for _, c := range s.Responses() {
+		if c.Method == "response_url" && c.Path == path || c.Method == "chat.postEphemeral" && c.Form.Get("user") == user {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// Thread returns the replies in the thread of the message ts.
+func (s *Server) Thread(ts string) []Message {
+	var out []Message
+	for _, m := range s.Messages() {
+		if m.ThreadTS == ts {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+// Card returns the top-level message ts, if any.
+func (s *Server) Card(ts string) (Message, bool) {
+	for _, m := range s.Messages() {
+		if m.TS == ts && m.ThreadTS == "" {
+			return m, true
+		}
+	}
+	return Message{}, false
+}
+
+func (s *Server) notify() {
+	close(s.changed)
+	s.changed = make(chan struct{})
+}
+
+// takeFault returns the fault for method, consuming it.
+func (s *Server) takeFault(method string) (Fault, bool) {
+	for i, f := range s.faults {
+		if f.Method == "" || f.Method == method {
+			f.Count--
+			if f.Count <= 0 {
+				s.faults = append(s.faults[:i], s.faults[i+1:]...)
+			} else {
+				s.faults[i] = f
+			}
+			return f, true
+		}
+	}
+	return Fault{}, false
+}
+
+// ServeHTTP answers Web API methods under /api/ (or at the root) and
+// response URLs under /response/.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	body, err := io.ReadAll(io.LimitReader(r.Body, 4<<20))
+	if err != nil || r.Method != http.MethodPost {
+		http.Error(w, "bad request", http.StatusBadRequest)
+		return
+	}
+	method := strings.TrimPrefix(strings.TrimPrefix(r.URL.Path, "/api"), "/")
+	if strings.HasPrefix(r.URL.Path, "/response/") {
+		method = "response_url"
+	}
+	form := decode(r.Header.Get("Content-Type"), body)
+	call := Call{Method: method, Path: r.URL.Path, Form: form, Body: body}
+
+	s.mu.Lock()
+	s.calls = append(s.calls, call)
+	fault, faulty := s.takeFault(method)
+	s.notify()
+	s.mu.Unlock()
+
+	if faulty {
+		if fault.Delay > 0 {
+			select {
+			case <-time.After(fault.Delay):
+			case <-r.Context().Done():
+				return
+			}
+		}
+		switch {
+		case fault.Status == http.StatusTooManyRequests:
+			w.Header().Set("Retry-After", strconv.Itoa(fault.RetryAfter))
+			w.WriteHeader(http.StatusTooManyRequests)
+			return
+		case fault.Status >= 500:
+			w.WriteHeader(fault.Status)
+			return
+		case fault.Error != "":
+			writeJSON(w, map[string]any{"ok": false, "error": fault.Error})
+			return
+		}
+	}
+	if method != "response_url" && r.Header.Get("Authorization") == "" && form.Get("token") == "" {
+		writeJSON(w, map[string]any{"ok": false, "error": "not_authed"})
+		return
+	}
+	writeJSON(w, s.answer(call))
+}
+
+// answer performs a successful call.
+func (s *Server) answer(c Call) map[string]any {
+	s.mu.Lock()
+	defer func() {
+		s.notify()
+		s.mu.Unlock()
+	}()
+	f := c.Form
+	switch c.Method {
+	case "auth.test":
+		return map[string]any{"ok": true, "user_id": "UREBOOTBOT", "team_id": "TDEMO", "bot_id": "BREBOOTBOT"}
+	case "chat.postMessage":
+		ch := f.Get("channel")
+		if s.notIn[ch] {
+			return map[string]any{"ok": false, "error": "not_in_channel"}
+		}
+		s.seq++
+		m := &Message{Channel: ch, TS: fmt.Sprintf("1800000000.%06d", s.seq), ThreadTS: f.Get("thread_ts"), Text: f.Get("text"), Blocks: f.Get("blocks")}
+		s.messages = append(s.messages, m)
+		return map[string]any{"ok": true, "channel": ch, "ts": m.TS, "message": map[string]any{"text": m.Text, "ts": m.TS}}
+	case "chat.update":
+		for _, m := range s.messages {
+			if m.Channel == f.Get("channel") && m.TS == f.Get("ts") {
+				m.Text, m.Blocks = f.Get("text"), f.Get("blocks")
+				m.Updates++
+				return map[string]any{"ok": true, "channel": m.Channel, "ts": m.TS, "text": m.Text}
+			}
+		}
+		return map[string]any{"ok": false, "error": "message_not_found"}
+	case "chat.postEphemeral":
+		s.responses = append(s.responses, c)
+		s.seq++
+		return map[string]any{"ok": true, "message_ts": fmt.Sprintf("1800000000.%06d", s.seq)}
+	case "response_url":
+		s.responses = append(s.responses, c)
+		return map[string]any{"ok": true}
+	case "usergroups.users.list":
+		users := s.groups[f.Get("usergroup")]
+		if users == nil {
+			return map[string]any{"ok": false, "error": "no_such_subteam"}
+		}
+		return map[string]any{"ok": true, "users": users}
+	case "views.open":
+		s.viewsOpen = append(s.viewsOpen, c)
+		return map[string]any{"ok": true, "view": map[string]any{"id": fmt.Sprintf("V%06d", len(s.viewsOpen))}}
+	case "conversations.info":
+		return map[string]any{"ok": true, "channel": map[string]any{"id": f.Get("channel"), "is_member": !s.notIn[f.Get("channel")]}}
+	case "users.info":
+		return map[string]any{"ok": true, "user": map[string]any{"id": f.Get("user"), "name": strings.ToLower(f.Get("user"))}}
+	}
+	return map[string]any{"ok": false, "error": "unknown_method"}
+}
+
+// decode turns a form or JSON body into form values.
+func decode(contentType string, body []byte) url.Values {
+	if strings.HasPrefix(contentType, "application/json") {
+		var m map[string]any
+		out := url.Values{}
+		if json.Unmarshal(body, &m) == nil {
+			for k, v := range m {
+				if s, ok := v.(string); ok {
+					out.Set(k, s)
+				} else {
+					b, _ := json.Marshal(v)
+					out.Set(k, string(b))
+				}
+			}
+		}
+		return out
+	}
+	v, _ := url.ParseQuery(string(body))
+	return v
+}
+
+func writeJSON(w http.ResponseWriter, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	json.NewEncoder(w).Encode(v)
+}

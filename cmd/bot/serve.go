@@ -1,0 +1,164 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"rebootbot/approval"
+	"rebootbot/bot"
+	"rebootbot/cloud"
+	"rebootbot/store"
+)
+
+// drainTimeout is how long a stopping bot lets in-flight work finish; what
+// is left then is resumed by the next start.
+const drainTimeout = 25 * time.Second
+
+// serve runs the bot until ctx ends.
+func serve(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	if len(args) > 0 {
+		return &store.ExitError{Code: 2, Msg: "bot serve takes no arguments; it is configured by environment variables (see README.md)"}
+	}
+	cfg, err := loadConfig(getenv)
+	if err != nil {
+		return err
+	}
+	log := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	for _, w := range cfg.Warnings {
+		log.Warn(w)
+	}
+	app, err := start(ctx, cfg, log, nil)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "rebootbot %s listening on http://%s\n", version, app.addr)
+	<-ctx.Done()
+	log.Info("stopping: draining in-flight work", "timeout", drainTimeout.String())
+	return app.stop()
+}
+
+// app is a running bot: its parts, for stopping them in order.
+type app struct {
+	addr    string
+	db      *store.DB
+	admin   *store.Admin
+	engine  *approval.Engine
+	handler *bot.Handler
+	server  *http.Server
+	done    chan error // the HTTP server's and Socket Mode's end
+	cancel  context.CancelFunc
+	log     *slog.Logger
+}
+
+// start wires store, cloud, Slack and engine and starts serving. clock may
+// be nil for the system clock.
+func start(ctx context.Context, cfg *config, log *slog.Logger, clock approval.Clock) (*app, error) {
+	db, err := store.Open(cfg.DBPath, store.Options{Timeout: time.Second})
+	if err != nil {
+		if errors.Is(err, store.ErrLocked) {
+			return nil, fmt.Errorf("BOT_DB %s is in use by another process (is another bot running?)", cfg.DBPath)
+		}
+		return nil, fmt.Errorf("BOT_DB %s: %w", cfg.DBPath, err)
+	}
+	a := &app{db: db, log: log, done: make(chan error, 2)}
+	ok := false
+	defer func() {
+		if !ok {
+			db.Close()
+		}
+	}()
+
+	metrics := bot.NewMetrics()
+	cloudCfg := cfg.Cloud
+	cloudCfg.Logger = log.With("component", "cloud")
+	cloudCfg.OnCall = metrics.CloudCall
+	cvm, err := cloud.New(cloudCfg)
+	if err != nil {
+		return nil, err
+	}
+	slack := bot.NewSlack(bot.SlackConfig{
+		Token: cfg.BotToken, APIURL: cfg.APIURL, Logger: log.With("component", "slack"), Metrics: metrics,
+	})
+	a.engine, err = approval.NewEngine(approval.Config{
+		Store: db, Cloud: cvm, Notifier: slack, Groups: slack, Policy: cfg.Policy, Clock: clock,
+		Logger: log.With("component", "engine"), PollInterval: cfg.PollInterval, RebootTimeout: cfg.RebootTimeout,
+		Observer: metrics.ObserveEvent,
+	})
+	if err != nil {
+		return nil, err
+	}
+	a.handler = bot.NewHandler(bot.HandlerConfig{
+		Engine: a.engine, Slack: slack, SigningSecret: cfg.SigningSecret, Clock: clock,
+		Logger: log.With("component", "handler"), Metrics: metrics, Health: db.Check,
+	})
+
+	ln, err := net.Listen("tcp", cfg.ListenAddr)
+	if err != nil {
+		return nil, fmt.Errorf("BOT_LISTEN_ADDR %s: %w", cfg.ListenAddr, err)
+	}
+	a.addr = ln.Addr().String()
+	a.admin = store.NewAdmin(db)
+	if err := a.admin.Start(ctx); err != nil {
+		ln.Close()
+		return nil, fmt.Errorf("start the audit admin endpoint: %w", err)
+	}
+	if err := a.engine.Start(ctx); err != nil {
+		ln.Close()
+		a.admin.Close()
+		return nil, err
+	}
+	a.server = &http.Server{Handler: a.handler, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second}
+	go func() {
+		if err := a.server.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			a.done <- fmt.Errorf("http server: %w", err)
+		}
+	}()
+	var runCtx context.Context
+	runCtx, a.cancel = context.WithCancel(context.Background())
+	if cfg.AppToken != "" {
+		go func() {
+			if err := a.handler.RunSocketMode(runCtx, cfg.AppToken); err != nil && runCtx.Err() == nil {
+				a.done <- fmt.Errorf("socket mode: %w", err)
+			}
+		}()
+	}
+	log.Info("rebootbot started", "version", version, "config", cfg, "addr", a.addr)
+	ok = true
+	return a, nil
+}
+
+// stop drains and closes everything in order: no new deliveries, then the
+// work they started, then the store.
+func (a *app) stop() error {
+	ctx, cancel := context.WithTimeout(context.Background(), drainTimeout)
+	defer cancel()
+	a.cancel()
+	var errs []error
+	if err := a.server.Shutdown(ctx); err != nil {
+		errs = append(errs, fmt.Errorf("http shutdown: %w", err))
+	}
+	if err := a.handler.Close(ctx); err != nil {
+		errs = append(errs, fmt.Errorf("drain handlers: %w", err))
+	}
+	if err := a.engine.Close(ctx); err != nil {
+		a.log.Warn("in-flight work left for the next start", "err", err)
+	}
+	if err := a.admin.Close(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := a.db.Close(); err != nil {
+		errs = append(errs, err)
+	}
+	select {
+	case err := <-a.done:
+		errs = append(errs, err)
+	default:
+	}
+	return errors.Join(errs...)
+}
