@@ -278,7 +278,9 @@ func (e *Engine) create(ctx context.Context, in CreateInput) (*Request, error) {
 		Type: EventRequested, Actor: r.Requester, Instances: r.InstanceIDs(),
 		Details: Details{Reason: r.Reason, StopType: r.StopType, Region: r.Region, Channel: r.Channel, Required: r.Required},
 	}
-	if err := e.store.Create(ctx, r, "", Reply{}, []Event{requested}); err != nil {
+	// The delivery key is stored with the request, in one transaction, so a
+	// command redelivered after a crash finds its request.
+	if err := e.store.Create(ctx, r, in.Key, Reply{Message: "Request created."}, []Event{requested}); err != nil {
 		var held *HeldError
 		if errors.As(err, &held) {
 			return nil, e.reject(ctx, in, Errorf(Conflict, "%s already has an open request, %s; it can be part of only one at a time.", held.Instance, held.RequestID))
@@ -287,11 +289,6 @@ func (e *Engine) create(ctx context.Context, in CreateInput) (*Request, error) {
 	}
 	requested.RequestID = r.ID
 	e.observe([]Event{requested})
-	if in.Key != "" {
-		if _, _, err := e.store.Record(ctx, in.Key, Reply{Message: "Created " + r.ID + ".", RequestID: r.ID}, nil); err != nil {
-			e.log.Error("remember delivery", "request", r.ID, "err", err)
-		}
-	}
 	e.stopIdle() // the expiry loop may need to wake earlier
 	return e.postCard(ctx, r)
 }

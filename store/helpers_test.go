@@ -1,0 +1,143 @@
+package store
+
+import (
+	"context"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"rebootbot/approval"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// t0 is when the tests' clocks start.
+var t0 = time.Date(2026, 3, 1, 9, 0, 0, 0, time.UTC)
+
+// mustOpen opens a fresh database in t.TempDir, closed when the test ends.
+func mustOpen(t testing.TB, opts Options) *DB {
+	t.Helper()
+	return mustOpenPath(t, filepath.Join(t.TempDir(), "bot.db"), opts)
+}
+
+func mustOpenPath(t testing.TB, path string, opts Options) *DB {
+	t.Helper()
+	db, err := Open(path, opts)
+	if err != nil {
+		t.Fatalf("Open(%s): %v", path, err)
+	}
+	t.Cleanup(func() { db.Close() })
+	return db
+}
+
+// tick returns a clock for Options.Now that moves one second a call.
+func tick(start time.Time) func() time.Time {
+	c := approval.NewFakeClock(start)
+	return func() time.Time {
+		now := c.Now()
+		c.Advance(time.Second)
+		return now
+	}
+}
+
+// newRequest returns a pending request for instances by requester.
+func newRequest(requester string, instances ...string) *approval.Request {
+	r := &approval.Request{
+		Requester:      requester,
+		Channel:        "C0123",
+		Reason:         "kernel patch",
+		StopType:       approval.Soft,
+		Region:         "ap-guangzhou",
+		Required:       1,
+		ApproverGroups: [][]string{{"U0APPROVER"}},
+		State:          approval.Pending,
+		CreatedAt:      t0,
+		ExpiresAt:      t0.Add(30 * time.Minute),
+	}
+	for _, id := range instances {
+		r.Instances = append(r.Instances, approval.Instance{ID: id, Name: "web-" + id[4:], State: approval.InstanceRunning, Zone: "ap-guangzhou-3"})
+	}
+	return r
+}
+
+// requested is the event a new request is created with.
+func requested(r *approval.Request) approval.Event {
+	return approval.Event{
+		Type:      approval.EventRequested,
+		Actor:     r.Requester,
+		Instances: r.InstanceIDs(),
+		Details:   approval.Details{Reason: r.Reason, StopType: r.StopType, Region: r.Region},
+	}
+}
+
+// mustCreate stores r with its requested event and returns its ID.
+func mustCreate(t testing.TB, db *DB, r *approval.Request) string {
+	t.Helper()
+	if err := db.Create(context.Background(), r, "", approval.Reply{}, []approval.Event{requested(r)}); err != nil {
+		t.Fatalf("Create: %v", err)
+	}
+	return r.ID
+}
+
+// mustSetState moves request id to state with one event by actor.
+func mustSetState(t testing.TB, db *DB, id string, state approval.State, actor string, typ approval.EventType) {
+	t.Helper()
+	_, _, _, err := db.Update(context.Background(), id, "", func(r *approval.Request) (approval.Change, error) {
+		r.State = state
+		return approval.Change{Save: true, Events: []approval.Event{{Type: typ, Actor: actor}}}, nil
+	})
+	if err != nil {
+		t.Fatalf("Update(%s → %s): %v", id, state, err)
+	}
+}
+
+// mustAudit returns the events matching q.
+func mustAudit(t testing.TB, db *DB, q approval.AuditQuery) []approval.Event {
+	t.Helper()
+	var got []approval.Event
+	if err := db.Audit(context.Background(), q, func(e *approval.Event) error {
+		got = append(got, *e)
+		return nil
+	}); err != nil {
+		t.Fatalf("Audit(%+v): %v", q, err)
+	}
+	return got
+}
+
+func seqs(events []approval.Event) []uint64 {
+	out := make([]uint64, len(events))
+	for i, e := range events {
+		out[i] = e.Seq
+	}
+	return out
+}
+
+// mustAppendBulk appends n events in batches of large transactions,
+// through the same appender the Store methods use; event(i) returns the
+// i-th event (from 0) and the requester and instances of its request.
+func mustAppendBulk(t testing.TB, db *DB, n int, event func(i int) (approval.Event, string, []string)) {
+	t.Helper()
+	const batch = 20000
+	for start := 0; start < n; start += batch {
+		err := db.bolt.Update(func(tx *bolt.Tx) error {
+			app := db.appender(tx)
+			for i := start; i < min(start+batch, n); i++ {
+				e, requester, instances := event(i)
+				if _, err := app.append(e, requester, instances); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatalf("append events %d…: %v", start, err)
+		}
+	}
+}
+
+// setPage makes *page n for the test, so that small logs cross pages.
+func setPage(t testing.TB, page *int, n int) {
+	old := *page
+	*page = n
+	t.Cleanup(func() { *page = old })
+}
