@@ -1,0 +1,268 @@
+package emulator
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"text/tabwriter"
+	"time"
+)
+
+// The demo key pair `bot emulator` accepts when neither flags nor the
+// environment name one. It guards nothing: the emulator is a toy cloud.
+const (
+	DemoSecretID  = "AKIDrebootbotDEMO"
+	DemoSecretKey = "rebootbotDEMOkeyNotSecret"
+)
+
+// DefaultListen is where `bot emulator` listens unless told otherwise.
+const DefaultListen = "127.0.0.1:9000"
+
+// Command runs `bot emulator`: it seeds an emulator from a file or with
+// generated instances, prints them and the address it listens on, and
+// serves until ctx ends, logging each call on stderr. args are the
+// arguments after "emulator".
+func Command(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("bot emulator", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var (
+		listen     = fs.String("listen", DefaultListen, "`address` to listen on (host:port; port 0 picks a free one)")
+		secretID   = fs.String("secret-id", "", "SecretId to accept (default $TENCENTCLOUD_SECRET_ID, else "+DemoSecretID+")")
+		secretKey  = fs.String("secret-key", "", "SecretKey to accept (default $TENCENTCLOUD_SECRET_KEY, else the demo key)")
+		seedPath   = fs.String("seed", "", "JSON `file` of instances to serve (see LoadSeed for the format)")
+		count      = fs.Int("instances", 5, "number of instances to generate when there is no seed file")
+		genSeed    = fs.Int64("generate-seed", 1, "seed of the generated instances")
+		region     = fs.String("region", DefaultRegion, "region of the generated instances")
+		rebootTime = fs.Duration("reboot-duration", DefaultRebootDuration, "how long an instance stays REBOOTING")
+		errorRate  = fs.Float64("error-rate", 0, "probability (0..1) that a call fails with one of --error-code")
+		errorAct   = fs.String("error-action", "", "inject errors only into this action (default: every action)")
+		latency    = fs.Duration("latency", 0, "latency added to every answer")
+		perSecond  = fs.Int("calls-per-second", DefaultCallsPerSecond, "RebootInstances calls accepted per second (negative: unlimited)")
+		codes      codeList
+	)
+	fs.Var(&codes, "error-code", "error `code` to inject (repeatable or comma-separated; default InternalError)")
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "Usage: bot emulator [flags]\n\nRuns a local stand-in for the Tencent Cloud CVM API on --listen.\n\nFlags:\n")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil
+		}
+		return fmt.Errorf("emulator: %w", err)
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("emulator: unexpected argument %q", fs.Arg(0))
+	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+
+	switch {
+	case *errorRate < 0 || *errorRate > 1:
+		return fmt.Errorf("emulator: --error-rate must be between 0 and 1")
+	case *latency < 0:
+		return fmt.Errorf("emulator: --latency must not be negative")
+	case *rebootTime <= 0:
+		return fmt.Errorf("emulator: --reboot-duration must be positive")
+	case *perSecond == 0:
+		return fmt.Errorf("emulator: --calls-per-second must not be 0 (use a negative value for no limit)")
+	case *seedPath != "" && (set["instances"] || set["region"] || set["generate-seed"]):
+		return fmt.Errorf("emulator: --seed cannot be combined with --instances, --region or --generate-seed")
+	case *seedPath == "" && (*count < 1 || *count > 100000):
+		return fmt.Errorf("emulator: --instances must be between 1 and 100000")
+	case *seedPath == "" && !validRegionName(*region):
+		return fmt.Errorf("emulator: --region %q is not a region name such as ap-guangzhou", *region)
+	case len(codes) > 0 && *errorRate == 0:
+		return fmt.Errorf("emulator: --error-code needs --error-rate")
+	}
+	for _, c := range codes {
+		if !validCode(c) {
+			return fmt.Errorf("emulator: --error-code %q is not an error code such as InternalError or RequestLimitExceeded", c)
+		}
+	}
+	if *errorAct != "" && actions[*errorAct] == nil {
+		return fmt.Errorf("emulator: --error-action %q is not one of the emulated actions", *errorAct)
+	}
+
+	id, key := *secretID, *secretKey
+	if id == "" {
+		id = os.Getenv("TENCENTCLOUD_SECRET_ID")
+	}
+	if key == "" {
+		key = os.Getenv("TENCENTCLOUD_SECRET_KEY")
+	}
+	if id == "" && key == "" {
+		id, key = DemoSecretID, DemoSecretKey
+	}
+	if id == "" || key == "" {
+		return fmt.Errorf("emulator: a SecretId needs its SecretKey and the other way round (--secret-id, --secret-key or TENCENTCLOUD_SECRET_ID, TENCENTCLOUD_SECRET_KEY)")
+	}
+
+	var seed []Instance
+	if *seedPath != "" {
+		var err error
+		if seed, err = LoadSeed(*seedPath); err != nil {
+			return fmt.Errorf("emulator: %w", err)
+		}
+	} else {
+		seed = generate(*count, *genSeed, *region)
+	}
+
+	log := slog.New(slog.NewTextHandler(stderr, nil))
+	e := New(Config{
+		SecretID:       id,
+		SecretKey:      key,
+		RebootDuration: *rebootTime,
+		CallsPerSecond: *perSecond,
+		Seed:           time.Now().UnixNano(),
+		OnCall: func(c Call) {
+			attrs := []any{"action", c.Action, "region", c.Region, "request_id", c.RequestID}
+			if len(c.InstanceIDs) > 0 {
+				attrs = append(attrs, "instances", strings.Join(c.InstanceIDs, ","))
+			}
+			if c.ErrorCode != "" {
+				log.Warn("call failed", append(attrs, "code", c.ErrorCode)...)
+				return
+			}
+			log.Info("call", attrs...)
+		},
+	})
+	if err := e.Add(seed...); err != nil {
+		return fmt.Errorf("emulator: %w", err)
+	}
+	e.SetFaults(faultsFor(*errorRate, codes, *errorAct, *latency)...)
+
+	ln, err := net.Listen("tcp", *listen)
+	if err != nil {
+		return fmt.Errorf("emulator: %w", err)
+	}
+	printInstances(stdout, e)
+	fmt.Fprintf(stdout, "SecretId %s, region %s\n", id, regionsOf(seed))
+	fmt.Fprintf(stdout, "listening on http://%s\n", dialAddr(ln.Addr()))
+
+	srv := &http.Server{Handler: e, ReadHeaderTimeout: 10 * time.Second}
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+	select {
+	case err := <-served:
+		return fmt.Errorf("emulator: %w", err)
+	case <-ctx.Done():
+	}
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(shutdownCtx); err != nil {
+		srv.Close()
+	}
+	<-served
+	log.Info("emulator stopped")
+	return nil
+}
+
+// faultsFor turns the fault flags into faults. Each code gets an equal
+// share of rate: code i fires with rate/k ÷ (1 − i·rate/k), so that with
+// the faults rolled in order the first hit is code i with probability
+// rate/k.
+func faultsFor(rate float64, codes []string, action string, latency time.Duration) []Fault {
+	var out []Fault
+	if rate > 0 {
+		if len(codes) == 0 {
+			codes = []string{codeInternalError}
+		}
+		share := rate / float64(len(codes))
+		for i, c := range codes {
+			p := share / (1 - float64(i)*share)
+			out = append(out, Fault{Action: action, Code: c, Rate: min(p, 1)})
+		}
+	}
+	if latency > 0 {
+		out = append(out, Fault{Latency: latency, Rate: 1})
+	}
+	return out
+}
+
+// codeList is a flag that collects error codes, repeated or
+// comma-separated.
+type codeList []string
+
+func (c *codeList) String() string { return strings.Join(*c, ",") }
+
+func (c *codeList) Set(v string) error {
+	for part := range strings.SplitSeq(v, ",") {
+		if part = strings.TrimSpace(part); part != "" {
+			*c = append(*c, part)
+		}
+	}
+	return nil
+}
+
+// validCode reports whether s looks like an API error code: dotted words of
+// letters and digits, such as UnsupportedOperation.InstanceStateStopped.
+func validCode(s string) bool {
+	if s == "" || len(s) > 128 {
+		return false
+	}
+	for part := range strings.SplitSeq(s, ".") {
+		if part == "" || !(part[0] >= 'A' && part[0] <= 'Z') {
+			return false
+		}
+		for _, r := range part {
+			if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9') {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// printInstances prints one line per instance: ID, name, state, zone and
+// private address.
+func printInstances(w io.Writer, e *Emulator) {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "ID\tNAME\tSTATE\tZONE\tPRIVATE IP")
+	for _, id := range e.IDs() {
+		s, _ := e.Status(id)
+		ip := "-"
+		if len(s.PrivateIPs) > 0 {
+			ip = s.PrivateIPs[0]
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", s.ID, s.Name, s.State, s.Zone, ip)
+	}
+	tw.Flush()
+}
+
+// regionsOf lists the regions of the instances.
+func regionsOf(ins []Instance) string {
+	var out []string
+	seen := map[string]bool{}
+	for _, in := range ins {
+		n, err := normalize(in)
+		if err == nil && !seen[n.Region] {
+			seen[n.Region] = true
+			out = append(out, n.Region)
+		}
+	}
+	if len(out) == 0 {
+		return DefaultRegion
+	}
+	return strings.Join(out, ", ")
+}
+
+// dialAddr returns an address clients can dial: a wildcard listen address
+// becomes the loopback one.
+func dialAddr(a net.Addr) string {
+	tcp, ok := a.(*net.TCPAddr)
+	if !ok {
+		return a.String()
+	}
+	if tcp.IP == nil || tcp.IP.IsUnspecified() {
+		return net.JoinHostPort("127.0.0.1", fmt.Sprint(tcp.Port))
+	}
+	return tcp.String()
+}
