@@ -70,6 +70,7 @@ type WaitTarget struct {
 
 // WaitOptions bound a Wait.
 type WaitOptions struct {
+	// Timeout is how long each target may take, counted from its Since.
 	Timeout      time.Duration
 	PollInterval time.Duration
 }

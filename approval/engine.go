@@ -557,8 +557,8 @@ func pause(ctx context.Context, d time.Duration) bool {
 
 // backoff is the wait before retry attempt n of a Slack call.
 func backoff(n int) time.Duration {
-	d := time.Second << min(n, 5)
-	return min(d, 30*time.Second)
+	d := 500 * time.Millisecond << min(n, 5)
+	return min(d, 15*time.Second)
 }
 
 // eligible reports whether user may approve or deny r, resolving groups

@@ -352,7 +352,6 @@ func (e *Engine) waitAll(ctx context.Context, id string) error {
 		return err
 	}
 	var targets []WaitTarget
-	earliest := time.Time{}
 	for _, run := range r.Runs {
 		if run.State != RunCalled {
 			continue
@@ -362,17 +361,14 @@ func (e *Engine) waitAll(ctx context.Context, id string) error {
 			t.NotRequestID = run.PriorOpRequestID
 		}
 		targets = append(targets, t)
-		if earliest.IsZero() || run.CalledAt.Before(earliest) {
-			earliest = run.CalledAt
-		}
 	}
 	if len(targets) == 0 {
 		return nil
 	}
-	timeout := e.timeout - time.Since(earliest)
-	timeout = max(timeout, e.poll)
+	// The timeout counts from each target's Since, so a request resumed
+	// after a restart does not get a fresh one.
 	var mu sync.Mutex // report may be called from several goroutines
-	err = e.cloud.Wait(ctx, r.Region, targets, WaitOptions{Timeout: timeout, PollInterval: e.poll}, func(res WaitResult) {
+	err = e.cloud.Wait(ctx, r.Region, targets, WaitOptions{Timeout: e.timeout, PollInterval: e.poll}, func(res WaitResult) {
 		mu.Lock()
 		defer mu.Unlock()
 		e.record(ctx, id, res)

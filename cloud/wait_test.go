@@ -1,0 +1,310 @@
+package cloud
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"rebootbot/approval"
+	"rebootbot/cloud/emulator"
+)
+
+// reports collects Wait's reports.
+type reports struct {
+	mu  sync.Mutex
+	got map[string][]approval.WaitResult
+}
+
+func (r *reports) add(res approval.WaitResult) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.got == nil {
+		r.got = map[string][]approval.WaitResult{}
+	}
+	r.got[res.InstanceID] = append(r.got[res.InstanceID], res)
+}
+
+// only returns the single report for id, failing if there is not exactly
+// one.
+func (r *reports) only(t *testing.T, id string) approval.WaitResult {
+	t.Helper()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if n := len(r.got[id]); n != 1 {
+		t.Fatalf("%s reported %d times, want once", id, n)
+	}
+	return r.got[id][0]
+}
+
+func (r *reports) count() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.got)
+}
+
+// targetsOf turns reboot results into wait targets.
+func targetsOf(res []approval.RebootResult, since time.Time) []approval.WaitTarget {
+	var out []approval.WaitTarget
+	for _, r := range res {
+		out = append(out, approval.WaitTarget{InstanceID: r.InstanceID, RequestID: r.RequestID, Since: since})
+	}
+	return out
+}
+
+var fastPoll = approval.WaitOptions{Timeout: 30 * time.Second, PollInterval: 10 * time.Millisecond}
+
+func TestWaitToCompletion(t *testing.T) {
+	ins := running(3)
+	r := mustRig(t, emulator.Config{RebootDuration: 150 * time.Millisecond}, nil, ins...)
+	since := time.Now()
+	res := mustReboot(t, r.cvm, idsOf(ins), approval.Soft)
+	targets := targetsOf(res, since)
+	targets = append(targets, targets[0]) // a duplicate is reported once
+
+	var rep reports
+	if err := r.cvm.Wait(t.Context(), "", targets, fastPoll, rep.add); err != nil {
+		t.Fatalf("Wait: %v", err)
+	}
+	for _, in := range ins {
+		got := rep.only(t, in.ID)
+		if !got.OK || got.Err != nil || got.State != approval.InstanceRunning {
+			t.Errorf("%s: %+v, want OK and RUNNING", in.ID, got)
+		}
+		if got.Duration < 150*time.Millisecond {
+			t.Errorf("%s: duration %v, want at least the reboot's 150ms", in.ID, got.Duration)
+		}
+	}
+	if n := r.emu.Calls(ActionReboot); n != 1 {
+		t.Errorf("RebootInstances calls = %d, want 1", n)
+	}
+}
+
+func TestWaitAfterRestart(t *testing.T) {
+	// After a restart only the operation from before the reboot is known:
+	// any newer RebootInstances operation counts.
+	ins := running(2)
+	r := mustRig(t, emulator.Config{RebootDuration: 50 * time.Millisecond}, nil, ins...)
+	first := mustReboot(t, r.cvm, idsOf(ins), approval.Soft)
+	if err := r.cvm.Wait(t.Context(), "", targetsOf(first, time.Now()), fastPoll, nil); err != nil {
+		t.Fatal(err)
+	}
+	// Only the first instance is rebooted again.
+	second := mustReboot(t, r.cvm, []string{ins[0].ID}, approval.Hard)
+	targets := []approval.WaitTarget{
+		{InstanceID: ins[0].ID, NotRequestID: first[0].RequestID},
+		{InstanceID: ins[1].ID, NotRequestID: first[1].RequestID},
+	}
+	var rep reports
+	opts := approval.WaitOptions{Timeout: 300 * time.Millisecond, PollInterval: 10 * time.Millisecond}
+	if err := r.cvm.Wait(t.Context(), "", targets, opts, rep.add); err != nil {
+		t.Fatal(err)
+	}
+	if got := rep.only(t, ins[0].ID); !got.OK {
+		t.Errorf("rebooted instance: %+v, want OK (operation %s)", got, second[0].RequestID)
+	}
+	got := rep.only(t, ins[1].ID)
+	if got.OK || got.Err == nil || got.Err.Code != CodeTimeout {
+		t.Errorf("instance not rebooted again: %+v, want a timeout", got)
+	} else if !strings.Contains(got.Err.Explanation, "reboot not started") {
+		t.Errorf("explanation %q does not say the reboot never started", got.Err.Explanation)
+	}
+}
+
+func TestWaitFailedReboot(t *testing.T) {
+	ins := running(2)
+	r := mustRig(t, emulator.Config{RebootDuration: 50 * time.Millisecond}, nil, ins...)
+	r.emu.FailNextReboot(ins[1].ID)
+	res := mustReboot(t, r.cvm, idsOf(ins), approval.Soft)
+	var rep reports
+	if err := r.cvm.Wait(t.Context(), "", targetsOf(res, time.Now()), fastPoll, rep.add); err != nil {
+		t.Fatal(err)
+	}
+	if got := rep.only(t, ins[0].ID); !got.OK {
+		t.Errorf("%s: %+v, want OK", ins[0].ID, got)
+	}
+	got := rep.only(t, ins[1].ID)
+	if got.OK || got.Err == nil || got.Err.Code != CodeRebootFailed {
+		t.Fatalf("%s: %+v, want %s", ins[1].ID, got, CodeRebootFailed)
+	}
+	st := r.status(t, ins[1].ID)
+	if !strings.Contains(got.Err.Explanation, st.LatestOperationErrorMsg) || !strings.Contains(got.Err.Explanation, "reboot failed") {
+		t.Errorf("explanation %q does not carry Tencent's reason %q", got.Err.Explanation, st.LatestOperationErrorMsg)
+	}
+	if got.Err.RequestID != res[1].RequestID {
+		t.Errorf("RequestID = %s, want the reboot's %s", got.Err.RequestID, res[1].RequestID)
+	}
+}
+
+func TestWaitTimeout(t *testing.T) {
+	ins := running(1)
+	clock := approval.NewFakeClock(time.Now())
+	r := mustRig(t, emulator.Config{RebootDuration: time.Hour}, func(c *Config) {
+		c.Clock = clock
+		c.DescribeLimiter = NewLimiter(1000)
+	}, ins...)
+	res := mustReboot(t, r.cvm, idsOf(ins), approval.Soft)
+
+	var rep reports
+	done := make(chan error, 1)
+	opts := approval.WaitOptions{Timeout: 10 * time.Minute, PollInterval: 5 * time.Second}
+	go func() { done <- r.cvm.Wait(t.Context(), "", targetsOf(res, clock.Now()), opts, rep.add) }()
+	polls := 0
+	for rep.count() == 0 {
+		eventually(t, "Wait to sleep or finish", func() bool { return clock.Waiters() == 1 || rep.count() > 0 })
+		if rep.count() > 0 {
+			break
+		}
+		clock.Advance(opts.PollInterval)
+		polls++
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if polls != 120 {
+		t.Errorf("Wait slept %d times, want 120 polls of 5s in 10m", polls)
+	}
+	got := rep.only(t, ins[0].ID)
+	if got.OK || got.Err == nil || got.Err.Code != CodeTimeout {
+		t.Fatalf("%+v, want a timeout", got)
+	}
+	for _, want := range []string{"10m0s", "REBOOTING", "OPERATING"} {
+		if !strings.Contains(got.Err.Explanation, want) {
+			t.Errorf("explanation %q does not mention %s", got.Err.Explanation, want)
+		}
+	}
+	if got.State != approval.InstanceRebooting || got.Duration != opts.Timeout {
+		t.Errorf("state %s after %v, want REBOOTING after %v", got.State, got.Duration, opts.Timeout)
+	}
+	if n := r.emu.Calls(ActionDescribe); n != 1+121 {
+		t.Errorf("DescribeInstances calls = %d, want 122 (one before the reboot, 121 polls)", n)
+	}
+}
+
+func TestWaitLooksOnceEvenWhenLate(t *testing.T) {
+	ins := running(1)
+	r := mustRig(t, emulator.Config{RebootDuration: time.Millisecond}, nil, ins...)
+	res := mustReboot(t, r.cvm, idsOf(ins), approval.Soft)
+	eventually(t, "the reboot to finish", func() bool {
+		return r.status(t, ins[0].ID).LatestOperationState == approval.OpSuccess
+	})
+	var rep reports
+	longAgo := time.Now().Add(-time.Hour)
+	opts := approval.WaitOptions{Timeout: time.Minute, PollInterval: time.Second}
+	if err := r.cvm.Wait(t.Context(), "", targetsOf(res, longAgo), opts, rep.add); err != nil {
+		t.Fatal(err)
+	}
+	if got := rep.only(t, ins[0].ID); !got.OK {
+		t.Errorf("%+v, want OK: the reboot finished before its time ran out was noticed", got)
+	}
+}
+
+func TestWaitRetriesFailedLookups(t *testing.T) {
+	ins := running(2)
+	r := mustRig(t, emulator.Config{RebootDuration: 20 * time.Millisecond}, func(c *Config) { c.MaxAttempts = 2 }, ins...)
+	res := mustReboot(t, r.cvm, idsOf(ins), approval.Soft)
+	// Four polls' worth of failures, then answers.
+	r.emu.SetFaults(emulator.Fault{Action: ActionDescribe, Code: "InternalError", Count: 8})
+	var rep reports
+	if err := r.cvm.Wait(t.Context(), "", targetsOf(res, time.Now()), fastPoll, rep.add); err != nil {
+		t.Fatal(err)
+	}
+	for _, in := range ins {
+		if got := rep.only(t, in.ID); !got.OK {
+			t.Errorf("%s: %+v, want OK", in.ID, got)
+		}
+	}
+	if n := r.emu.Calls(ActionDescribe); n < 1+8+1 {
+		t.Errorf("DescribeInstances calls = %d, want the 8 failures retried", n)
+	}
+	if !strings.Contains(r.log.String(), "will look again") {
+		t.Error("failed look-ups were not logged")
+	}
+}
+
+func TestWaitBatchesOf100(t *testing.T) {
+	ins := emulator.Generate(150, 3)
+	r := mustRig(t, emulator.Config{RebootDuration: 20 * time.Millisecond}, nil, ins...)
+	res := mustReboot(t, r.cvm, idsOf(ins), approval.Soft)
+	before := r.emu.Calls(ActionDescribe)
+	var rep reports
+	opts := approval.WaitOptions{Timeout: 30 * time.Second, PollInterval: time.Second}
+	eventually(t, "the reboots to finish", func() bool {
+		return r.status(t, ins[149].ID).LatestOperationState == approval.OpSuccess
+	})
+	if err := r.cvm.Wait(t.Context(), "", targetsOf(res, time.Now()), opts, rep.add); err != nil {
+		t.Fatal(err)
+	}
+	if rep.count() != 150 {
+		t.Errorf("%d instances reported, want 150", rep.count())
+	}
+	if n := r.emu.Calls(ActionDescribe) - before; n != 2 {
+		t.Errorf("one poll of 150 instances made %d DescribeInstances calls, want 2", n)
+	}
+}
+
+func TestWaitHonoursContext(t *testing.T) {
+	ins := running(1)
+	r := mustRig(t, emulator.Config{RebootDuration: time.Hour}, nil, ins...)
+	res := mustReboot(t, r.cvm, idsOf(ins), approval.Soft)
+	ctx, cancel := context.WithCancel(t.Context())
+	var rep reports
+	done := make(chan error, 1)
+	go func() {
+		done <- r.cvm.Wait(ctx, "", targetsOf(res, time.Now()), approval.WaitOptions{Timeout: time.Hour, PollInterval: time.Hour}, rep.add)
+	}()
+	eventually(t, "the first poll", func() bool { return r.emu.Calls(ActionDescribe) == 2 })
+	cancel()
+	if err := <-done; !errors.Is(err, context.Canceled) {
+		t.Errorf("Wait = %v, want context.Canceled", err)
+	}
+	if rep.count() != 0 {
+		t.Errorf("%d reports after cancellation, want none", rep.count())
+	}
+	if err := r.cvm.Wait(t.Context(), "", nil, fastPoll, rep.add); err != nil {
+		t.Errorf("Wait for nothing = %v, want nil", err)
+	}
+}
+
+func TestWaitInstanceGone(t *testing.T) {
+	ins := running(1)
+	r := mustRig(t, emulator.Config{}, nil, ins...)
+	var rep reports
+	// The instance is not in ap-shanghai: as far as that region is
+	// concerned, it no longer exists.
+	targets := []approval.WaitTarget{{InstanceID: ins[0].ID, RequestID: "whatever"}}
+	if err := r.cvm.Wait(t.Context(), "ap-shanghai", targets, fastPoll, rep.add); err != nil {
+		t.Fatal(err)
+	}
+	got := rep.only(t, ins[0].ID)
+	if got.OK || got.Err == nil || got.Err.Code != "InvalidInstanceId.NotFound" || got.Err.Explanation == "" {
+		t.Errorf("%+v, want InvalidInstanceId.NotFound with an explanation", got)
+	}
+}
+
+func TestWaitingOurs(t *testing.T) {
+	reboot := func(id string) approval.Instance {
+		return approval.Instance{LatestOperation: approval.OpReboot, LatestOperationRequestID: id}
+	}
+	tests := []struct {
+		name   string
+		target approval.WaitTarget
+		in     approval.Instance
+		want   bool
+	}{
+		{"RequestIDMatches", approval.WaitTarget{RequestID: "r2"}, reboot("r2"), true},
+		{"RequestIDDiffers", approval.WaitTarget{RequestID: "r2"}, reboot("r1"), false},
+		{"NotRequestIDDiffers", approval.WaitTarget{NotRequestID: "r1"}, reboot("r2"), true},
+		{"NotRequestIDSame", approval.WaitTarget{NotRequestID: "r1"}, reboot("r1"), false},
+		{"AnyReboot", approval.WaitTarget{}, reboot("r9"), true},
+		{"NotAReboot", approval.WaitTarget{}, approval.Instance{LatestOperation: "StopInstances"}, false},
+	}
+	for _, tt := range tests {
+		w := &waiting{target: tt.target}
+		if got := w.ours(tt.in); got != tt.want {
+			t.Errorf("%s: ours = %v, want %v", tt.name, got, tt.want)
+		}
+	}
+}
