@@ -66,10 +66,20 @@ func (e *Engine) updateCard(ctx context.Context, id string) {
 	}
 }
 
-// report posts one message in the request's thread, with retries.
+// report posts one message in the request's thread, with retries. A
+// request whose card position is not stored yet (an approval that overtook
+// the storing of its card) is read again; without a card there is no
+// thread, and the report stays owed.
 func (e *Engine) report(ctx context.Context, r *Request, rep Report) error {
 	if r.Card.TS == "" {
-		return nil
+		fresh, err := e.store.Get(ctx, r.ID)
+		if err != nil {
+			return err
+		}
+		if fresh.Card.TS == "" {
+			return Errorf(Unavailable, "%s has no card yet to report in", r.ID)
+		}
+		r = fresh
 	}
 	return e.retry(ctx, "report "+string(rep.Kind), r.ID, func(ctx context.Context) error { return e.notify.Report(ctx, r, rep) })
 }

@@ -34,6 +34,7 @@ type Message struct {
 	Text     string
 	Blocks   string // JSON
 	Updates  int    // how many chat.update calls changed it
+	Metadata string // JSON {"event_type": …, "event_payload": {…}}, as posted
 }
 
 // Fault is a failure to answer the next matching calls with.
@@ -56,11 +57,19 @@ type Server struct {
 	faults     []Fault
 	groups     map[string][]string
 	notIn      map[string]bool
+	noHistory  bool
 	seq        int
 	URL        string // base URL of the server, set by the caller (for response URLs)
 	changed    chan struct{}
 	viewsOpen  []Call
 	responseID int
+
+	// OnCall, when set before the server takes its first call, is called
+	// once for every call it receives, from the goroutine serving it, after
+	// the call took effect (a message stored, a fault chosen and waited
+	// out) and before its answer is written. Crash tests stop the bot at
+	// that instant: Slack has the message, the bot has no answer yet.
+	OnCall func(Call)
 }
 
 // New returns an empty stand-in.
@@ -82,6 +91,14 @@ func (s *Server) NotInChannel(channel string) {
 	s.notIn[channel] = true
 }
 
+// RefuseHistory makes conversations.history and conversations.replies
+// fail with missing_scope, as for an app without the history scopes.
+func (s *Server) RefuseHistory() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.noHistory = true
+}
+
 // Fail queues a fault.
 func (s *Server) Fail(f Fault) {
 	s.mu.Lock()
@@ -90,6 +107,13 @@ func (s *Server) Fail(f Fault) {
 		f.Count = 1
 	}
 	s.faults = append(s.faults, f)
+}
+
+// ClearFaults drops every fault still queued: Slack answers again.
+func (s *Server) ClearFaults() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.faults = nil
 }
 
 // ResponseURL returns a fresh response_url served by the stub.
@@ -237,27 +261,41 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			select {
 			case <-time.After(fault.Delay):
 			case <-r.Context().Done():
+				s.called(call)
 				return
 			}
 		}
 		switch {
 		case fault.Status == http.StatusTooManyRequests:
+			s.called(call)
 			w.Header().Set("Retry-After", strconv.Itoa(fault.RetryAfter))
 			w.WriteHeader(http.StatusTooManyRequests)
 			return
 		case fault.Status >= 500:
+			s.called(call)
 			w.WriteHeader(fault.Status)
 			return
 		case fault.Error != "":
+			s.called(call)
 			writeJSON(w, map[string]any{"ok": false, "error": fault.Error})
 			return
 		}
 	}
 	if method != "response_url" && r.Header.Get("Authorization") == "" && form.Get("token") == "" {
+		s.called(call)
 		writeJSON(w, map[string]any{"ok": false, "error": "not_authed"})
 		return
 	}
-	writeJSON(w, s.answer(call))
+	answer := s.answer(call)
+	s.called(call)
+	writeJSON(w, answer)
+}
+
+// called reports c to the OnCall hook, if any.
+func (s *Server) called(c Call) {
+	if s.OnCall != nil {
+		s.OnCall(c)
+	}
 }
 
 // answer performs a successful call.
@@ -277,13 +315,16 @@ func (s *Server) answer(c Call) map[string]any {
 			return map[string]any{"ok": false, "error": "not_in_channel"}
 		}
 		s.seq++
-		m := &Message{Channel: ch, TS: fmt.Sprintf("1800000000.%06d", s.seq), ThreadTS: f.Get("thread_ts"), Text: f.Get("text"), Blocks: f.Get("blocks")}
+		m := &Message{Channel: ch, TS: fmt.Sprintf("1800000000.%06d", s.seq), ThreadTS: f.Get("thread_ts"), Text: f.Get("text"), Blocks: f.Get("blocks"), Metadata: f.Get("metadata")}
 		s.messages = append(s.messages, m)
 		return map[string]any{"ok": true, "channel": ch, "ts": m.TS, "message": map[string]any{"text": m.Text, "ts": m.TS}}
 	case "chat.update":
 		for _, m := range s.messages {
 			if m.Channel == f.Get("channel") && m.TS == f.Get("ts") {
 				m.Text, m.Blocks = f.Get("text"), f.Get("blocks")
+				if md := f.Get("metadata"); md != "" {
+					m.Metadata = md
+				}
 				m.Updates++
 				return map[string]any{"ok": true, "channel": m.Channel, "ts": m.TS, "text": m.Text}
 			}
@@ -305,12 +346,86 @@ func (s *Server) answer(c Call) map[string]any {
 	case "views.open":
 		s.viewsOpen = append(s.viewsOpen, c)
 		return map[string]any{"ok": true, "view": map[string]any{"id": fmt.Sprintf("V%06d", len(s.viewsOpen))}}
+	case "conversations.history", "conversations.replies":
+		return s.history(c.Method, f)
 	case "conversations.info":
 		return map[string]any{"ok": true, "channel": map[string]any{"id": f.Get("channel"), "is_member": !s.notIn[f.Get("channel")]}}
 	case "users.info":
 		return map[string]any{"ok": true, "user": map[string]any{"id": f.Get("user"), "name": strings.ToLower(f.Get("user"))}}
 	}
 	return map[string]any{"ok": false, "error": "unknown_method"}
+}
+
+// history answers conversations.history (the channel's top-level
+// messages, newest first) and conversations.replies (a thread: its parent,
+// then the replies oldest first), paged by limit and cursor like Slack.
+// s.mu must be held.
+func (s *Server) history(method string, f url.Values) map[string]any {
+	if s.noHistory {
+		return map[string]any{"ok": false, "error": "missing_scope"}
+	}
+	ch := f.Get("channel")
+	var list []*Message
+	if method == "conversations.history" {
+		for i := len(s.messages) - 1; i >= 0; i-- {
+			if m := s.messages[i]; m.Channel == ch && m.ThreadTS == "" && inRange(m.TS, f.Get("oldest"), f.Get("latest")) {
+				list = append(list, m)
+			}
+		}
+	} else {
+		ts := f.Get("ts")
+		for _, m := range s.messages {
+			if m.Channel == ch && (m.TS == ts && m.ThreadTS == "" || m.ThreadTS == ts) {
+				list = append(list, m)
+			}
+		}
+		if len(list) == 0 || list[0].TS != ts {
+			return map[string]any{"ok": false, "error": "thread_not_found"}
+		}
+	}
+	start, _ := strconv.Atoi(f.Get("cursor"))
+	limit, _ := strconv.Atoi(f.Get("limit"))
+	if limit <= 0 || limit > 1000 {
+		limit = 100
+	}
+	start = min(max(start, 0), len(list))
+	end := min(start+limit, len(list))
+	withMetadata := f.Get("include_all_metadata") == "1" || f.Get("include_all_metadata") == "true"
+	out := make([]map[string]any, 0, end-start)
+	for _, m := range list[start:end] {
+		msg := map[string]any{"type": "message", "ts": m.TS, "text": m.Text, "user": "UREBOOTBOT", "bot_id": "BREBOOTBOT"}
+		if m.ThreadTS != "" {
+			msg["thread_ts"] = m.ThreadTS
+		}
+		if withMetadata && m.Metadata != "" {
+			var md any
+			if json.Unmarshal([]byte(m.Metadata), &md) == nil {
+				msg["metadata"] = md
+			}
+		}
+		out = append(out, msg)
+	}
+	next := ""
+	if end < len(list) {
+		next = strconv.Itoa(end)
+	}
+	return map[string]any{"ok": true, "messages": out, "has_more": next != "", "response_metadata": map[string]any{"next_cursor": next}}
+}
+
+// inRange reports whether ts lies within the oldest and latest bounds
+// (either may be empty), compared as Slack timestamps.
+func inRange(ts, oldest, latest string) bool {
+	t, err := strconv.ParseFloat(ts, 64)
+	if err != nil {
+		return false
+	}
+	if o, err := strconv.ParseFloat(oldest, 64); err == nil && t < o {
+		return false
+	}
+	if l, err := strconv.ParseFloat(latest, 64); err == nil && t > l {
+		return false
+	}
+	return true
 }
 
 // decode turns a form or JSON body into form values.

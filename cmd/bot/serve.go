@@ -83,7 +83,7 @@ func start(ctx context.Context, cfg *config, log *slog.Logger, clock approval.Cl
 		return nil, err
 	}
 	slack := bot.NewSlack(bot.SlackConfig{
-		Token: cfg.BotToken, APIURL: cfg.APIURL, Logger: log.With("component", "slack"), Metrics: metrics,
+		Token: cfg.BotToken, APIURL: cfg.APIURL, Logger: log.With("component", "slack"), Metrics: metrics, Clock: clock,
 	})
 	a.engine, err = approval.NewEngine(approval.Config{
 		Store: db, Cloud: cvm, Notifier: slack, Groups: slack, Policy: cfg.Policy, Clock: clock,

@@ -1,0 +1,24 @@
+package bot
+
+import (
+	"context"
+
+	"rebootbot/approval"
+)
+
+// Engine is what the Slack front end asks of the approval engine;
+// *approval.Engine implements it.
+type Engine interface {
+	Create(ctx context.Context, in approval.CreateInput) (*approval.Request, error)
+	Approve(ctx context.Context, key, id, user string) (approval.Result, error)
+	Deny(ctx context.Context, key, id, user string) (approval.Result, error)
+	Cancel(ctx context.Context, key, id, user string) (approval.Result, error)
+	Get(ctx context.Context, id string) (*approval.Request, error)
+	Pending(ctx context.Context) ([]*approval.Request, error)
+	Audit(ctx context.Context, q approval.AuditQuery) ([]approval.Event, error)
+	MayView(ctx context.Context, user, channel string) error
+	MayRequest(ctx context.Context, user, channel string) error
+	Policy() *approval.Policy
+}
+
+var _ Engine = (*approval.Engine)(nil)

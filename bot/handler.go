@@ -1,0 +1,343 @@
+package bot
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"sync"
+	"time"
+
+	"github.com/slack-go/slack"
+
+	"rebootbot/approval"
+)
+
+// MaxBodyBytes is the largest request body accepted from Slack.
+const MaxBodyBytes = 1 << 20
+
+// HandlerConfig configures the Slack endpoints.
+type HandlerConfig struct {
+	Engine Engine
+	Slack  *Slack
+	// SigningSecret verifies HTTP requests; never logged. Without one the
+	// /slack/* endpoints refuse everything (Socket Mode does not need it).
+	SigningSecret string
+	Clock         approval.Clock // for signature timestamps and card times; nil: system clock
+	Logger        *slog.Logger   // nil: discard
+	Metrics       *Metrics       // nil: not counted; /metrics then serves nothing
+	// Health reports whether the bot can work (the store is usable);
+	// nil means always healthy.
+	Health func(context.Context) error
+	// AckBudget is how long a command that reads the store (status,
+	// pending, audit, cancel) may take before Slack is answered with an
+	// empty acknowledgement and the reply follows through response_url
+	// (default 2 s, within Slack's 3).
+	AckBudget time.Duration
+	// TaskTimeout bounds the background work of one delivery (default 2 min).
+	TaskTimeout time.Duration
+}
+
+// Handler serves Slack's commands and interactions over HTTP
+// (/slack/commands, /slack/interactions) and Socket Mode, plus /healthz and
+// /metrics. Both transports decode into the same handling.
+type Handler struct {
+	engine  Engine
+	slack   *Slack
+	secret  string
+	clock   approval.Clock
+	log     *slog.Logger
+	metrics *Metrics
+	health  func(context.Context) error
+	budget  time.Duration
+	taskTO  time.Duration
+
+	bg     context.Context // parent of background work; cancelled by Close
+	cancel context.CancelFunc
+	mu     sync.Mutex
+	closed bool
+	wg     sync.WaitGroup
+}
+
+// NewHandler returns the Slack endpoints for cfg.
+func NewHandler(cfg HandlerConfig) *Handler {
+	h := &Handler{
+		engine: cfg.Engine, slack: cfg.Slack, secret: cfg.SigningSecret, clock: cfg.Clock,
+		log: cfg.Logger, metrics: cfg.Metrics, health: cfg.Health, budget: cfg.AckBudget, taskTO: cfg.TaskTimeout,
+	}
+	if h.clock == nil {
+		h.clock = approval.SystemClock{}
+	}
+	if h.log == nil {
+		h.log = slog.New(slog.DiscardHandler)
+	}
+	if h.budget <= 0 {
+		h.budget = 2 * time.Second
+	}
+	if h.taskTO <= 0 {
+		h.taskTO = 2 * time.Minute
+	}
+	h.bg, h.cancel = context.WithCancel(context.Background())
+	return h
+}
+
+// ServeHTTP routes /slack/commands, /slack/interactions, /healthz and
+// /metrics.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	switch r.URL.Path {
+	case "/slack/commands":
+		h.serveSlack(w, r, kindCommand)
+	case "/slack/interactions":
+		h.serveSlack(w, r, kindInteraction)
+	case "/healthz":
+		h.serveHealth(w, r)
+	case "/metrics":
+		h.metrics.ServeHTTP(w, r)
+	default:
+		http.NotFound(w, r)
+	}
+}
+
+const (
+	kindCommand     = "command"
+	kindInteraction = "interaction"
+)
+
+// errMalformed marks a delivery that cannot be understood (answered 400).
+var errMalformed = errors.New("malformed payload")
+
+func (h *Handler) serveSlack(w http.ResponseWriter, r *http.Request, kind string) {
+	start := time.Now()
+	if r.Method != http.MethodPost {
+		w.Header().Set("Allow", http.MethodPost)
+		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+		return
+	}
+	if r.ContentLength > MaxBodyBytes {
+		h.refuse(w, kind, "oversize", http.StatusRequestEntityTooLarge)
+		return
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBodyBytes))
+	if err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			h.refuse(w, kind, "oversize", http.StatusRequestEntityTooLarge)
+			return
+		}
+		h.refuse(w, kind, "unreadable", http.StatusBadRequest)
+		return
+	}
+	err = &SignatureError{Reason: "no_secret"} // without a secret anyone could sign
+	if h.secret != "" {
+		err = Verify(h.secret, r.Header, body, h.clock.Now())
+	}
+	if err != nil {
+		reason := signatureReason(err)
+		h.metrics.SignatureRejected(reason)
+		h.log.Warn("refused a Slack request", "path", r.URL.Path, "reason", reason, "remote", r.RemoteAddr)
+		http.Error(w, "invalid signature", http.StatusUnauthorized)
+		return
+	}
+	form, err := url.ParseQuery(string(body))
+	if err != nil {
+		h.refuse(w, kind, "malformed", http.StatusBadRequest)
+		return
+	}
+	var reply any
+	if kind == kindCommand {
+		reply, err = h.Command(r.Context(), commandFromForm(form))
+	} else {
+		var cb slack.InteractionCallback
+		cb, err = decodeInteraction([]byte(form.Get("payload")))
+		if err == nil {
+			reply, err = h.Interaction(r.Context(), &cb)
+		}
+	}
+	if err != nil {
+		h.refuse(w, kind, "malformed", http.StatusBadRequest)
+		return
+	}
+	writeReply(w, reply)
+	h.metrics.ObserveAck(kind, time.Since(start))
+}
+
+// refuse answers a request that is not handled, with a log line and a metric.
+func (h *Handler) refuse(w http.ResponseWriter, kind, reason string, status int) {
+	h.metrics.BadRequest(reason)
+	h.log.Warn("refused a Slack request", "kind", kind, "reason", reason, "status", status)
+	http.Error(w, http.StatusText(status), status)
+}
+
+func writeReply(w http.ResponseWriter, reply any) {
+	if isNil(reply) {
+		w.WriteHeader(http.StatusOK)
+		return
+	}
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false) // Slack reads < > & in JSON strings either way
+	if err := enc.Encode(reply); err != nil {
+		w.WriteHeader(http.StatusOK)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	_, _ = w.Write(buf.Bytes())
+}
+
+func isNil(v any) bool {
+	switch v := v.(type) {
+	case nil:
+		return true
+	case *Message:
+		return v == nil
+	case *slack.ViewSubmissionResponse:
+		return v == nil
+	}
+	return false
+}
+
+func (h *Handler) serveHealth(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		w.Header().Set("Allow", "GET, HEAD")
+		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+		return
+	}
+	if h.health != nil {
+		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+		defer cancel()
+		if err := h.health(ctx); err != nil {
+			h.log.Error("health check failed", "err", err)
+			http.Error(w, "unhealthy", http.StatusServiceUnavailable)
+			return
+		}
+	}
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	_, _ = io.WriteString(w, "ok\n")
+}
+
+// commandFromForm reads a slash command from its form fields.
+func commandFromForm(f url.Values) slack.SlashCommand {
+	return slack.SlashCommand{
+		TeamID: f.Get("team_id"), TeamDomain: f.Get("team_domain"), EnterpriseID: f.Get("enterprise_id"),
+		ChannelID: f.Get("channel_id"), ChannelName: f.Get("channel_name"),
+		UserID: f.Get("user_id"), UserName: f.Get("user_name"),
+		Command: f.Get("command"), Text: f.Get("text"),
+		ResponseURL: f.Get("response_url"), TriggerID: f.Get("trigger_id"), APIAppID: f.Get("api_app_id"),
+	}
+}
+
+// decodeInteraction reads an interaction payload (the JSON in the payload
+// form field, or a Socket Mode envelope's payload).
+func decodeInteraction(payload []byte) (slack.InteractionCallback, error) {
+	var cb slack.InteractionCallback
+	if len(payload) == 0 {
+		return cb, fmt.Errorf("%w: no payload", errMalformed)
+	}
+	if err := json.Unmarshal(payload, &cb); err != nil {
+		return cb, fmt.Errorf("%w: %v", errMalformed, err)
+	}
+	if cb.Type == "" {
+		return cb, fmt.Errorf("%w: no type", errMalformed)
+	}
+	return cb, nil
+}
+
+// replyTo is where a late answer goes: the response_url when there is one,
+// else an ephemeral message to user in channel.
+type replyTo struct {
+	responseURL, channel, user string
+}
+
+// deliver sends a late answer. Failures are logged; there is no one else to
+// tell.
+func (h *Handler) deliver(ctx context.Context, to replyTo, msg *Message) {
+	var err error
+	switch {
+	case to.responseURL != "":
+		err = h.slack.Respond(ctx, to.responseURL, msg)
+	case to.channel != "" && to.user != "":
+		err = h.slack.PostEphemeral(ctx, to.channel, to.user, msg.Text)
+	default:
+		err = errors.New("nowhere to send it")
+	}
+	if err != nil {
+		h.log.Warn("could not answer the user", "user", to.user, "err", err)
+	}
+}
+
+// spawn runs fn in the background with its own deadline, unless the
+// handler is closing; it reports whether fn was started.
+func (h *Handler) spawn(fn func(ctx context.Context)) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.closed {
+		h.metrics.TaskDropped()
+		return false
+	}
+	h.wg.Add(1)
+	go func() {
+		defer h.wg.Done()
+		ctx, cancel := context.WithTimeout(h.bg, h.taskTO)
+		defer cancel()
+		fn(ctx)
+	}()
+	return true
+}
+
+// quick runs fn in the background and returns its answer if it comes
+// within the ack budget; otherwise it returns nil (an empty
+// acknowledgement) and the answer is delivered to to when ready.
+func (h *Handler) quick(ctx context.Context, to replyTo, fn func(ctx context.Context) *Message) *Message {
+	done := make(chan *Message)
+	abandoned := make(chan struct{})
+	started := h.spawn(func(bg context.Context) {
+		msg := fn(bg)
+		select {
+		case done <- msg:
+		case <-abandoned:
+			if msg != nil {
+				h.deliver(bg, to, msg)
+			}
+		}
+	})
+	if !started {
+		return Ephemeral(shuttingDown)
+	}
+	t := time.NewTimer(h.budget)
+	defer t.Stop()
+	select {
+	case msg := <-done:
+		return msg
+	case <-t.C:
+	case <-ctx.Done():
+	}
+	close(abandoned)
+	return nil
+}
+
+const shuttingDown = "rebootbot is restarting; try again in a minute."
+
+// Close stops taking new work and waits for background work (late
+// replies, requests being created) until ctx ends; then it cancels what is
+// left. Close the handler before the engine.
+func (h *Handler) Close(ctx context.Context) error {
+	h.mu.Lock()
+	h.closed = true
+	h.mu.Unlock()
+	done := make(chan struct{})
+	go func() { h.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		h.cancel()
+		return nil
+	case <-ctx.Done():
+		h.cancel()
+		<-done
+		return ctx.Err()
+	}
+}

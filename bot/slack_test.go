@@ -1,0 +1,440 @@
+package bot
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/slack-go/slack"
+
+	"rebootbot/approval"
+)
+
+var slackRateLimited = slack.RateLimitedError{RetryAfter: time.Second}
+
+func slackStatus(code int) error {
+	return slack.StatusCodeError{Code: code, Status: http.StatusText(code)}
+}
+
+func slackErr(code string) error { return slack.SlackErrorResponse{Err: code} }
+
+const testToken = "xoxb-unit-test-token"
+
+// scriptedSlack answers Web API calls from a script, one answer per call,
+// and records the waits the client asks for instead of sleeping.
+type scriptedSlack struct {
+	mu      sync.Mutex
+	answers map[string][]func(w http.ResponseWriter)
+	calls   []string
+}
+
+// noMessages answers a history read that finds nothing.
+var noMessages = okJSON(`{"ok":true,"messages":[],"has_more":false}`)
+
+func okJSON(body string) func(w http.ResponseWriter) {
+	return func(w http.ResponseWriter) {
+		w.Header().Set("Content-Type", "application/json")
+		io.WriteString(w, body)
+	}
+}
+
+func status(code int, retryAfter string) func(w http.ResponseWriter) {
+	return func(w http.ResponseWriter) {
+		if retryAfter != "" {
+			w.Header().Set("Retry-After", retryAfter)
+		}
+		w.WriteHeader(code)
+	}
+}
+
+func (s *scriptedSlack) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	method := strings.TrimPrefix(r.URL.Path, "/api/")
+	s.mu.Lock()
+	s.calls = append(s.calls, method)
+	var answer func(http.ResponseWriter)
+	if q := s.answers[method]; len(q) > 0 {
+		answer, s.answers[method] = q[0], q[1:]
+	}
+	s.mu.Unlock()
+	switch {
+	case answer != nil:
+	case method == "conversations.history" || method == "conversations.replies":
+		answer = noMessages
+	default:
+		answer = okJSON(`{"ok":false,"error":"unscripted"}`)
+	}
+	answer(w)
+}
+
+func (s *scriptedSlack) count(method string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for _, c := range s.calls {
+		if c == method {
+			n++
+		}
+	}
+	return n
+}
+
+// mustSlack returns a client of a scripted Slack whose waits are recorded.
+func mustSlack(t *testing.T, script map[string][]func(http.ResponseWriter), cfg SlackConfig) (*Slack, *scriptedSlack, *[]time.Duration, *bytes.Buffer) {
+	t.Helper()
+	stub := &scriptedSlack{answers: script}
+	srv := httptest.NewServer(stub)
+	t.Cleanup(srv.Close)
+	var logs bytes.Buffer
+	cfg.Token = testToken
+	cfg.APIURL = srv.URL + "/api" // without the trailing slash on purpose
+	cfg.Logger = slog.New(slog.NewTextHandler(&logs, nil))
+	s := NewSlack(cfg)
+	var waits []time.Duration
+	var mu sync.Mutex
+	s.sleep = func(ctx context.Context, d time.Duration) error {
+		mu.Lock()
+		waits = append(waits, d)
+		mu.Unlock()
+		return ctx.Err()
+	}
+	return s, stub, &waits, &logs
+}
+
+func TestSlackRetries(t *testing.T) {
+	card := okJSON(`{"ok":true,"channel":"C1","ts":"1.1"}`)
+	tests := []struct {
+		name      string
+		script    []func(http.ResponseWriter)
+		wantCalls int
+		wantWaits []time.Duration
+		wantErr   string // "" for success
+		wantKind  approval.Kind
+	}{
+		{"OK", []func(http.ResponseWriter){card}, 1, nil, "", ""},
+		{"RateLimitedWaitsRetryAfter", []func(http.ResponseWriter){status(429, "7"), card}, 2, []time.Duration{7 * time.Second}, "", ""},
+		{"ServerErrorsBackOff", []func(http.ResponseWriter){status(500, ""), status(502, ""), status(503, ""), card}, 4,
+			[]time.Duration{250 * time.Millisecond, 500 * time.Millisecond, time.Second}, "", ""},
+		{"ServerErrorsGiveUp", []func(http.ResponseWriter){status(500, ""), status(500, ""), status(500, ""), status(500, ""), card}, 4,
+			[]time.Duration{250 * time.Millisecond, 500 * time.Millisecond, time.Second}, "500", approval.Unavailable},
+		{"SlackSaysRatelimited", []func(http.ResponseWriter){okJSON(`{"ok":false,"error":"ratelimited"}`), card}, 2, []time.Duration{250 * time.Millisecond}, "", ""},
+		{"NotInChannel", []func(http.ResponseWriter){okJSON(`{"ok":false,"error":"not_in_channel"}`)}, 1, nil, "not_in_channel", approval.Forbidden},
+		{"ChannelNotFound", []func(http.ResponseWriter){okJSON(`{"ok":false,"error":"channel_not_found"}`)}, 1, nil, "channel_not_found", approval.Forbidden},
+		{"Archived", []func(http.ResponseWriter){okJSON(`{"ok":false,"error":"is_archived"}`)}, 1, nil, "is_archived", approval.Forbidden},
+		{"OtherErrorNotRetried", []func(http.ResponseWriter){okJSON(`{"ok":false,"error":"invalid_blocks"}`)}, 1, nil, "invalid_blocks", approval.Internal},
+		{"ClientErrorNotRetried", []func(http.ResponseWriter){status(404, "")}, 1, nil, "404", approval.Internal},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s, stub, waits, logs := mustSlack(t, map[string][]func(http.ResponseWriter){"chat.postMessage": tt.script}, SlackConfig{})
+			card, err := s.PostCard(t.Context(), &approval.Request{ID: "R-1", Channel: "C1", State: approval.Pending})
+			if got := stub.count("chat.postMessage"); got != tt.wantCalls {
+				t.Errorf("calls = %d, want %d", got, tt.wantCalls)
+			}
+			if !slices.Equal(*waits, tt.wantWaits) {
+				t.Errorf("waits = %v, want %v", *waits, tt.wantWaits)
+			}
+			if tt.wantErr == "" {
+				if err != nil || card.TS != "1.1" || card.Channel != "C1" {
+					t.Fatalf("PostCard = %+v, %v", card, err)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Fatalf("PostCard error %v, want one mentioning %q", err, tt.wantErr)
+			}
+			if got := approval.ErrorKind(err); got != tt.wantKind {
+				t.Errorf("error kind %s, want %s", got, tt.wantKind)
+			}
+			if tt.wantKind == approval.Forbidden && approval.ErrorMessage(err) != cantPost {
+				t.Errorf("message %q, want %q", approval.ErrorMessage(err), cantPost)
+			}
+			if strings.Contains(err.Error(), testToken) || strings.Contains(logs.String(), testToken) {
+				t.Error("the token leaked into an error or the log")
+			}
+		})
+	}
+}
+
+func TestSlackRetryStopsWithContext(t *testing.T) {
+	s, stub, _, _ := mustSlack(t, map[string][]func(http.ResponseWriter){"chat.update": {status(429, "30"), status(200, "")}}, SlackConfig{})
+	ctx, cancel := context.WithCancel(t.Context())
+	s.sleep = func(context.Context, time.Duration) error { cancel(); return context.Canceled }
+	err := s.UpdateCard(ctx, &approval.Request{ID: "R-1", Card: approval.Card{Channel: "C1", TS: "1.1"}})
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("UpdateCard = %v, want the context's error", err)
+	}
+	if n := stub.count("chat.update"); n != 1 {
+		t.Errorf("chat.update called %d times, want 1", n)
+	}
+}
+
+func TestSlackMembersCache(t *testing.T) {
+	clock := approval.NewFakeClock(time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC))
+	members := okJSON(`{"ok":true,"users":["U1","U2"]}`)
+	s, stub, _, _ := mustSlack(t, map[string][]func(http.ResponseWriter){
+		"usergroups.users.list": {members, members, status(500, ""), status(500, ""), status(500, ""), status(500, ""),
+			status(500, ""), status(500, ""), status(500, ""), status(500, "")},
+	}, SlackConfig{Clock: clock, GroupTTL: time.Minute})
+	get := func() ([]string, error) { return s.Members(t.Context(), "S1") }
+
+	steps := []struct {
+		advance   time.Duration
+		wantCalls int
+		wantErr   bool
+	}{
+		{0, 1, false},                // fetched
+		{30 * time.Second, 1, false}, // cached
+		{31 * time.Second, 2, false}, // expired: fetched again
+		{2 * time.Minute, 6, false},  // Slack fails: the recent answer is served
+		{10 * time.Minute, 10, true}, // too old to serve
+	}
+	for i, st := range steps {
+		clock.Advance(st.advance)
+		got, err := get()
+		if (err != nil) != st.wantErr {
+			t.Fatalf("step %d: Members error %v, want error %v", i, err, st.wantErr)
+		}
+		if !st.wantErr && !slices.Equal(got, []string{"U1", "U2"}) {
+			t.Errorf("step %d: Members = %v", i, got)
+		}
+		if n := stub.count("usergroups.users.list"); n != st.wantCalls {
+			t.Errorf("step %d: %d lookups, want %d", i, n, st.wantCalls)
+		}
+	}
+}
+
+func TestSlackRespond(t *testing.T) {
+	var (
+		mu   sync.Mutex
+		got  []map[string]any
+		fail = 1
+	)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		defer mu.Unlock()
+		if r.URL.Path == "/gone" {
+			http.Error(w, "used_url", http.StatusNotFound)
+			return
+		}
+		if fail > 0 {
+			fail--
+			w.WriteHeader(http.StatusBadGateway)
+			return
+		}
+		var m map[string]any
+		_ = json.NewDecoder(r.Body).Decode(&m)
+		got = append(got, m)
+		io.WriteString(w, "ok")
+	}))
+	t.Cleanup(srv.Close)
+	s, _, waits, logs := mustSlack(t, nil, SlackConfig{})
+
+	if err := s.Respond(t.Context(), srv.URL+"/hooks/secret-part", Ephemeral("hello &amp; welcome")); err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 1 || got[0]["response_type"] != "ephemeral" || got[0]["text"] != "hello &amp; welcome" || got[0]["replace_original"] != false {
+		t.Errorf("posted %v", got)
+	}
+	if len(*waits) != 1 {
+		t.Errorf("waits %v, want one retry after the 502", *waits)
+	}
+	err := s.Respond(t.Context(), srv.URL+"/gone", Ephemeral("late"))
+	if err == nil || strings.Contains(err.Error(), "/gone") || strings.Contains(logs.String(), "/gone") {
+		t.Errorf("Respond to a used URL = %v; want an error that does not carry the URL", err)
+	}
+	for _, bad := range []string{"", "ftp://x/y", "::"} {
+		if err := s.Respond(t.Context(), bad, Ephemeral("x")); err == nil {
+			t.Errorf("Respond(%q) accepted it", bad)
+		}
+	}
+}
+
+func TestSlackNetworkErrorRetried(t *testing.T) {
+	srv := httptest.NewServer(http.NotFoundHandler())
+	base := srv.URL
+	srv.Close() // nothing listens there any more
+	s := NewSlack(SlackConfig{Token: testToken, APIURL: base + "/api/", Attempts: 3})
+	var waits []time.Duration
+	s.sleep = func(ctx context.Context, d time.Duration) error { waits = append(waits, d); return nil }
+	err := s.Report(t.Context(), &approval.Request{ID: "R-1", Card: approval.Card{Channel: "C1", TS: "1.1"}}, approval.Report{Kind: approval.ReportStarted})
+	if err == nil || approval.ErrorKind(err) != approval.Unavailable {
+		t.Fatalf("Report = %v, want an Unavailable error", err)
+	}
+	if len(waits) != 2 {
+		t.Errorf("waits %v, want 2 retries", waits)
+	}
+}
+
+func TestClassify(t *testing.T) {
+	tests := []struct {
+		err    error
+		result string
+		retry  bool
+	}{
+		{nil, "ok", false},
+		{context.Canceled, "canceled", false},
+		{fmt.Errorf("x: %w", context.DeadlineExceeded), "timeout", false},
+		{&url.Error{Op: "Post", URL: "http://x", Err: errors.New("connection refused")}, "network", true},
+		{errors.New("json: bad"), "error", false},
+	}
+	for _, tt := range tests {
+		result, retry, _ := classify(tt.err)
+		if result != tt.result || retry != tt.retry {
+			t.Errorf("classify(%v) = %s, %v; want %s, %v", tt.err, result, retry, tt.result, tt.retry)
+		}
+	}
+}
+
+// cardMessage is a history answer holding r's card.
+func cardMessage(id, ts string) func(http.ResponseWriter) {
+	return okJSON(fmt.Sprintf(`{"ok":true,"messages":[{"type":"message","ts":"0.1","metadata":{"event_type":"other","event_payload":{}}},`+
+		`{"type":"message","ts":%q,"metadata":{"event_type":"rebootbot_card","event_payload":{"request_id":%q}}}]}`, ts, id))
+}
+
+func TestPostCardAnswerLost(t *testing.T) {
+	s, stub, _, _ := mustSlack(t, map[string][]func(http.ResponseWriter){
+		"chat.postMessage":      {status(500, "")},
+		"conversations.history": {cardMessage("R-7", "9.9")},
+	}, SlackConfig{})
+	card, err := s.PostCard(t.Context(), &approval.Request{ID: "R-7", Channel: "C1", State: approval.Pending})
+	if err != nil || card.TS != "9.9" {
+		t.Fatalf("PostCard = %+v, %v; want the card that landed", card, err)
+	}
+	if n := stub.count("chat.postMessage"); n != 1 {
+		t.Errorf("chat.postMessage called %d times, want 1", n)
+	}
+}
+
+func TestPostCardAfterRestart(t *testing.T) {
+	clock := approval.NewFakeClock(time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC))
+	s, stub, _, _ := mustSlack(t, map[string][]func(http.ResponseWriter){
+		"conversations.history": {cardMessage("R-7", "9.9"), noMessages},
+		"chat.postMessage":      {okJSON(`{"ok":true,"channel":"C1","ts":"10.1"}`)},
+	}, SlackConfig{Clock: clock})
+	old := clock.Now().Add(-time.Minute)
+	card, err := s.PostCard(t.Context(), &approval.Request{ID: "R-7", Channel: "C1", State: approval.Pending, CreatedAt: old})
+	if err != nil || card.TS != "9.9" {
+		t.Fatalf("PostCard = %+v, %v; want the card posted before the restart", card, err)
+	}
+	card, err = s.PostCard(t.Context(), &approval.Request{ID: "R-8", Channel: "C1", State: approval.Pending, CreatedAt: old})
+	if err != nil || card.TS != "10.1" {
+		t.Fatalf("PostCard = %+v, %v; want a new card", card, err)
+	}
+	// A request of this process is posted without looking first.
+	clock.Advance(time.Second)
+	if _, err := s.PostCard(t.Context(), &approval.Request{ID: "R-9", Channel: "C1", State: approval.Pending, CreatedAt: clock.Now()}); err == nil {
+		t.Fatal("PostCard succeeded with nothing left in the script")
+	}
+	if n := stub.count("conversations.history"); n != 2 {
+		t.Errorf("conversations.history called %d times, want 2", n)
+	}
+}
+
+func TestReportAfterRestart(t *testing.T) {
+	clock := approval.NewFakeClock(time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC))
+	replies := okJSON(`{"ok":true,"messages":[` +
+		`{"type":"message","ts":"1.1","text":"card"},` +
+		`{"type":"message","ts":"1.2","metadata":{"event_type":"rebootbot_report","event_payload":{"request_id":"R-7","report":"started"}}},` +
+		`{"type":"message","ts":"1.3","metadata":{"event_type":"rebootbot_report","event_payload":{"request_id":"R-7","report":"instance:ins-00000001"}}},` +
+		`{"type":"message","ts":"1.4","metadata":{"event_type":"rebootbot_report","event_payload":{"request_id":"R-6","report":"instance:ins-00000002"}}}]}`)
+	posted := okJSON(`{"ok":true,"channel":"C1","ts":"2.1"}`)
+	s, stub, _, _ := mustSlack(t, map[string][]func(http.ResponseWriter){
+		"conversations.replies": {replies},
+		"chat.postMessage":      {posted, posted},
+	}, SlackConfig{Clock: clock})
+	r := &approval.Request{ID: "R-7", State: approval.Executing, Card: approval.Card{Channel: "C1", TS: "1.1"}, StartedAt: clock.Now().Add(-time.Minute),
+		Runs: []approval.Run{{InstanceID: "ins-00000001", State: approval.RunSucceeded}, {InstanceID: "ins-00000002", State: approval.RunSucceeded}}}
+	for _, rep := range []approval.Report{
+		{Kind: approval.ReportStarted},
+		{Kind: approval.ReportInstance, Run: &r.Runs[0]},
+		{Kind: approval.ReportInstance, Run: &r.Runs[1]}, // only R-6 has this one
+		{Kind: approval.ReportInstance, Run: &r.Runs[1]}, // known now
+		{Kind: approval.ReportFinished},
+	} {
+		if err := s.Report(t.Context(), r, rep); err != nil {
+			t.Fatalf("Report %s: %v", reportKey(rep), err)
+		}
+	}
+	if n := stub.count("conversations.replies"); n != 1 {
+		t.Errorf("thread read %d times, want once", n)
+	}
+	if n := stub.count("chat.postMessage"); n != 2 {
+		t.Errorf("%d reports posted, want 2 (ins-00000002 and the summary)", n)
+	}
+}
+
+func TestHistoryRefused(t *testing.T) {
+	clock := approval.NewFakeClock(time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC))
+	posted := okJSON(`{"ok":true,"channel":"C1","ts":"2.1"}`)
+	s, stub, _, logs := mustSlack(t, map[string][]func(http.ResponseWriter){
+		"conversations.history": {okJSON(`{"ok":false,"error":"missing_scope"}`)},
+		"chat.postMessage":      {posted, posted},
+	}, SlackConfig{Clock: clock})
+	old := clock.Now().Add(-time.Minute)
+	for _, id := range []string{"R-1", "R-2"} {
+		if _, err := s.PostCard(t.Context(), &approval.Request{ID: id, Channel: "C1", State: approval.Pending, CreatedAt: old}); err != nil {
+			t.Fatalf("PostCard %s: %v", id, err)
+		}
+	}
+	if n := stub.count("conversations.history"); n != 1 {
+		t.Errorf("history read %d times after Slack refused it, want 1", n)
+	}
+	if n := strings.Count(logs.String(), "cannot read channel history"); n != 1 {
+		t.Errorf("warned %d times, want once", n)
+	}
+}
+
+func TestMayHaveLanded(t *testing.T) {
+	tests := []struct {
+		name string
+		err  error
+		want bool
+	}{
+		{"ServerError", slackStatus(502), true},
+		{"RateLimited", &slackRateLimited, false},
+		{"ClientError", slackStatus(400), false},
+		{"Timeout", context.DeadlineExceeded, true},
+		{"Refused", &url.Error{Op: "Post", URL: "http://x", Err: &net.OpError{Op: "dial", Err: errors.New("connection refused")}}, false},
+		{"Reset", &url.Error{Op: "Post", URL: "http://x", Err: &net.OpError{Op: "read", Err: errors.New("connection reset")}}, true},
+		{"NotInChannel", slackErr("not_in_channel"), false},
+	}
+	for _, tt := range tests {
+		if got := mayHaveLanded(tt.err); got != tt.want {
+			t.Errorf("%s: mayHaveLanded = %v, want %v", tt.name, got, tt.want)
+		}
+	}
+}
+
+// TestReportHistoryRefused: when the thread cannot be read, every report
+// is posted (best effort) and nothing breaks.
+func TestReportHistoryRefused(t *testing.T) {
+	clock := approval.NewFakeClock(time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC))
+	posted := okJSON(`{"ok":true,"channel":"C1","ts":"2.1"}`)
+	s, stub, _, _ := mustSlack(t, map[string][]func(http.ResponseWriter){
+		"conversations.replies": {okJSON(`{"ok":false,"error":"missing_scope"}`)},
+		"chat.postMessage":      {posted, posted, posted},
+	}, SlackConfig{Clock: clock})
+	r := &approval.Request{ID: "R-7", State: approval.Executing, Card: approval.Card{Channel: "C1", TS: "1.1"}, StartedAt: clock.Now().Add(-time.Minute),
+		Runs: []approval.Run{{InstanceID: "ins-00000001", State: approval.RunSucceeded}}}
+	for _, rep := range []approval.Report{{Kind: approval.ReportStarted}, {Kind: approval.ReportInstance, Run: &r.Runs[0]}, {Kind: approval.ReportFinished}} {
+		if err := s.Report(t.Context(), r, rep); err != nil {
+			t.Fatalf("Report %s: %v", reportKey(rep), err)
+		}
+	}
+	if n := stub.count("chat.postMessage"); n != 3 {
+		t.Errorf("%d reports posted, want 3", n)
+	}
+}
