@@ -144,7 +144,7 @@ func (p *Policy) RegionFor(region string) (string, error) {
 	if region == "" {
 		return p.DefaultRegion, nil
 	}
-	if !validRegion(region) {
+	if !ValidRegion(region) {
 		return "", Errorf(Invalid, "%q is not a region name (for example ap-guangzhou).", region)
 	}
 	if len(p.Regions) > 0 && !slices.Contains(p.Regions, region) {
@@ -153,7 +153,10 @@ func (p *Policy) RegionFor(region string) (string, error) {
 	return region, nil
 }
 
-func validRegion(s string) bool {
+// ValidRegion reports whether s looks like a region name (lowercase
+// words joined by hyphens, such as ap-guangzhou); the policy decides
+// whether it is allowed.
+func ValidRegion(s string) bool {
 	if len(s) < 4 || len(s) > 40 || !strings.Contains(s, "-") {
 		return false
 	}

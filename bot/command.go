@@ -236,7 +236,7 @@ func parseCreate(raw string, toks []token) (Command, error) {
 					}
 				}
 				region := Unescape(value)
-				if !plausibleRegion(region) {
+				if !approval.ValidRegion(region) {
 					return nil, invalid(fmt.Sprintf("`%s` is not a region name (for example `ap-guangzhou`).", escapeText(truncate(oneLine(region), 40))))
 				}
 				if regions > 0 && region != c.Region {
@@ -304,20 +304,6 @@ func instanceWord(w string) (ids []string, ok bool, err error) {
 		ids = append(ids, part)
 	}
 	return ids, true, nil
-}
-
-// plausibleRegion reports whether s looks like a region name; the policy
-// decides whether it is allowed.
-func plausibleRegion(s string) bool {
-	if len(s) < 4 || len(s) > 40 || !strings.Contains(s, "-") {
-		return false
-	}
-	for _, c := range s {
-		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-') {
-			return false
-		}
-	}
-	return true
 }
 
 func requestIDArg(verb string, args []token) (string, error) {

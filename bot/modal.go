@@ -147,7 +147,7 @@ func ParseRequestForm(v *slack.View) (cmd CreateCommand, channel, responseURL st
 		if region == "" {
 			region = strings.TrimSpace(a.Value)
 		}
-		if region != "" && !plausibleRegion(region) {
+		if region != "" && !approval.ValidRegion(region) {
 			errs[BlockRegion] = "That is not a region name (for example ap-guangzhou)."
 		}
 		cmd.Region = region

@@ -134,7 +134,7 @@ func Parse(data []byte, name, defaultRegion string) (*approval.Policy, error) {
 			p.MaxInstances, err = intIn(name, v, 1, approval.MaxInstancesPerRequest)
 		case "regions":
 			regionNode = v
-			p.Regions, err = ids(name, v, validRegion, "a region name such as ap-guangzhou")
+			p.Regions, err = ids(name, v, approval.ValidRegion, "a region name such as ap-guangzhou")
 		case "rules":
 			p.Rules, err = rules(name, v)
 		default:
@@ -205,11 +205,6 @@ func exampleFor(what string) string {
 
 func validChannel(s string) bool {
 	return len(s) >= 2 && (s[0] == 'C' || s[0] == 'G') && strings.ToUpper(s) == s && !strings.ContainsAny(s, " ,")
-}
-
-func validRegion(s string) bool {
-	_, err := (&approval.Policy{DefaultRegion: s}).RegionFor(s)
-	return err == nil
 }
 
 func intIn(name string, v *yaml.Node, lo, hi int) (int, error) {
