@@ -25,6 +25,11 @@ func (h *Handler) Command(ctx context.Context, sc slack.SlashCommand) (any, erro
 	to := replyTo{responseURL: sc.ResponseURL, channel: sc.ChannelID, user: sc.UserID}
 	cmd, err := ParseCommand(sc.Text)
 	if err != nil {
+		if requestAttempt(sc.Text) {
+			// A malformed request is still a request refused: audit it.
+			in := approval.CreateInput{Key: commandKey(sc), Requester: sc.UserID, Channel: sc.ChannelID, Reason: Unescape(sc.Text)}
+			err = h.engine.Refuse(ctx, in, err)
+		}
 		return Ephemeral(approval.ErrorMessage(err) + "\n\n" + Usage), nil
 	}
 	switch c := cmd.(type) {
@@ -93,6 +98,20 @@ func (h *Handler) Command(ctx context.Context, sc slack.SlashCommand) (any, erro
 		}), nil
 	}
 	return Ephemeral("I don't know that command.\n\n" + Usage), nil
+}
+
+// requestAttempt reports whether a command text that did not parse was
+// meant as a reboot request rather than one of the other subcommands.
+func requestAttempt(text string) bool {
+	words := strings.Fields(Unescape(text))
+	if len(words) == 0 {
+		return false
+	}
+	switch strings.ToLower(strings.TrimLeft(words[0], "-—–")) {
+	case "help", "h", "status", "cancel", "pending", "audit":
+		return false
+	}
+	return true
 }
 
 // commandKey identifies a command delivery: its trigger_id, else a hash of

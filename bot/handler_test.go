@@ -65,6 +65,10 @@ func (f *fakeEngine) Create(ctx context.Context, in approval.CreateInput) (*appr
 	return &approval.Request{ID: "R-1", Required: 1, Card: approval.Card{Channel: in.Channel, TS: "1.1"}}, nil
 }
 
+func (f *fakeEngine) Refuse(ctx context.Context, in approval.CreateInput, cause error) error {
+	return cause
+}
+
 func (f *fakeEngine) Approve(ctx context.Context, key, id, user string) (approval.Result, error) {
 	if err := f.wait(ctx, "Approve"); err != nil {
 		return approval.Result{}, err
