@@ -9,39 +9,83 @@ import (
 // it is left to the next sweep of the expiry loop.
 const maxNotifyAttempts = 6
 
-// refreshCard brings request id's card up to date in the background. At
-// most one refresh per request runs; a change that arrives meanwhile makes
-// it run once more, so the card always ends showing the latest version.
-func (e *Engine) refreshCard(id string) {
+// Kinds of background job, at most one of each per request at a time.
+const (
+	jobCard    = "card"    // bring the card up to date
+	jobPost    = "post"    // post a card that was never stored
+	jobReports = "reports" // post the thread messages owed
+)
+
+// runJob runs fn for request id in the background unless the same kind of
+// job already runs for it; then that one runs once more when it ends, so a
+// change that arrives meanwhile is never missed. Jobs only talk to Slack
+// from what is stored, so running one again is always safe.
+func (e *Engine) runJob(kind, id string, fn func(ctx context.Context, id string)) {
+	key := kind + " " + id
 	e.mu.Lock()
-	if e.refreshing[id] {
-		e.dirty[id] = true
+	if e.jobs[key] {
+		e.rerun[key] = true
 		e.mu.Unlock()
 		return
 	}
-	e.refreshing[id] = true
+	e.jobs[key] = true
 	e.mu.Unlock()
-	started := e.spawn(func(ctx context.Context) {
+	done := func() {
+		e.mu.Lock()
+		delete(e.jobs, key)
+		delete(e.rerun, key)
+		e.mu.Unlock()
+	}
+	started := e.spawnJob(func(ctx context.Context) {
 		for {
-			e.updateCard(ctx, id)
+			fn(ctx, id)
 			e.mu.Lock()
-			if e.dirty[id] && ctx.Err() == nil {
-				delete(e.dirty, id)
-				e.mu.Unlock()
-				continue
-			}
-			delete(e.dirty, id)
-			delete(e.refreshing, id)
+			again := e.rerun[key] && ctx.Err() == nil
+			delete(e.rerun, key)
 			e.mu.Unlock()
-			return
+			if !again {
+				done()
+				return
+			}
 		}
 	})
 	if !started {
-		e.mu.Lock()
-		delete(e.refreshing, id)
-		e.mu.Unlock()
+		done()
 	}
 }
+
+// holdJob marks a job of kind for request id as running in the caller's
+// own goroutine (so that no background one starts beside it) and returns
+// its release, which starts the background job if it was asked for
+// meanwhile. ok is false when one already runs.
+func (e *Engine) holdJob(kind, id string, fn func(ctx context.Context, id string)) (release func(), ok bool) {
+	key := kind + " " + id
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.jobs[key] {
+		return nil, false
+	}
+	e.jobs[key] = true
+	return func() {
+		e.mu.Lock()
+		again := e.rerun[key]
+		delete(e.jobs, key)
+		delete(e.rerun, key)
+		e.mu.Unlock()
+		if again {
+			e.runJob(kind, id, fn)
+		}
+	}, true
+}
+
+// refreshCard brings request id's card up to date in the background.
+func (e *Engine) refreshCard(id string) { e.runJob(jobCard, id, e.updateCard) }
+
+// ensureCard posts request id's card in the background when none is stored.
+func (e *Engine) ensureCard(id string) { e.runJob(jobPost, id, e.postMissingCard) }
+
+// kickReports posts request id's owed thread messages in the background.
+func (e *Engine) kickReports(id string) { e.runJob(jobReports, id, e.postReports) }
 
 // updateCard renders the stored request on its card and marks the card
 // current when no newer change was saved meanwhile.
@@ -66,22 +110,79 @@ func (e *Engine) updateCard(ctx context.Context, id string) {
 	}
 }
 
-// report posts one message in the request's thread, with retries. A
-// request whose card position is not stored yet (an approval that overtook
-// the storing of its card) is read again; without a card there is no
-// thread, and the report stays owed.
+// postMissingCard posts the card of a stored request that has none (its
+// first post failed, or its answer was lost to a crash), retrying until
+// it works, Slack refuses the channel, or the engine stops. A request
+// decided meanwhile gets a card showing its outcome: whoever saw the
+// command in the channel learns what became of it.
+func (e *Engine) postMissingCard(ctx context.Context, id string) {
+	for attempt := 0; ; attempt++ {
+		r, err := e.store.Get(ctx, id)
+		if err != nil || r.Card.TS != "" || r.Settled() {
+			return
+		}
+		if _, err := e.postCard(ctx, r, false); err == nil || ErrorKind(err) == Forbidden {
+			return
+		}
+		if !pause(ctx, backoff(attempt)) {
+			return
+		}
+	}
+}
+
+// report posts one message in the request's thread, with retries.
 func (e *Engine) report(ctx context.Context, r *Request, rep Report) error {
 	if r.Card.TS == "" {
-		fresh, err := e.store.Get(ctx, r.ID)
-		if err != nil {
-			return err
-		}
-		if fresh.Card.TS == "" {
-			return Errorf(Unavailable, "%s has no card yet to report in", r.ID)
-		}
-		r = fresh
+		return Errorf(Unavailable, "%s has no card yet to report in", r.ID)
 	}
 	return e.retry(ctx, "report "+string(rep.Kind), r.ID, func(ctx context.Context) error { return e.notify.Report(ctx, r, rep) })
+}
+
+// postReports posts, in order, the thread messages request id owes: the
+// start of execution, each instance's result, then the summary once every
+// result is posted. Each is marked posted right after Slack took it, so a
+// restart posts only what is still owed. Execution never waits for this:
+// a slow or failing Slack delays the messages, not the reboots.
+func (e *Engine) postReports(ctx context.Context, id string) {
+	r, err := e.store.Get(ctx, id)
+	if err != nil || r.Card.TS == "" || r.StartedAt.IsZero() {
+		return
+	}
+	mark := func(fn func(r *Request)) bool {
+		r, err = e.save(ctx, id, false, func(r *Request) ([]Event, error) { fn(r); return nil, nil })
+		if err != nil {
+			e.log.Error("mark report posted", "request", id, "err", err)
+		}
+		return err == nil
+	}
+	if !r.StartAnnounced {
+		if e.report(ctx, r, Report{Kind: ReportStarted}) != nil || !mark(func(r *Request) { r.StartAnnounced = true }) {
+			return
+		}
+	}
+	for i := range r.Runs {
+		run := r.Runs[i]
+		if !run.State.Done() || run.Reported {
+			continue
+		}
+		if e.report(ctx, r, Report{Kind: ReportInstance, Run: &run}) != nil {
+			return
+		}
+		if !mark(func(r *Request) { r.Run(run.InstanceID).Reported = true }) {
+			return
+		}
+	}
+	if !r.State.Terminal() || r.EndAnnounced {
+		return
+	}
+	for _, run := range r.Runs {
+		if !run.Reported {
+			return
+		}
+	}
+	if e.report(ctx, r, Report{Kind: ReportFinished}) == nil {
+		mark(func(r *Request) { r.EndAnnounced = true })
+	}
 }
 
 // retry calls fn until it succeeds, maxNotifyAttempts pass, or ctx ends.

@@ -44,17 +44,22 @@ type Engine struct {
 	timeout  time.Duration
 	observer func(*Event)
 
-	ctx    context.Context // background work; cancelled by Close
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
-	kick   chan struct{} // wakes the expiry loop
+	// Executions and jobs (card updates, reports, the expiry loop) run in
+	// the background with their own contexts and wait groups, so that
+	// Close can let executions finish while it stops jobs sooner: jobs
+	// keep everything they owe in the store, executions may be mid-call.
+	execCtx, jobCtx       context.Context
+	execCancel, jobCancel context.CancelFunc
+	execWG, jobWG         sync.WaitGroup
+	kick                  chan struct{} // wakes the expiry loop
 
-	mu         sync.Mutex
-	closed     bool
-	executing  map[string]bool          // requests with a running execute
-	refreshing map[string]bool          // requests with a running card refresh
-	dirty      map[string]bool          // a change arrived while refreshing
-	creating   map[string]chan struct{} // Create calls in flight by delivery key
+	mu        sync.Mutex
+	closed    bool                     // no new executions or sweeps
+	jobsDone  bool                     // no new jobs
+	executing map[string]bool          // requests with a running execute
+	jobs      map[string]bool          // running jobs by kind and request
+	rerun     map[string]bool          // jobs asked for again while running
+	creating  map[string]chan struct{} // Create calls in flight by delivery key
 }
 
 // Result is the answer to an approval, denial or cancellation.
@@ -91,11 +96,11 @@ func NewEngine(cfg Config) (*Engine, error) {
 		store: cfg.Store, cloud: cfg.Cloud, notify: cfg.Notifier, groups: cfg.Groups,
 		policy: cfg.Policy, clock: cfg.Clock, log: cfg.Logger,
 		poll: cfg.PollInterval, timeout: cfg.RebootTimeout, observer: cfg.Observer,
-		kick:       make(chan struct{}, 1),
-		executing:  map[string]bool{},
-		refreshing: map[string]bool{},
-		dirty:      map[string]bool{},
-		creating:   map[string]chan struct{}{},
+		kick:      make(chan struct{}, 1),
+		executing: map[string]bool{},
+		jobs:      map[string]bool{},
+		rerun:     map[string]bool{},
+		creating:  map[string]chan struct{}{},
 	}
 	if e.clock == nil {
 		e.clock = SystemClock{}
@@ -109,7 +114,8 @@ func NewEngine(cfg Config) (*Engine, error) {
 	if e.timeout <= 0 {
 		e.timeout = 10 * time.Minute
 	}
-	e.ctx, e.cancel = context.WithCancel(context.Background())
+	e.execCtx, e.execCancel = context.WithCancel(context.Background())
+	e.jobCtx, e.jobCancel = context.WithCancel(context.Background())
 	return e, nil
 }
 
@@ -127,59 +133,102 @@ func (e *Engine) Start(ctx context.Context) error {
 		e.log.Info("resuming request", "request", r.ID, "state", r.State)
 		e.resume(r)
 	}
-	e.spawn(e.expiryLoop)
+	e.spawnJob(e.expiryLoop)
 	return nil
 }
 
-// resume schedules whatever r still needs.
+// resume schedules whatever r still owes: its card, its execution, its
+// card update and its thread messages. Each is guarded, so calling it
+// again for the same request starts nothing twice.
 func (e *Engine) resume(r *Request) {
-	switch {
-	case r.State == Approved || r.State == Executing:
+	if r.Card.TS == "" && !r.Settled() {
+		e.ensureCard(r.ID)
+	}
+	if r.State == Approved || r.State == Executing {
 		e.startExecution(r.ID)
-	case r.State == Pending && r.Card.TS == "":
-		e.spawn(func(ctx context.Context) { e.ensureCard(ctx, r.ID) })
-	default:
-		if !r.CardCurrent {
-			e.refreshCard(r.ID)
-		}
-		if r.State.Terminal() && !r.StartedAt.IsZero() && !r.EndAnnounced {
-			e.startExecution(r.ID)
-		}
+	}
+	if r.Card.TS != "" && !r.CardCurrent {
+		e.refreshCard(r.ID)
+	}
+	if !r.StartedAt.IsZero() {
+		e.kickReports(r.ID)
 	}
 }
 
-// Close stops taking new background work and waits for what runs until
-// ctx ends; then it cancels the rest, which a later Start resumes.
+// jobGrace is how long Close lets card updates and reports go on once the
+// executions have drained; whatever is left is posted by the next start.
+const jobGrace = 5 * time.Second
+
+// Close stops starting executions and waits for the running ones until
+// ctx ends, then gives card updates and reports a short grace, then
+// cancels everything left; the store keeps what is owed and a later Start
+// resumes it.
 func (e *Engine) Close(ctx context.Context) error {
 	e.mu.Lock()
 	e.closed = true
 	e.mu.Unlock()
-	done := make(chan struct{})
-	go func() { e.wg.Wait(); close(done) }()
-	// The expiry loop and card refreshes never finish on their own.
 	e.stopIdle()
+	var err error
+	if !waitGroup(ctx, &e.execWG) {
+		err = ctx.Err()
+		e.execCancel()
+		e.execWG.Wait()
+	}
+	grace, cancel := context.WithTimeout(ctx, jobGrace)
+	defer cancel()
+	if !waitGroup(grace, &e.jobWG) {
+		e.jobCancel()
+	}
+	e.mu.Lock()
+	e.jobsDone = true
+	e.mu.Unlock()
+	e.jobWG.Wait()
+	e.execCancel()
+	e.jobCancel()
+	return err
+}
+
+// waitGroup waits for wg until ctx ends and reports whether wg finished.
+func waitGroup(ctx context.Context, wg *sync.WaitGroup) bool {
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
 	select {
 	case <-done:
-		e.cancel()
-		return nil
+		return true
 	case <-ctx.Done():
-		e.cancel()
-		<-done
-		return ctx.Err()
+		return false
 	}
 }
 
-// spawn runs fn in the background unless the engine is closing.
-func (e *Engine) spawn(fn func(ctx context.Context)) bool {
+// spawnExec runs an execution in the background unless the engine is
+// closing.
+func (e *Engine) spawnExec(fn func(ctx context.Context)) bool {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if e.closed {
 		return false
 	}
-	e.wg.Add(1)
+	e.execWG.Add(1)
 	go func() {
-		defer e.wg.Done()
-		fn(e.ctx)
+		defer e.execWG.Done()
+		fn(e.execCtx)
+	}()
+	return true
+}
+
+// spawnJob runs a job in the background unless the engine has stopped
+// them. Jobs may start while executions drain, so that a request that
+// finishes during shutdown still gets its card updated.
+func (e *Engine) spawnJob(fn func(ctx context.Context)) bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.jobsDone {
+		return false
+	}
+	e.jobWG.Add(1)
+	go func() {
+		defer e.jobWG.Done()
+		fn(e.jobCtx)
 	}()
 	return true
 }
@@ -289,8 +338,15 @@ func (e *Engine) create(ctx context.Context, in CreateInput) (*Request, error) {
 	}
 	requested.RequestID = r.ID
 	e.observe([]Event{requested})
+	// Post the card here, holding the post job so that a sweep that sees
+	// the new request without a card does not post a second one.
+	release, ok := e.holdJob(jobPost, r.ID, e.postMissingCard)
 	e.stopIdle() // the expiry loop may need to wake earlier
-	return e.postCard(ctx, r)
+	if !ok {
+		return r, nil // a sweep got there first and posts it
+	}
+	defer release()
+	return e.postCard(ctx, r, true)
 }
 
 // check validates in against the policy and the cloud and returns the
@@ -468,16 +524,25 @@ func cloudUnavailable(doing string, err error) error {
 }
 
 // postCard posts r's card and stores where it is. A channel the bot cannot
-// post in rejects the request; other failures leave it pending for the
-// background retry.
-func (e *Engine) postCard(ctx context.Context, r *Request) (*Request, error) {
+// post in rejects a pending request. created says r was created just now:
+// then another failure starts the background retry, and the card is known
+// to show r. Otherwise (the retry itself) the error is returned, and the
+// card is updated once more after it is stored, because the notifier may
+// have found a card posted before a crash rather than posted r afresh.
+func (e *Engine) postCard(ctx context.Context, r *Request, created bool) (*Request, error) {
 	card, err := e.notify.PostCard(ctx, r)
 	if err != nil {
 		if ErrorKind(err) == Forbidden {
-			return nil, e.rejectPosted(ctx, r, err)
+			if r.State == Pending {
+				return nil, e.rejectPosted(ctx, r, err)
+			}
+			return nil, e.abandonCard(ctx, r, err)
+		}
+		if !created {
+			return nil, err
 		}
 		e.log.Warn("post card; will retry", "request", r.ID, "err", err)
-		e.spawn(func(ctx context.Context) { e.ensureCard(ctx, r.ID) })
+		e.ensureCard(r.ID)
 		return r, nil
 	}
 	saved, _, _, err := e.store.Update(ctx, r.ID, "", func(s *Request) (Change, error) {
@@ -485,8 +550,9 @@ func (e *Engine) postCard(ctx context.Context, r *Request) (*Request, error) {
 			return Change{}, nil
 		}
 		s.Card = card
-		s.CardCurrent = s.State == Pending
-		s.Version++
+		// A fresh card shows r; a change stored since (an approval that
+		// came while the card was being posted) is still owed.
+		s.CardCurrent = created && s.Version == r.Version
 		return Change{Save: true}, nil
 	})
 	if err != nil {
@@ -495,7 +561,27 @@ func (e *Engine) postCard(ctx context.Context, r *Request) (*Request, error) {
 	if !saved.CardCurrent {
 		e.refreshCard(saved.ID)
 	}
+	if !saved.StartedAt.IsZero() {
+		e.kickReports(saved.ID) // reports waited for the card's thread
+	}
 	return saved, nil
+}
+
+// abandonCard gives up on the card of a request that is past pending when
+// Slack refuses its channel: nothing more can be shown, so nothing is owed.
+func (e *Engine) abandonCard(ctx context.Context, r *Request, cause error) error {
+	e.log.Warn("card cannot be posted; giving up on it", "request", r.ID, "err", cause)
+	_, _, _, err := e.store.Update(ctx, r.ID, "", func(s *Request) (Change, error) {
+		if s.Card.TS != "" {
+			return Change{}, nil
+		}
+		s.CardCurrent = true
+		return Change{Save: true}, nil
+	})
+	if err != nil {
+		e.log.Error("abandon card", "request", r.ID, "err", err)
+	}
+	return cause
 }
 
 // rejectPosted ends a stored request whose card cannot be posted.
@@ -519,27 +605,6 @@ func (e *Engine) rejectPosted(ctx context.Context, r *Request, cause error) erro
 		e.observe(events)
 	}
 	return cause
-}
-
-// ensureCard posts the card of a stored pending request that has none,
-// retrying until it works, the request is decided, or the engine stops.
-func (e *Engine) ensureCard(ctx context.Context, id string) {
-	for attempt := 0; ; attempt++ {
-		r, err := e.store.Get(ctx, id)
-		if err != nil || r.Card.TS != "" || r.State != Pending {
-			return
-		}
-		if _, err := e.postCard(ctx, r); err == nil {
-			if r2, err := e.store.Get(ctx, id); err == nil && r2.Card.TS != "" {
-				return
-			}
-		} else if ErrorKind(err) == Forbidden {
-			return
-		}
-		if !pause(ctx, backoff(attempt)) {
-			return
-		}
-	}
 }
 
 // pause waits d of real time (Slack's and the cloud's, not the domain

@@ -134,12 +134,12 @@ func TestCreateRejected(t *testing.T) {
 				in.Channel = "COPS"
 			}
 			in.Key = "key-" + tt.name
-			before := tt.w.slack.posted
+			before := tt.w.slack.posts()
 			_, err := tt.w.engine.Create(context.Background(), in)
 			if approval.ErrorKind(err) != tt.kind || !strings.Contains(approval.ErrorMessage(err), tt.want) {
 				t.Fatalf("err = %v (kind %s), want %s containing %q", err, approval.ErrorKind(err), tt.kind, tt.want)
 			}
-			if tt.w.slack.posted != before {
+			if tt.w.slack.posts() != before {
 				t.Errorf("a card was posted for a refused request")
 			}
 			var last approval.Event
@@ -277,8 +277,8 @@ func TestDuplicateDeliveryKey(t *testing.T) {
 	w := mustWorld(t, p, newFakeCloud(testInstances()...), "")
 	r := w.mustCreate(t, approval.CreateInput{Key: "cmd-1", Instances: []string{"ins-aaaaaaaa"}})
 	again := w.mustCreate(t, approval.CreateInput{Key: "cmd-1", Instances: []string{"ins-aaaaaaaa"}})
-	if again.ID != r.ID || w.slack.posted != 1 {
-		t.Errorf("repeated command: got %s and %d cards, want %s and 1", again.ID, w.slack.posted, r.ID)
+	if again.ID != r.ID || w.slack.posts() != 1 {
+		t.Errorf("repeated command: got %s and %d cards, want %s and 1", again.ID, w.slack.posts(), r.ID)
 	}
 	first, err := w.engine.Approve(context.Background(), "click-1", r.ID, "UALICE")
 	if err != nil || first.Replayed {
@@ -397,7 +397,7 @@ func TestInstanceLeftRunningBeforeExecution(t *testing.T) {
 
 func TestChannelBotCannotPostIn(t *testing.T) {
 	w := mustWorld(t, testPolicy(), newFakeCloud(testInstances()...), "")
-	w.slack.refuse = approval.Errorf(approval.Forbidden, "I can't post in this channel: invite me.")
+	w.slack.setRefuse(approval.Errorf(approval.Forbidden, "I can't post in this channel: invite me."))
 	_, err := w.engine.Create(context.Background(), approval.CreateInput{Requester: "UREQ", Channel: "CPRIVATE", Reason: "x", Instances: []string{"ins-aaaaaaaa"}})
 	if approval.ErrorKind(err) != approval.Forbidden || !strings.Contains(err.Error(), "invite me") {
 		t.Fatalf("err = %v", err)
@@ -406,7 +406,7 @@ func TestChannelBotCannotPostIn(t *testing.T) {
 	if err != nil || r.State != approval.Rejected {
 		t.Fatalf("R-1 = %+v, %v; want REJECTED", r, err)
 	}
-	w.slack.refuse = nil
+	w.slack.setRefuse(nil)
 	w.mustCreate(t, approval.CreateInput{Instances: []string{"ins-aaaaaaaa"}}) // not held
 }
 

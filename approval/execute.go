@@ -30,7 +30,7 @@ func (e *Engine) startExecution(id string) {
 		delete(e.executing, id)
 		e.mu.Unlock()
 	}
-	if !e.spawn(func(ctx context.Context) {
+	if !e.spawnExec(func(ctx context.Context) {
 		defer done()
 		if err := e.execute(ctx, id); err != nil && ctx.Err() == nil {
 			e.log.Error("execute request", "request", id, "err", err)
@@ -63,6 +63,9 @@ func (e *Engine) save(ctx context.Context, id string, stale bool, fn func(r *Req
 	if stale {
 		e.refreshCard(id)
 	}
+	if len(events) > 0 && !r.StartedAt.IsZero() {
+		e.kickReports(id) // a result or the outcome may now be owed to the thread
+	}
 	return r, nil
 }
 
@@ -93,28 +96,20 @@ func (e *Engine) execute(ctx context.Context, id string) error {
 			return err
 		}
 	}
-	if r.State == Executing {
-		if !r.StartAnnounced {
-			if err := e.report(ctx, r, Report{Kind: ReportStarted}); err == nil {
-				if r, err = e.save(ctx, id, false, func(r *Request) ([]Event, error) {
-					r.StartAnnounced = true
-					return nil, nil
-				}); err != nil {
-					return err
-				}
-			}
-		}
-		if err := e.callAll(ctx, r); err != nil {
-			return err
-		}
-		if err := e.waitAll(ctx, id); err != nil {
-			return err
-		}
-		if r, err = e.finish(ctx, id); err != nil {
-			return err
-		}
+	if r.State != Executing {
+		return nil
 	}
-	return e.settleReports(ctx, r)
+	// Thread messages are posted by their own job, so that a slow Slack
+	// delays the messages, never the reboots.
+	e.kickReports(id)
+	if err := e.callAll(ctx, r); err != nil {
+		return err
+	}
+	if err := e.waitAll(ctx, id); err != nil {
+		return err
+	}
+	_, err = e.finish(ctx, id)
+	return err
 }
 
 // callAll reboots every instance of r that has not been called yet, in
@@ -286,7 +281,7 @@ func (e *Engine) intend(ctx context.Context, r *Request, waiting []string) (*Req
 	if err != nil {
 		return nil, err
 	}
-	return r, e.reportFailures(ctx, r)
+	return r, nil
 }
 
 // call asks the cloud to reboot ids and stores each instance's answer.
@@ -332,7 +327,7 @@ func (e *Engine) call(ctx context.Context, r *Request, ids []string) (*Request, 
 	if err != nil {
 		return nil, err
 	}
-	return r, e.reportFailures(ctx, r)
+	return r, nil
 }
 
 func sortedKeys(m map[string][]string) []string {
@@ -389,9 +384,9 @@ func (e *Engine) waitAll(ctx context.Context, id string) error {
 	return err
 }
 
-// record stores one instance's wait result and reports it in the thread.
+// record stores one instance's wait result; saving it kicks its report.
 func (e *Engine) record(ctx context.Context, id string, res WaitResult) {
-	r, err := e.save(ctx, id, false, func(r *Request) ([]Event, error) {
+	_, err := e.save(ctx, id, false, func(r *Request) ([]Event, error) {
 		run := r.Run(res.InstanceID)
 		if run == nil || run.State != RunCalled {
 			return nil, nil
@@ -413,38 +408,6 @@ func (e *Engine) record(ctx context.Context, id string, res WaitResult) {
 	})
 	if err != nil {
 		e.log.Error("record instance result", "request", id, "instance", res.InstanceID, "err", err)
-		return
-	}
-	e.reportRun(ctx, r, res.InstanceID)
-}
-
-// reportFailures reports instances that failed before or at the call.
-func (e *Engine) reportFailures(ctx context.Context, r *Request) error {
-	for _, run := range r.Runs {
-		if run.State == RunFailed && !run.Reported {
-			e.reportRun(ctx, r, run.InstanceID)
-		}
-	}
-	return ctx.Err()
-}
-
-// reportRun posts one instance's result in the thread and marks it posted.
-func (e *Engine) reportRun(ctx context.Context, r *Request, instance string) {
-	run := r.Run(instance)
-	if run == nil || !run.State.Done() || run.Reported {
-		return
-	}
-	snapshot := *run
-	if err := e.report(ctx, r, Report{Kind: ReportInstance, Run: &snapshot}); err != nil {
-		return
-	}
-	if _, err := e.save(ctx, r.ID, false, func(r *Request) ([]Event, error) {
-		if run := r.Run(instance); run != nil {
-			run.Reported = true
-		}
-		return nil, nil
-	}); err != nil {
-		e.log.Error("mark report posted", "request", r.ID, "err", err)
 	}
 }
 
@@ -479,39 +442,6 @@ func (e *Engine) finish(ctx context.Context, id string) (*Request, error) {
 		return []Event{{RequestID: r.ID, Type: EventCompleted, Actor: ActorBot, Instances: r.InstanceIDs(),
 			Details: Details{Outcome: string(to), Note: fmt.Sprintf("%d of %d rebooted", ok, len(r.Runs))}}}, nil
 	})
-}
-
-// settleReports posts whatever thread messages a finished request still
-// owes: unreported instance results, then the summary.
-func (e *Engine) settleReports(ctx context.Context, r *Request) error {
-	if !r.State.Terminal() || r.StartedAt.IsZero() || r.EndAnnounced {
-		return nil
-	}
-	if err := e.reportFailures(ctx, r); err != nil {
-		return err
-	}
-	var err error
-	for _, run := range r.Runs {
-		if run.State == RunSucceeded && !run.Reported {
-			e.reportRun(ctx, r, run.InstanceID)
-		}
-	}
-	if r, err = e.store.Get(ctx, r.ID); err != nil {
-		return err
-	}
-	for _, run := range r.Runs {
-		if !run.Reported {
-			return nil // the next sweep tries again before the summary
-		}
-	}
-	if err := e.report(ctx, r, Report{Kind: ReportFinished}); err != nil {
-		return nil
-	}
-	_, err = e.save(ctx, r.ID, false, func(r *Request) ([]Event, error) {
-		r.EndAnnounced = true
-		return nil, nil
-	})
-	return err
 }
 
 // Summary counts a finished request's instances, for reports.

@@ -43,19 +43,15 @@ func (e *Engine) sweep(ctx context.Context) time.Time {
 	now := e.now()
 	var next time.Time
 	for _, r := range open {
-		switch {
-		case r.State == Pending && !now.Before(r.ExpiresAt):
+		if r.State == Pending && !now.Before(r.ExpiresAt) {
 			e.expireNow(ctx, r.ID)
-		case r.State == Pending:
-			if next.IsZero() || r.ExpiresAt.Before(next) {
-				next = r.ExpiresAt
-			}
-			if r.Card.TS != "" && !r.CardCurrent {
-				e.refreshCard(r.ID)
-			}
-		case r.State.Terminal() && !r.Settled():
-			e.resume(r)
+			continue
 		}
+		if r.State == Pending && (next.IsZero() || r.ExpiresAt.Before(next)) {
+			next = r.ExpiresAt
+		}
+		// Whatever failed to reach Slack earlier is tried again.
+		e.resume(r)
 	}
 	return next
 }

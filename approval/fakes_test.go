@@ -176,6 +176,20 @@ func (s *fakeSlack) Report(ctx context.Context, r *approval.Request, rep approva
 	return nil
 }
 
+// posts returns how many cards were posted.
+func (s *fakeSlack) posts() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.posted
+}
+
+// setRefuse makes PostCard fail with err (nil: succeed).
+func (s *fakeSlack) setRefuse(err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.refuse = err
+}
+
 // card returns the request as its card last showed it.
 func (s *fakeSlack) card(id string) *approval.Request {
 	s.mu.Lock()

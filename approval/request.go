@@ -237,7 +237,9 @@ func (r *Request) Settled() bool {
 		return false
 	}
 	if r.Card.TS == "" {
-		return true // never posted: nothing to update
+		// Never posted: settled once the bot has given up on it (a
+		// channel it cannot post in); until then a card is owed.
+		return r.CardCurrent
 	}
 	return r.CardCurrent && (r.StartedAt.IsZero() || r.EndAnnounced)
 }

@@ -419,7 +419,9 @@ func classify(err error) (result string, retry bool, wait time.Duration) {
 	case errors.Is(err, context.Canceled):
 		return "canceled", false, 0
 	case errors.Is(err, context.DeadlineExceeded):
-		return "timeout", false, 0
+		// The HTTP client's own per-attempt timeout; the callers stop
+		// retrying when their context ends, so this is safe to retry.
+		return "timeout", true, 0
 	case errors.As(err, &nerr):
 		return "network", true, 0
 	}

@@ -286,7 +286,7 @@ func TestClassify(t *testing.T) {
 	}{
 		{nil, "ok", false},
 		{context.Canceled, "canceled", false},
-		{fmt.Errorf("x: %w", context.DeadlineExceeded), "timeout", false},
+		{fmt.Errorf("x: %w", context.DeadlineExceeded), "timeout", true},
 		{&url.Error{Op: "Post", URL: "http://x", Err: errors.New("connection refused")}, "network", true},
 		{errors.New("json: bad"), "error", false},
 	}

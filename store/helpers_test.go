@@ -79,11 +79,13 @@ func mustCreate(t testing.TB, db *DB, r *approval.Request) string {
 	return r.ID
 }
 
-// mustSetState moves request id to state with one event by actor.
+// mustSetState moves request id to state with one event by actor; a
+// terminal request is left settled (nothing owed to Slack).
 func mustSetState(t testing.TB, db *DB, id string, state approval.State, actor string, typ approval.EventType) {
 	t.Helper()
 	_, _, _, err := db.Update(context.Background(), id, "", func(r *approval.Request) (approval.Change, error) {
 		r.State = state
+		r.CardCurrent = state.Terminal()
 		return approval.Change{Save: true, Events: []approval.Event{{Type: typ, Actor: actor}}}, nil
 	})
 	if err != nil {

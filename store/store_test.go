@@ -130,7 +130,7 @@ func TestCreateReplayedKeyStoresNothing(t *testing.T) {
 func TestCreateTerminalHoldsNothing(t *testing.T) {
 	db := mustOpen(t, Options{NoSync: true})
 	r := newRequest("U0ALICE", "ins-aaaaaaaa")
-	r.State = approval.Rejected
+	r.State, r.CardCurrent = approval.Rejected, true // rejected before any card: settled
 	mustCreate(t, db, r)
 	if got := mustCreate(t, db, newRequest("U0BOB", "ins-aaaaaaaa")); got != "R-2" {
 		t.Errorf("got %s, want R-2", got)
