@@ -157,11 +157,7 @@ func (e *Emulator) describeInstances(c *callContext) (any, *apiError) {
 	e.mu.Lock()
 	var found []*instance
 	if len(ids) > 0 {
-		for _, id := range ids {
-			if in := e.byID[id]; in != nil && in.Region == c.region {
-				found = append(found, in)
-			}
-		}
+		found = e.lookup(c.region, ids)
 	} else {
 		for _, in := range e.byRegion[c.region] {
 			in.settle(now)
@@ -183,6 +179,18 @@ func (e *Emulator) describeInstances(c *callContext) (any, *apiError) {
 		set[i] = snaps[i].api()
 	}
 	return &describeInstancesResult{TotalCount: len(found), InstanceSet: set}, nil
+}
+
+// lookup returns the instances of region among ids, in order; unknown IDs
+// are left out, as the API leaves them out. The caller holds e.mu.
+func (e *Emulator) lookup(region string, ids []string) []*instance {
+	var found []*instance
+	for _, id := range ids {
+		if in := e.byID[id]; in != nil && in.Region == region {
+			found = append(found, in)
+		}
+	}
+	return found
 }
 
 func matchAll(in *instance, matchers []matcher) bool {
@@ -218,11 +226,7 @@ func (e *Emulator) describeInstancesStatus(c *callContext) (any, *apiError) {
 	e.mu.Lock()
 	var found []*instance
 	if len(ids) > 0 {
-		for _, id := range ids {
-			if in := e.byID[id]; in != nil && in.Region == c.region {
-				found = append(found, in)
-			}
-		}
+		found = e.lookup(c.region, ids)
 	} else {
 		found = e.byRegion[c.region]
 	}
