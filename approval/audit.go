@@ -24,7 +24,6 @@ const (
 	EventInstanceSucceeded EventType = "instance_succeeded"
 	EventInstanceFailed    EventType = "instance_failed"
 	EventCompleted         EventType = "completed"
-	EventRecovered         EventType = "recovered"
 )
 
 // ActorBot is the actor of events the bot causes by itself.

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"slices"
-	"strings"
 	"sync"
 	"time"
 )
@@ -442,22 +441,4 @@ func (e *Engine) finish(ctx context.Context, id string) (*Request, error) {
 		return []Event{{RequestID: r.ID, Type: EventCompleted, Actor: ActorBot, Instances: r.InstanceIDs(),
 			Details: Details{Outcome: string(to), Note: fmt.Sprintf("%d of %d rebooted", ok, len(r.Runs))}}}, nil
 	})
-}
-
-// Summary counts a finished request's instances, for reports.
-func (r *Request) Summary() string {
-	ok, failed := 0, 0
-	for _, run := range r.Runs {
-		switch run.State {
-		case RunSucceeded:
-			ok++
-		case RunFailed:
-			failed++
-		}
-	}
-	parts := []string{fmt.Sprintf("%d of %d rebooted", ok, len(r.Instances))}
-	if failed > 0 {
-		parts = append(parts, fmt.Sprintf("%d failed", failed))
-	}
-	return strings.Join(parts, ", ")
 }

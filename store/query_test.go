@@ -293,7 +293,7 @@ func TestAuditCallbackMayWrite(t *testing.T) {
 	n := 0
 	err := db.Audit(context.Background(), approval.AuditQuery{Oldest: true}, func(e *approval.Event) error {
 		n++
-		_, _, err := db.Record(context.Background(), "", approval.Reply{}, []approval.Event{{Type: approval.EventRecovered, Actor: approval.ActorBot}})
+		_, _, err := db.Record(context.Background(), "", approval.Reply{}, []approval.Event{{Type: approval.EventRejected, Actor: approval.ActorBot}})
 		return err
 	})
 	if err != nil {
