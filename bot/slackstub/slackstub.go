@@ -6,6 +6,7 @@
 package slackstub
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -20,10 +21,37 @@ import (
 
 // Call is one request the stub received.
 type Call struct {
-	Method string     // chat.postMessage, chat.update, …, or "response_url"
-	Path   string     // the URL path it was sent to
-	Form   url.Values // form fields (JSON bodies are flattened into it)
-	Body   []byte     // the raw body
+	Method string         // chat.postMessage, chat.update, …, or "response_url"
+	Path   string         // the URL path it was sent to
+	Form   url.Values     // form fields (JSON bodies are flattened into it)
+	JSON   map[string]any // the decoded body, for JSON bodies
+	Body   []byte         // the raw body
+	Status int            // the HTTP status it was answered with (0 while in flight)
+	Error  string         // the Slack error code it was answered with, if any
+}
+
+// OK reports whether the call was answered with success.
+func (c Call) OK() bool { return c.Status == http.StatusOK && c.Error == "" }
+
+// Text returns the message text the call carried.
+func (c Call) Text() string { return c.Form.Get("text") }
+
+// Blocks returns the call's blocks as JSON without HTML escaping, so that
+// Slack markup (<@U…>) reads as Slack reads it.
+func (c Call) Blocks() string { return NormalJSON(c.Form.Get("blocks")) }
+
+// NormalJSON re-encodes JSON without its HTML escaping (\u003c for <);
+// it returns "" for what is not JSON.
+func NormalJSON(raw string) string {
+	var v any
+	if err := json.Unmarshal([]byte(raw), &v); err != nil || v == nil {
+		return ""
+	}
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	_ = enc.Encode(v)
+	return strings.TrimSpace(buf.String())
 }
 
 // Message is a message as it stands in a channel.
@@ -32,7 +60,7 @@ type Message struct {
 	TS       string
 	ThreadTS string
 	Text     string
-	Blocks   string // JSON
+	Blocks   string // JSON, without HTML escaping (see NormalJSON)
 	Updates  int    // how many chat.update calls changed it
 	Metadata string // JSON {"event_type": …, "event_payload": {…}}, as posted
 }
@@ -45,6 +73,9 @@ type Fault struct {
 	RetryAfter int           // seconds, for 429
 	Delay      time.Duration // wait before answering (the call may still succeed)
 	Count      int           // how many calls it applies to; 0 = 1
+	// Land performs the call before answering with Status, as when Slack
+	// acts but the answer is lost or garbled.
+	Land bool
 }
 
 // Server is the stand-in. Its zero value is not usable; call New.
@@ -70,6 +101,19 @@ type Server struct {
 	// out) and before its answer is written. Crash tests stop the bot at
 	// that instant: Slack has the message, the bot has no answer yet.
 	OnCall func(Call)
+
+	// Token, when set, is the only bot token Web API calls are accepted
+	// with (invalid_auth otherwise); AppToken likewise for
+	// apps.connections.open, which answers with the URL of /ws.
+	Token, AppToken string
+	socket          http.Handler // serves /ws, the Socket Mode websocket
+}
+
+// SetSocket makes /ws serve Socket Mode connections with h.
+func (s *Server) SetSocket(h http.Handler) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.socket = h
 }
 
 // New returns an empty stand-in.
@@ -238,6 +282,15 @@ func (s *Server) takeFault(method string) (Fault, bool) {
 // ServeHTTP answers Web API methods under /api/ (or at the root) and
 // response URLs under /response/.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.URL.Path == "/ws" {
+		s.mu.Lock()
+		socket := s.socket
+		s.mu.Unlock()
+		if socket != nil {
+			socket.ServeHTTP(w, r)
+			return
+		}
+	}
 	body, err := io.ReadAll(io.LimitReader(r.Body, 4<<20))
 	if err != nil || r.Method != http.MethodPost {
 		http.Error(w, "bad request", http.StatusBadRequest)
@@ -247,48 +300,73 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if strings.HasPrefix(r.URL.Path, "/response/") {
 		method = "response_url"
 	}
-	form := decode(r.Header.Get("Content-Type"), body)
-	call := Call{Method: method, Path: r.URL.Path, Form: form, Body: body}
+	call := Call{Method: method, Path: r.URL.Path, Body: body}
+	call.Form, call.JSON = decode(r.Header.Get("Content-Type"), body)
 
 	s.mu.Lock()
 	s.calls = append(s.calls, call)
+	index := len(s.calls) - 1
 	fault, faulty := s.takeFault(method)
 	s.notify()
 	s.mu.Unlock()
 
-	if faulty {
-		if fault.Delay > 0 {
-			select {
-			case <-time.After(fault.Delay):
-			case <-r.Context().Done():
-				s.called(call)
-				return
-			}
-		}
-		switch {
-		case fault.Status == http.StatusTooManyRequests:
-			s.called(call)
-			w.Header().Set("Retry-After", strconv.Itoa(fault.RetryAfter))
-			w.WriteHeader(http.StatusTooManyRequests)
-			return
-		case fault.Status >= 500:
-			s.called(call)
-			w.WriteHeader(fault.Status)
-			return
-		case fault.Error != "":
-			s.called(call)
-			writeJSON(w, map[string]any{"ok": false, "error": fault.Error})
+	// answered records how the call was answered and reports it.
+	answered := func(status int, slackErr string) {
+		s.mu.Lock()
+		s.calls[index].Status, s.calls[index].Error = status, slackErr
+		call = s.calls[index]
+		s.notify()
+		s.mu.Unlock()
+		s.called(call)
+	}
+	if faulty && fault.Delay > 0 {
+		select {
+		case <-time.After(fault.Delay):
+		case <-r.Context().Done():
+			answered(0, "")
 			return
 		}
 	}
-	if method != "response_url" && r.Header.Get("Authorization") == "" && form.Get("token") == "" {
-		s.called(call)
-		writeJSON(w, map[string]any{"ok": false, "error": "not_authed"})
+	if faulty && (fault.Status == http.StatusTooManyRequests || fault.Status >= 500) {
+		if fault.Land {
+			s.perform(r, call)
+		}
+		answered(fault.Status, "")
+		if fault.Status == http.StatusTooManyRequests {
+			w.Header().Set("Retry-After", strconv.Itoa(fault.RetryAfter))
+		}
+		w.WriteHeader(fault.Status)
 		return
 	}
-	answer := s.answer(call)
-	s.called(call)
+	answer := map[string]any{"ok": false, "error": fault.Error}
+	if !faulty || fault.Error == "" {
+		answer = s.perform(r, call)
+	}
+	slackErr, _ := answer["error"].(string)
+	answered(http.StatusOK, slackErr)
 	writeJSON(w, answer)
+}
+
+// perform checks the call's token and carries it out.
+func (s *Server) perform(r *http.Request, c Call) map[string]any {
+	if c.Method == "response_url" {
+		return s.answer(c)
+	}
+	token := strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer ")
+	if t := c.Form.Get("token"); t != "" {
+		token = t
+	}
+	want := s.Token
+	if c.Method == "apps.connections.open" {
+		want = s.AppToken
+	}
+	switch {
+	case token == "":
+		return map[string]any{"ok": false, "error": "not_authed"}
+	case want != "" && token != want:
+		return map[string]any{"ok": false, "error": "invalid_auth"}
+	}
+	return s.answer(c)
 }
 
 // called reports c to the OnCall hook, if any.
@@ -307,6 +385,8 @@ func (s *Server) answer(c Call) map[string]any {
 	}()
 	f := c.Form
 	switch c.Method {
+	case "apps.connections.open":
+		return map[string]any{"ok": true, "url": "ws" + strings.TrimPrefix(strings.TrimSuffix(s.URL, "/"), "http") + "/ws"}
 	case "auth.test":
 		return map[string]any{"ok": true, "user_id": "UREBOOTBOT", "team_id": "TDEMO", "bot_id": "BREBOOTBOT"}
 	case "chat.postMessage":
@@ -315,13 +395,13 @@ func (s *Server) answer(c Call) map[string]any {
 			return map[string]any{"ok": false, "error": "not_in_channel"}
 		}
 		s.seq++
-		m := &Message{Channel: ch, TS: fmt.Sprintf("1800000000.%06d", s.seq), ThreadTS: f.Get("thread_ts"), Text: f.Get("text"), Blocks: f.Get("blocks"), Metadata: f.Get("metadata")}
+		m := &Message{Channel: ch, TS: fmt.Sprintf("1800000000.%06d", s.seq), ThreadTS: f.Get("thread_ts"), Text: f.Get("text"), Blocks: NormalJSON(f.Get("blocks")), Metadata: f.Get("metadata")}
 		s.messages = append(s.messages, m)
 		return map[string]any{"ok": true, "channel": ch, "ts": m.TS, "message": map[string]any{"text": m.Text, "ts": m.TS}}
 	case "chat.update":
 		for _, m := range s.messages {
 			if m.Channel == f.Get("channel") && m.TS == f.Get("ts") {
-				m.Text, m.Blocks = f.Get("text"), f.Get("blocks")
+				m.Text, m.Blocks = f.Get("text"), NormalJSON(f.Get("blocks"))
 				if md := f.Get("metadata"); md != "" {
 					m.Metadata = md
 				}
@@ -332,8 +412,7 @@ func (s *Server) answer(c Call) map[string]any {
 		return map[string]any{"ok": false, "error": "message_not_found"}
 	case "chat.postEphemeral":
 		s.responses = append(s.responses, c)
-		s.seq++
-		return map[string]any{"ok": true, "message_ts": fmt.Sprintf("1800000000.%06d", s.seq)}
+		return map[string]any{"ok": true, "message_ts": "1800000000.999999"}
 	case "response_url":
 		s.responses = append(s.responses, c)
 		return map[string]any{"ok": true}
@@ -428,8 +507,9 @@ func inRange(ts, oldest, latest string) bool {
 	return true
 }
 
-// decode turns a form or JSON body into form values.
-func decode(contentType string, body []byte) url.Values {
+// decode turns a form or JSON body into form values; a JSON body is also
+// returned decoded.
+func decode(contentType string, body []byte) (url.Values, map[string]any) {
 	if strings.HasPrefix(contentType, "application/json") {
 		var m map[string]any
 		out := url.Values{}
@@ -443,10 +523,10 @@ func decode(contentType string, body []byte) url.Values {
 				}
 			}
 		}
-		return out
+		return out, m
 	}
 	v, _ := url.ParseQuery(string(body))
-	return v
+	return v, nil
 }
 
 func writeJSON(w http.ResponseWriter, v any) {
