@@ -1,6 +1,8 @@
 package emulator
 
 import (
+	"time"
+
 	"slices"
 	"strings"
 )
@@ -155,17 +157,7 @@ func (e *Emulator) describeInstances(c *callContext) (any, *apiError) {
 
 	now := e.now()
 	e.mu.Lock()
-	var found []*instance
-	if len(ids) > 0 {
-		found = e.lookup(c.region, ids)
-	} else {
-		for _, in := range e.byRegion[c.region] {
-			in.settle(now)
-			if matchAll(in, matchers) {
-				found = append(found, in)
-			}
-		}
-	}
+	found := e.selectInstances(c.region, ids, matchers, now)
 	from, to := page(len(found), offset, limit)
 	snaps := make([]snapshot, 0, to-from)
 	for _, in := range found[from:to] {
@@ -181,12 +173,22 @@ func (e *Emulator) describeInstances(c *callContext) (any, *apiError) {
 	return &describeInstancesResult{TotalCount: len(found), InstanceSet: set}, nil
 }
 
-// lookup returns the instances of region among ids, in order; unknown IDs
-// are left out, as the API leaves them out. The caller holds e.mu.
-func (e *Emulator) lookup(region string, ids []string) []*instance {
+// selectInstances returns the instances of region among ids, in order
+// (unknown IDs are left out, as the API leaves them out), or, without ids,
+// every instance of region that all matchers accept. The caller holds e.mu.
+func (e *Emulator) selectInstances(region string, ids []string, matchers []matcher, now time.Time) []*instance {
 	var found []*instance
-	for _, id := range ids {
-		if in := e.byID[id]; in != nil && in.Region == region {
+	if len(ids) > 0 {
+		for _, id := range ids {
+			if in := e.byID[id]; in != nil && in.Region == region {
+				found = append(found, in)
+			}
+		}
+		return found
+	}
+	for _, in := range e.byRegion[region] {
+		in.settle(now)
+		if matchAll(in, matchers) {
 			found = append(found, in)
 		}
 	}
@@ -224,12 +226,7 @@ func (e *Emulator) describeInstancesStatus(c *callContext) (any, *apiError) {
 
 	now := e.now()
 	e.mu.Lock()
-	var found []*instance
-	if len(ids) > 0 {
-		found = e.lookup(c.region, ids)
-	} else {
-		found = e.byRegion[c.region]
-	}
+	found := e.selectInstances(c.region, ids, nil, now)
 	from, to := page(len(found), offset, limit)
 	set := make([]apiInstanceStatus, 0, to-from)
 	for _, in := range found[from:to] {
