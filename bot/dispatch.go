@@ -186,11 +186,11 @@ func (h *Handler) openForm(ctx context.Context, sc slack.SlashCommand) {
 		return
 	}
 	// The trigger is valid for 3 seconds after the command.
-	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	tctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 	defer cancel()
-	if err := h.slack.OpenView(ctx, sc.TriggerID, RequestForm(h.engine.Policy(), sc.ChannelID, sc.ResponseURL)); err != nil {
+	if err := h.slack.OpenView(tctx, sc.TriggerID, RequestForm(h.engine.Policy(), sc.ChannelID, sc.ResponseURL)); err != nil {
 		h.log.Warn("could not open the request form", "user", sc.UserID, "err", err)
-		h.deliver(h.bg, replyTo{responseURL: sc.ResponseURL, channel: sc.ChannelID, user: sc.UserID},
+		h.deliver(ctx, replyTo{responseURL: sc.ResponseURL, channel: sc.ChannelID, user: sc.UserID},
 			Ephemeral("Slack did not open the form in time; try again, or type the request:\n\n"+Usage))
 	}
 }
@@ -232,7 +232,7 @@ func (h *Handler) decide(cb *slack.InteractionCallback, a *slack.BlockAction) {
 		key = "click:" + cb.User.ID + ":" + a.ActionTs
 	}
 	// The engine's work must not be cut short by Slack hanging up.
-	ctx, cancel := context.WithTimeout(h.bg, h.taskTO)
+	ctx, cancel := context.WithTimeout(h.work.Context(), h.taskTO)
 	defer cancel()
 	var (
 		res approval.Result

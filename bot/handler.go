@@ -10,12 +10,12 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
-	"sync"
 	"time"
 
 	"github.com/slack-go/slack"
 
 	"rebootbot/approval"
+	"rebootbot/internal/background"
 )
 
 // MaxBodyBytes is the largest request body accepted from Slack.
@@ -56,12 +56,7 @@ type Handler struct {
 	health  func(context.Context) error
 	budget  time.Duration
 	taskTO  time.Duration
-
-	bg     context.Context // parent of background work; cancelled by Close
-	cancel context.CancelFunc
-	mu     sync.Mutex
-	closed bool
-	wg     sync.WaitGroup
+	work    *background.Group // late replies and requests being created
 }
 
 // NewHandler returns the Slack endpoints for cfg.
@@ -82,7 +77,7 @@ func NewHandler(cfg HandlerConfig) *Handler {
 	if h.taskTO <= 0 {
 		h.taskTO = 2 * time.Minute
 	}
-	h.bg, h.cancel = context.WithCancel(context.Background())
+	h.work = background.New()
 	return h
 }
 
@@ -273,20 +268,15 @@ func (h *Handler) deliver(ctx context.Context, to replyTo, msg *Message) {
 // spawn runs fn in the background with its own deadline, unless the
 // handler is closing; it reports whether fn was started.
 func (h *Handler) spawn(fn func(ctx context.Context)) bool {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if h.closed {
-		h.metrics.TaskDropped()
-		return false
-	}
-	h.wg.Add(1)
-	go func() {
-		defer h.wg.Done()
-		ctx, cancel := context.WithTimeout(h.bg, h.taskTO)
+	started := h.work.Go(func(ctx context.Context) {
+		ctx, cancel := context.WithTimeout(ctx, h.taskTO)
 		defer cancel()
 		fn(ctx)
-	}()
-	return true
+	})
+	if !started {
+		h.metrics.TaskDropped()
+	}
+	return started
 }
 
 // quick runs fn in the background and returns its answer if it comes
@@ -326,18 +316,5 @@ const shuttingDown = "rebootbot is restarting; try again in a minute."
 // replies, requests being created) until ctx ends; then it cancels what is
 // left. Close the handler before the engine.
 func (h *Handler) Close(ctx context.Context) error {
-	h.mu.Lock()
-	h.closed = true
-	h.mu.Unlock()
-	done := make(chan struct{})
-	go func() { h.wg.Wait(); close(done) }()
-	select {
-	case <-done:
-		h.cancel()
-		return nil
-	case <-ctx.Done():
-		h.cancel()
-		<-done
-		return ctx.Err()
-	}
+	return h.work.Close(ctx)
 }

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"rebootbot/approval"
+	"rebootbot/internal/background"
 )
 
 // AdminFile returns where a running bot announces its admin endpoint for
@@ -43,7 +44,8 @@ type adminInfo struct {
 //	GET /audit/verify
 //	    {"events": n} or {"events": n, "bad_seq": s, "reason": "…"}
 type Admin struct {
-	db *DB
+	db      *DB
+	lookups *background.Group // requests being answered
 
 	mu     sync.Mutex
 	srv    *http.Server
@@ -51,12 +53,11 @@ type Admin struct {
 	token  string
 	file   string
 	stop   func() bool
-	cancel context.CancelFunc // ends running lookups
 	closed bool
 }
 
 // NewAdmin returns an Admin for db; Start makes it serve.
-func NewAdmin(db *DB) *Admin { return &Admin{db: db} }
+func NewAdmin(db *DB) *Admin { return &Admin{db: db, lookups: background.New()} }
 
 // Start listens on 127.0.0.1 on a free port, writes the admin file and
 // serves in the background until Close is called or ctx ends.
@@ -84,12 +85,10 @@ func (a *Admin) Start(ctx context.Context) error {
 		ln.Close()
 		return fmt.Errorf("admin: %w", err)
 	}
-	base, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	a.token, a.addr, a.file, a.cancel = token, info.Addr, file, cancel
+	a.token, a.addr, a.file = token, info.Addr, file
 	a.srv = &http.Server{
 		Handler:           a.handler(),
 		ReadHeaderTimeout: 10 * time.Second,
-		BaseContext:       func(net.Listener) context.Context { return base },
 	}
 	go a.srv.Serve(ln)
 	a.stop = context.AfterFunc(ctx, func() { a.Close() })
@@ -103,12 +102,13 @@ func (a *Admin) Addr() string {
 	return a.addr
 }
 
-// closeGrace is how long Close lets running lookups notice that they are
-// cancelled before cutting their connections.
+// closeGrace is how long Close lets running lookups finish before it
+// cancels them and cuts their connections.
 const closeGrace = 5 * time.Second
 
-// Close stops serving, ends running lookups and removes the admin file.
-// Call it before closing the DB.
+// Close refuses new lookups, lets running ones finish for a short grace,
+// then cancels them, stops serving and removes the admin file. Call it
+// before closing the DB.
 func (a *Admin) Close() error {
 	a.mu.Lock()
 	if a.closed {
@@ -116,17 +116,21 @@ func (a *Admin) Close() error {
 		return nil
 	}
 	a.closed = true
-	srv, file, stop, cancel := a.srv, a.file, a.stop, a.cancel
+	srv, file, stop := a.srv, a.file, a.stop
 	a.mu.Unlock()
 	if srv == nil {
+		a.lookups.Close(context.Background())
 		return nil
 	}
 	stop()
-	cancel()
 	ctx, done := context.WithTimeout(context.Background(), closeGrace)
 	defer done()
-	err := srv.Shutdown(ctx)
-	if err != nil {
+	// A cancelled lookup blocked writing to a client that does not read
+	// ends only when its connection is cut.
+	cut := context.AfterFunc(ctx, func() { srv.Close() })
+	a.lookups.Close(ctx)
+	var err error
+	if cut() {
 		err = srv.Close()
 	}
 	if rerr := os.Remove(file); rerr != nil && !errors.Is(rerr, os.ErrNotExist) && err == nil {
@@ -145,7 +149,10 @@ func (a *Admin) handler() http.Handler {
 			http.Error(w, "unauthorized", http.StatusUnauthorized)
 			return
 		}
-		mux.ServeHTTP(w, r)
+		err := a.lookups.Run(r.Context(), func(ctx context.Context) { mux.ServeHTTP(w, r.WithContext(ctx)) })
+		if err != nil {
+			http.Error(w, "the bot is stopping", http.StatusServiceUnavailable)
+		}
 	})
 }
 
