@@ -3,7 +3,6 @@ package store
 import (
 	"context"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"sync"
@@ -11,6 +10,7 @@ import (
 	"time"
 
 	"rebootbot/approval"
+	"rebootbot/auditapi"
 )
 
 func TestMain(m *testing.M) {
@@ -176,15 +176,19 @@ func BenchmarkAuditLatest10(b *testing.B) {
 	}
 }
 
-// BenchmarkAuditListJSONL exports the whole 1,000,000-event log with `bot
-// audit list --format jsonl`, from the file and through a running bot's
-// admin endpoint.
-func BenchmarkAuditListJSONL(b *testing.B) {
+// BenchmarkAuditJSON exports the whole 1,000,000-event log as JSON lines,
+// as `bot audit list --format jsonl` does: from the file, and through a
+// running bot's audit endpoint while this DB holds the file.
+func BenchmarkAuditJSON(b *testing.B) {
 	path := mustBigLog(b)
-	run := func(b *testing.B) {
+	run := func(b *testing.B, scan func(ctx context.Context, q approval.AuditQuery, fn func(raw []byte) error) error) {
 		for b.Loop() {
 			var out countingWriter
-			err := AuditCommand(context.Background(), []string{"list", "--format", "jsonl", "--db", path}, os.Getenv, &out, io.Discard)
+			err := scan(context.Background(), approval.AuditQuery{}, func(raw []byte) error {
+				out.Write(raw)
+				_, err := out.Write([]byte{'\n'})
+				return err
+			})
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -194,18 +198,26 @@ func BenchmarkAuditListJSONL(b *testing.B) {
 		}
 		b.ReportMetric(float64(bigLogEvents*b.N)/b.Elapsed().Seconds(), "events/s")
 	}
-	b.Run("File", run)
+	b.Run("File", func(b *testing.B) {
+		db := mustOpenPath(b, path, Options{ReadOnly: true})
+		run(b, db.AuditJSON)
+		db.Close()
+	})
 	b.Run("Admin", func(b *testing.B) {
 		holder := mustOpenPath(b, path, Options{})
-		admin := NewAdmin(holder)
-		if err := admin.Start(context.Background()); err != nil {
+		srv := auditapi.NewServer(holder)
+		if err := srv.Start(context.Background()); err != nil {
 			b.Fatal(err)
 		}
 		defer func() {
-			admin.Close()
+			srv.Close()
 			holder.Close()
 		}()
-		run(b)
+		client, err := auditapi.Dial(path)
+		if err != nil {
+			b.Fatal(err)
+		}
+		run(b, client.AuditJSON)
 	})
 }
 

@@ -28,7 +28,7 @@ var pageSize = 512
 // q.User matches the actor and the requester of the request concerned.
 // q.Since is inclusive and q.Until exclusive.
 func (db *DB) Audit(ctx context.Context, q approval.AuditQuery, fn func(*approval.Event) error) error {
-	return db.scan(ctx, q, func(raw []byte) error {
+	return db.AuditJSON(ctx, q, func(raw []byte) error {
 		var e approval.Event
 		if err := json.Unmarshal(raw, &e); err != nil {
 			return fmt.Errorf("store: decode event: %w", err)
@@ -37,9 +37,10 @@ func (db *DB) Audit(ctx context.Context, q approval.AuditQuery, fn func(*approva
 	})
 }
 
-// scan calls fn with the stored bytes of each event matching q, in q's
-// order. The bytes are fn's to keep.
-func (db *DB) scan(ctx context.Context, q approval.AuditQuery, fn func(raw []byte) error) error {
+// AuditJSON calls fn with the stored bytes of each event matching q, in q's
+// order: the canonical JSON the audit chain hashes, so that a copy can be
+// verified. The bytes are fn's to keep.
+func (db *DB) AuditJSON(ctx context.Context, q approval.AuditQuery, fn func(raw []byte) error) error {
 	if id, ok := approval.ParseRequestID(q.RequestID); ok {
 		q.RequestID = approval.FormatRequestID(id)
 	}

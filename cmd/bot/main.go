@@ -12,7 +12,6 @@ import (
 	"syscall"
 
 	"rebootbot/cloud/emulator"
-	"rebootbot/store"
 )
 
 // version is set at build time with -ldflags "-X main.version=…".
@@ -23,7 +22,7 @@ func main() {
 	err := run(ctx, os.Args, os.Getenv, os.Stdout, os.Stderr)
 	stop()
 	if err != nil {
-		var exit *store.ExitError
+		var exit *exitError
 		if errors.As(err, &exit) {
 			if exit.Msg != "" {
 				fmt.Fprintln(os.Stderr, exit.Msg)
@@ -60,7 +59,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	case "emulator":
 		return emulator.Command(ctx, rest, stdout, stderr)
 	case "audit":
-		return store.AuditCommand(ctx, rest, getenv, stdout, stderr)
+		return audit(ctx, rest, getenv, stdout, stderr)
 	case "version", "--version", "-v":
 		fmt.Fprintln(stdout, "rebootbot", version)
 		return nil
@@ -69,6 +68,6 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return nil
 	default:
 		fmt.Fprint(stderr, usage)
-		return &store.ExitError{Code: 2, Msg: fmt.Sprintf("bot: unknown command %q", cmd)}
+		return &exitError{Code: 2, Msg: fmt.Sprintf("bot: unknown command %q", cmd)}
 	}
 }

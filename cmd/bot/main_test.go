@@ -18,7 +18,6 @@ import (
 
 	"rebootbot/cloud/emulator"
 	"rebootbot/cloud/emulator/emulatortest"
-	"rebootbot/store"
 )
 
 // syncBuffer is a bytes.Buffer safe for a writer and a poller.
@@ -74,7 +73,7 @@ func TestVersionAndUsage(t *testing.T) {
 		t.Errorf("version: %q, %v", out.String(), err)
 	}
 	err := run(context.Background(), []string{"bot", "frobnicate"}, nil, io.Discard, io.Discard)
-	var exit *store.ExitError
+	var exit *exitError
 	if !errors.As(err, &exit) || exit.Code != 2 || !strings.Contains(exit.Msg, "frobnicate") {
 		t.Errorf("unknown command: %v", err)
 	}

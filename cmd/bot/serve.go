@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"rebootbot/approval"
+	"rebootbot/auditapi"
 	"rebootbot/bot"
 	"rebootbot/cloud"
 	"rebootbot/store"
@@ -23,7 +24,7 @@ const drainTimeout = 25 * time.Second
 // serve runs the bot until ctx ends.
 func serve(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	if len(args) > 0 {
-		return &store.ExitError{Code: 2, Msg: "bot serve takes no arguments; it is configured by environment variables (see README.md)"}
+		return &exitError{Code: 2, Msg: "bot serve takes no arguments; it is configured by environment variables (see README.md)"}
 	}
 	cfg, err := loadConfig(getenv)
 	if err != nil {
@@ -47,7 +48,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 type app struct {
 	addr    string
 	db      *store.DB
-	admin   *store.Admin
+	admin   *auditapi.Server
 	engine  *approval.Engine
 	handler *bot.Handler
 	server  *http.Server
@@ -103,7 +104,7 @@ func start(ctx context.Context, cfg *config, log *slog.Logger, clock approval.Cl
 		return nil, fmt.Errorf("BOT_LISTEN_ADDR %s: %w", cfg.ListenAddr, err)
 	}
 	a.addr = ln.Addr().String()
-	a.admin = store.NewAdmin(db)
+	a.admin = auditapi.NewServer(db)
 	if err := a.admin.Start(ctx); err != nil {
 		ln.Close()
 		return nil, fmt.Errorf("start the audit admin endpoint: %w", err)

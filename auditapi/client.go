@@ -1,4 +1,4 @@
-package store
+package auditapi
 
 import (
 	"bufio"
@@ -18,16 +18,17 @@ import (
 	"rebootbot/approval"
 )
 
-// adminClient asks a running bot's Admin for audit lookups.
-type adminClient struct {
+// Client asks a running bot's Server for audit lookups.
+type Client struct {
 	info adminInfo
 	http *http.Client
 }
 
-// dialAdmin reads the admin file of the database at dbPath. It returns an
-// error wrapping os.ErrNotExist when there is none.
-func dialAdmin(dbPath string) (*adminClient, error) {
-	file := AdminFile(dbPath)
+// Dial reads the admin file of the database at dbPath and returns a Client
+// for the endpoint it names. It returns an error wrapping os.ErrNotExist
+// when there is none.
+func Dial(dbPath string) (*Client, error) {
+	file := File(dbPath)
 	raw, err := os.ReadFile(file)
 	if err != nil {
 		return nil, err
@@ -45,18 +46,18 @@ func dialAdmin(dbPath string) (*adminClient, error) {
 		DialContext:           (&net.Dialer{Timeout: 2 * time.Second}).DialContext,
 		ResponseHeaderTimeout: 5 * time.Minute, // verify reads the whole log first
 	}
-	return &adminClient{info: info, http: &http.Client{Transport: transport}}, nil
+	return &Client{info: info, http: &http.Client{Transport: transport}}, nil
 }
 
 // where describes the running bot for messages.
-func (c *adminClient) where() string {
+func (c *Client) where() string {
 	if c.info.PID > 0 {
 		return fmt.Sprintf("the running bot (pid %d) at %s", c.info.PID, c.info.Addr)
 	}
 	return "the running bot at " + c.info.Addr
 }
 
-func (c *adminClient) get(ctx context.Context, path string, params url.Values) (*http.Response, error) {
+func (c *Client) get(ctx context.Context, path string, params url.Values) (*http.Response, error) {
 	u := url.URL{Scheme: "http", Host: c.info.Addr, Path: path, RawQuery: params.Encode()}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
 	if err != nil {
@@ -70,8 +71,9 @@ func (c *adminClient) get(ctx context.Context, path string, params url.Values) (
 	return resp, nil
 }
 
-// scan streams the events matching q from the bot, like DB.scan.
-func (c *adminClient) scan(ctx context.Context, q approval.AuditQuery, fn func(raw []byte) error) error {
+// AuditJSON streams the stored JSON of the events matching q from the bot,
+// in q's order.
+func (c *Client) AuditJSON(ctx context.Context, q approval.AuditQuery, fn func(raw []byte) error) error {
 	params := url.Values{}
 	for k, v := range map[string]string{"request": q.RequestID, "instance": q.Instance, "user": q.User} {
 		if v != "" {
@@ -121,8 +123,9 @@ func (c *adminClient) scan(ctx context.Context, q approval.AuditQuery, fn func(r
 	return nil
 }
 
-// Verify asks the bot to check the chain, like DB.Verify.
-func (c *adminClient) Verify(ctx context.Context) (uint64, error) {
+// Verify asks the bot to check the audit chain; it returns the number of
+// intact events and, for a bad record, an *approval.VerifyError.
+func (c *Client) Verify(ctx context.Context) (uint64, error) {
 	resp, err := c.get(ctx, "/audit/verify", nil)
 	if err != nil {
 		return 0, err
@@ -147,7 +150,7 @@ func (c *adminClient) Verify(ctx context.Context) (uint64, error) {
 
 // statusError turns a refused request into an error with the server's
 // (short) explanation.
-func statusError(c *adminClient, resp *http.Response) error {
+func statusError(c *Client, resp *http.Response) error {
 	if resp.StatusCode == http.StatusOK {
 		return nil
 	}

@@ -1,4 +1,4 @@
-package store
+package main
 
 import (
 	"bufio"
@@ -13,18 +13,9 @@ import (
 	"time"
 
 	"rebootbot/approval"
+	"rebootbot/auditapi"
+	"rebootbot/store"
 )
-
-// ExitError ends a command with a given exit status. The caller prints
-// Msg on stderr when it is not empty and exits with Code: 1 when `audit
-// verify` found a bad record, 2 for a usage error. Any other error from
-// AuditCommand means the command could not run (exit 1).
-type ExitError struct {
-	Code int
-	Msg  string
-}
-
-func (e *ExitError) Error() string { return e.Msg }
 
 const auditUsage = `usage: bot audit list [flags]     print audit events, newest first
        bot audit verify [--db PATH]  check the audit log's hash chain
@@ -56,13 +47,14 @@ through its loopback admin endpoint (announced in PATH.admin).
 // running bot instead.
 const lockWait = 200 * time.Millisecond
 
-// AuditCommand runs `bot audit <args>`: list or verify. Output goes to
-// stdout; usage to stderr on a usage error. See ExitError for how the
-// caller turns the result into an exit status.
-func AuditCommand(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+// audit runs `bot audit <args>`: list or verify. Output goes to stdout;
+// usage to stderr on a usage error. It returns an *exitError with status 1
+// when `audit verify` found a bad record and 2 for a usage error; any other
+// error means the command could not run.
+func audit(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
 		io.WriteString(stderr, auditUsage)
-		return &ExitError{Code: 2, Msg: "audit: say list or verify"}
+		return &exitError{Code: 2, Msg: "audit: say list or verify"}
 	}
 	switch args[0] {
 	case "list":
@@ -74,14 +66,14 @@ func AuditCommand(ctx context.Context, args []string, getenv func(string) string
 		return nil
 	default:
 		io.WriteString(stderr, auditUsage)
-		return &ExitError{Code: 2, Msg: fmt.Sprintf("audit: unknown command %q", args[0])}
+		return &exitError{Code: 2, Msg: fmt.Sprintf("audit: unknown command %q", args[0])}
 	}
 }
 
 // auditSource is where events come from: the file itself, or the running
 // bot that holds it.
 type auditSource interface {
-	scan(ctx context.Context, q approval.AuditQuery, fn func(raw []byte) error) error
+	AuditJSON(ctx context.Context, q approval.AuditQuery, fn func(raw []byte) error) error
 	Verify(ctx context.Context) (uint64, error)
 }
 
@@ -194,7 +186,7 @@ func auditList(ctx context.Context, args []string, getenv func(string) string, s
 		}
 		f = newTableFormatter(bw, show)
 	}
-	err = src.scan(ctx, o.query, f.add)
+	err = src.AuditJSON(ctx, o.query, f.add)
 	if ferr := f.finish(); err == nil {
 		err = ferr
 	}
@@ -231,7 +223,7 @@ func auditVerify(ctx context.Context, args []string, getenv func(string) string,
 	case errors.As(err, &ve):
 		fmt.Fprintf(stdout, "audit log BROKEN at record %d: %s\n", ve.Seq, ve.Reason)
 		fmt.Fprintf(stdout, "%d records before it are intact.\n", n)
-		return &ExitError{Code: 1, Msg: fmt.Sprintf("audit verify: record %d does not match", ve.Seq)}
+		return &exitError{Code: 1, Msg: fmt.Sprintf("audit verify: record %d does not match", ve.Seq)}
 	case err != nil:
 		return fmt.Errorf("audit verify: %w", err)
 	}
@@ -253,7 +245,7 @@ func usageError(stdout, stderr io.Writer, cmd string, err error) error {
 		return nil
 	}
 	io.WriteString(stderr, auditUsage)
-	return &ExitError{Code: 2, Msg: fmt.Sprintf("%s: %v", cmd, err)}
+	return &exitError{Code: 2, Msg: fmt.Sprintf("%s: %v", cmd, err)}
 }
 
 // dbPath picks the database: the flag, else BOT_DB, else rebootbot.db.
@@ -278,16 +270,16 @@ func openSource(path string) (auditSource, func(), error) {
 		}
 		return nil, nil, err
 	}
-	db, err := Open(path, Options{Timeout: lockWait, ReadOnly: true})
+	db, err := store.Open(path, store.Options{Timeout: lockWait, ReadOnly: true})
 	if err == nil {
 		return db, func() { db.Close() }, nil
 	}
-	if !errors.Is(err, ErrLocked) {
+	if !errors.Is(err, store.ErrLocked) {
 		return nil, nil, err
 	}
-	c, err := dialAdmin(path)
+	c, err := auditapi.Dial(path)
 	if errors.Is(err, os.ErrNotExist) {
-		return nil, nil, fmt.Errorf("%s is locked by another process that does not serve audit requests (no %s); run this where the bot runs, or stop that process", path, AdminFile(path))
+		return nil, nil, fmt.Errorf("%s is locked by another process that does not serve audit requests (no %s); run this where the bot runs, or stop that process", path, auditapi.File(path))
 	}
 	if err != nil {
 		return nil, nil, fmt.Errorf("%s is locked by another process: %w", path, err)

@@ -1,4 +1,7 @@
-package store
+// Package auditapi lets `bot audit` read the audit log while the bot holds
+// the database file: the bot serves lookups on a loopback port announced
+// in a file beside the database, and the CLI asks there.
+package auditapi
 
 import (
 	"bufio"
@@ -22,9 +25,19 @@ import (
 	"rebootbot/internal/background"
 )
 
-// AdminFile returns where a running bot announces its admin endpoint for
-// the database at dbPath.
-func AdminFile(dbPath string) string { return dbPath + ".admin" }
+// File returns where a running bot announces its admin endpoint for the
+// database at dbPath.
+func File(dbPath string) string { return dbPath + ".admin" }
+
+// Log is the audit log the endpoint serves.
+type Log interface {
+	// Path is the database file's path; the endpoint is announced beside it.
+	Path() string
+	// AuditJSON calls fn with the stored JSON of each event matching q.
+	AuditJSON(ctx context.Context, q approval.AuditQuery, fn func(raw []byte) error) error
+	// Verify checks the hash chain and returns the number of intact events.
+	Verify(ctx context.Context) (uint64, error)
+}
 
 // adminInfo is the content of the admin file.
 type adminInfo struct {
@@ -33,9 +46,9 @@ type adminInfo struct {
 	PID   int    `json:"pid"`
 }
 
-// Admin serves audit lookups of a DB on a loopback port, so that `bot
+// Server serves audit lookups of a Log on a loopback port, so that `bot
 // audit` works while the bot holds the database file. It announces itself
-// in AdminFile(db.Path()) (mode 0600) with a random bearer token that every
+// in File(log.Path()) (mode 0600) with a random bearer token that every
 // request must carry.
 //
 //	GET /audit/events?request=&instance=&user=&since=&until=&limit=&oldest=1
@@ -43,8 +56,8 @@ type adminInfo struct {
 //	    after the first line arrives in the Audit-Error trailer
 //	GET /audit/verify
 //	    {"events": n} or {"events": n, "bad_seq": s, "reason": "…"}
-type Admin struct {
-	db      *DB
+type Server struct {
+	log     Log
 	lookups *background.Group // requests being answered
 
 	mu     sync.Mutex
@@ -56,34 +69,34 @@ type Admin struct {
 	closed bool
 }
 
-// NewAdmin returns an Admin for db; Start makes it serve.
-func NewAdmin(db *DB) *Admin { return &Admin{db: db, lookups: background.New()} }
+// NewServer returns a Server for log; Start makes it serve.
+func NewServer(log Log) *Server { return &Server{log: log, lookups: background.New()} }
 
 // Start listens on 127.0.0.1 on a free port, writes the admin file and
 // serves in the background until Close is called or ctx ends.
-func (a *Admin) Start(ctx context.Context) error {
+func (a *Server) Start(ctx context.Context) error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	switch {
 	case a.closed:
-		return errors.New("admin: closed")
+		return errors.New("audit endpoint: closed")
 	case a.srv != nil:
-		return errors.New("admin: already started")
+		return errors.New("audit endpoint: already started")
 	}
 	var raw [32]byte
 	if _, err := rand.Read(raw[:]); err != nil {
-		return fmt.Errorf("admin: token: %w", err)
+		return fmt.Errorf("audit endpoint: token: %w", err)
 	}
 	token := hex.EncodeToString(raw[:])
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		return fmt.Errorf("admin: listen: %w", err)
+		return fmt.Errorf("audit endpoint: listen: %w", err)
 	}
-	file := AdminFile(a.db.Path())
+	file := File(a.log.Path())
 	info := adminInfo{Addr: ln.Addr().String(), Token: token, PID: os.Getpid()}
 	if err := writeFileAtomic(file, info); err != nil {
 		ln.Close()
-		return fmt.Errorf("admin: %w", err)
+		return fmt.Errorf("audit endpoint: %w", err)
 	}
 	a.token, a.addr, a.file = token, info.Addr, file
 	a.srv = &http.Server{
@@ -95,8 +108,8 @@ func (a *Admin) Start(ctx context.Context) error {
 	return nil
 }
 
-// Addr returns the address the Admin listens on, once started.
-func (a *Admin) Addr() string {
+// Addr returns the address the Server listens on, once started.
+func (a *Server) Addr() string {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	return a.addr
@@ -108,8 +121,8 @@ const closeGrace = 5 * time.Second
 
 // Close refuses new lookups, lets running ones finish for a short grace,
 // then cancels them, stops serving and removes the admin file. Call it
-// before closing the DB.
-func (a *Admin) Close() error {
+// before closing the database.
+func (a *Server) Close() error {
 	a.mu.Lock()
 	if a.closed {
 		a.mu.Unlock()
@@ -139,7 +152,7 @@ func (a *Admin) Close() error {
 	return err
 }
 
-func (a *Admin) handler() http.Handler {
+func (a *Server) handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /audit/events", a.events)
 	mux.HandleFunc("GET /audit/verify", a.verify)
@@ -158,7 +171,7 @@ func (a *Admin) handler() http.Handler {
 
 // authorized reports whether r carries the bearer token, compared in
 // constant time.
-func (a *Admin) authorized(r *http.Request) bool {
+func (a *Server) authorized(r *http.Request) bool {
 	got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
 	return ok && subtle.ConstantTimeCompare([]byte(got), []byte(a.token)) == 1
 }
@@ -166,8 +179,8 @@ func (a *Admin) authorized(r *http.Request) bool {
 // auditErrorTrailer carries an error that happened after the stream began.
 const auditErrorTrailer = "Audit-Error"
 
-func (a *Admin) events(w http.ResponseWriter, r *http.Request) {
-	q, err := parseAuditParams(r.URL.Query(), time.Now())
+func (a *Server) events(w http.ResponseWriter, r *http.Request) {
+	q, err := parseAuditParams(r.URL.Query())
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
@@ -176,7 +189,7 @@ func (a *Admin) events(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("X-Content-Type-Options", "nosniff")
 	w.Header().Set("Trailer", auditErrorTrailer)
 	bw := bufio.NewWriterSize(w, 64<<10)
-	err = a.db.scan(r.Context(), q, func(raw []byte) error {
+	err = a.log.AuditJSON(r.Context(), q, func(raw []byte) error {
 		bw.Write(raw)
 		return bw.WriteByte('\n')
 	})
@@ -196,8 +209,8 @@ type verifyReply struct {
 	Error  string `json:"error,omitempty"`
 }
 
-func (a *Admin) verify(w http.ResponseWriter, r *http.Request) {
-	n, err := a.db.Verify(r.Context())
+func (a *Server) verify(w http.ResponseWriter, r *http.Request) {
+	n, err := a.log.Verify(r.Context())
 	reply := verifyReply{Events: n}
 	status := http.StatusOK
 	var ve *approval.VerifyError
@@ -213,9 +226,9 @@ func (a *Admin) verify(w http.ResponseWriter, r *http.Request) {
 }
 
 // parseAuditParams reads an AuditQuery from the query string of
-// /audit/events. Times are RFC 3339 or, like the CLI's, a duration back
-// from now.
-func parseAuditParams(v map[string][]string, now time.Time) (approval.AuditQuery, error) {
+// /audit/events. Times are RFC 3339; the client turns the CLI's durations
+// into times before asking.
+func parseAuditParams(v map[string][]string) (approval.AuditQuery, error) {
 	get := func(k string) string {
 		if vs := v[k]; len(vs) > 0 {
 			return vs[0]
@@ -229,13 +242,13 @@ func parseAuditParams(v map[string][]string, now time.Time) (approval.AuditQuery
 	}
 	var err error
 	if s := get("since"); s != "" {
-		if q.Since, err = parseWhen(s, now); err != nil {
-			return q, fmt.Errorf("since: %w", err)
+		if q.Since, err = time.Parse(time.RFC3339Nano, s); err != nil {
+			return q, fmt.Errorf("since %q is not an RFC 3339 time", s)
 		}
 	}
 	if s := get("until"); s != "" {
-		if q.Until, err = parseWhen(s, now); err != nil {
-			return q, fmt.Errorf("until: %w", err)
+		if q.Until, err = time.Parse(time.RFC3339Nano, s); err != nil {
+			return q, fmt.Errorf("until %q is not an RFC 3339 time", s)
 		}
 	}
 	if s := get("limit"); s != "" {

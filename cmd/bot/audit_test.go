@@ -1,11 +1,13 @@
-package store
+package main
 
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"encoding/csv"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -15,11 +17,16 @@ import (
 	"time"
 
 	"rebootbot/approval"
+	"rebootbot/auditapi"
+	"rebootbot/store"
 
 	bolt "go.etcd.io/bbolt"
 )
 
-// cliResult is what one AuditCommand run printed and returned.
+// t0 is when the tests' audit logs start.
+var t0 = time.Date(2026, 3, 1, 9, 0, 0, 0, time.UTC)
+
+// cliResult is what one `bot audit` run printed and returned.
 type cliResult struct {
 	stdout, stderr string
 	err            error
@@ -27,11 +34,11 @@ type cliResult struct {
 
 func runAudit(env map[string]string, args ...string) cliResult {
 	var stdout, stderr bytes.Buffer
-	err := AuditCommand(context.Background(), args, func(k string) string { return env[k] }, &stdout, &stderr)
+	err := audit(context.Background(), args, func(k string) string { return env[k] }, &stdout, &stderr)
 	return cliResult{stdout.String(), stderr.String(), err}
 }
 
-// mustRunAudit runs AuditCommand and fails the test on an error.
+// mustRunAudit runs `bot audit` and fails the test on an error.
 func mustRunAudit(t *testing.T, env map[string]string, args ...string) cliResult {
 	t.Helper()
 	res := runAudit(env, args...)
@@ -41,17 +48,115 @@ func mustRunAudit(t *testing.T, env map[string]string, args ...string) cliResult
 	return res
 }
 
-// mustFilledFile writes a log of about 75 events to a new file and closes
-// it, returning its path and every event as stored.
-func mustFilledFile(t *testing.T) (string, []stored) {
+// mustOpenStore opens a fresh database in t.TempDir whose events are one
+// second apart from t0, closed when the test ends.
+func mustOpenStore(t *testing.T) *store.DB {
 	t.Helper()
-	db := mustOpen(t, Options{NoSync: true, Now: tick(t0)})
+	var n time.Duration
+	now := func() time.Time { n++; return t0.Add((n - 1) * time.Second) }
+	db, err := store.Open(filepath.Join(t.TempDir(), "bot.db"), store.Options{NoSync: true, Now: now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	return db
+}
+
+// mustFillLog files n requests through the Store API, by turns of three
+// users on one or two of four instances; every third is approved and
+// rebooted, the others denied, and every fifth command is rejected
+// outright.
+func mustFillLog(t *testing.T, db *store.DB, n int) {
+	t.Helper()
+	ctx := context.Background()
+	users := []string{"U0ALICE", "U0BOB", "U0CAROL"}
+	instances := []string{"ins-aaaaaaaa", "ins-bbbbbbbb", "ins-cccccccc", "ins-dddddddd"}
+	for i := range n {
+		user := users[i%len(users)]
+		ids := instances[i%4 : i%4+1]
+		if i%2 == 1 {
+			ids = []string{instances[i%4], instances[(i+1)%4]}
+		}
+		if i%5 == 4 {
+			mustRecord(t, db, approval.Event{Type: approval.EventRejected, Actor: user, Instances: ids, Details: approval.Details{ErrorMessage: "not running"}})
+			continue
+		}
+		r := &approval.Request{
+			Requester: user, Channel: "C0123", Reason: "kernel patch", StopType: approval.Soft,
+			Region: "ap-guangzhou", Required: 1, ApproverGroups: [][]string{{"U0BOB"}},
+			State: approval.Pending, CreatedAt: t0, ExpiresAt: t0.Add(30 * time.Minute),
+		}
+		for _, id := range ids {
+			r.Instances = append(r.Instances, approval.Instance{ID: id, State: approval.InstanceRunning})
+		}
+		requested := approval.Event{Type: approval.EventRequested, Actor: user, Instances: ids, Details: approval.Details{Reason: r.Reason, StopType: r.StopType, Region: r.Region}}
+		if err := db.Create(ctx, r, fmt.Sprintf("cmd-%d", i), approval.Reply{}, []approval.Event{requested}); err != nil {
+			t.Fatal(err)
+		}
+		steps := []approval.EventType{approval.EventDenied}
+		if i%3 == 0 {
+			steps = []approval.EventType{approval.EventApproved, approval.EventExecuting, approval.EventCompleted}
+		}
+		for _, typ := range steps {
+			_, _, _, err := db.Update(ctx, r.ID, "", func(r *approval.Request) (approval.Change, error) {
+				r.State = map[approval.EventType]approval.State{
+					approval.EventDenied: approval.Denied, approval.EventApproved: approval.Approved,
+					approval.EventExecuting: approval.Executing, approval.EventCompleted: approval.Succeeded,
+				}[typ]
+				r.CardCurrent = r.State.Terminal()
+				return approval.Change{Save: true, Events: []approval.Event{{Type: typ, Actor: "U0BOB"}}}, nil
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+}
+
+func mustRecord(t *testing.T, db *store.DB, e approval.Event) {
+	t.Helper()
+	if _, _, err := db.Record(context.Background(), "", approval.Reply{}, []approval.Event{e}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// mustFilledFile writes a log of about 75 events to a new file and closes
+// it, returning its path and every event, oldest first.
+func mustFilledFile(t *testing.T) (string, []approval.Event) {
+	t.Helper()
+	db := mustOpenStore(t)
 	mustFillLog(t, db, 30)
-	all := readAll(t, db)
+	all := mustAudit(t, db, approval.AuditQuery{Oldest: true})
 	if err := db.Close(); err != nil {
 		t.Fatal(err)
 	}
 	return db.Path(), all
+}
+
+// mustAudit returns the events matching q, as the store finds them.
+func mustAudit(t *testing.T, db *store.DB, q approval.AuditQuery) []approval.Event {
+	t.Helper()
+	var out []approval.Event
+	if err := db.Audit(context.Background(), q, func(e *approval.Event) error { out = append(out, *e); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// storeSeqs returns the sequence numbers of the events the store finds for
+// q in the closed file at path.
+func storeSeqs(t *testing.T, path string, q approval.AuditQuery) []uint64 {
+	t.Helper()
+	db, err := store.Open(path, store.Options{ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var seqs []uint64
+	for _, e := range mustAudit(t, db, q) {
+		seqs = append(seqs, e.Seq)
+	}
+	return seqs
 }
 
 // jsonlSeqs checks that every line is a canonical event and returns their
@@ -74,11 +179,46 @@ func jsonlSeqs(t *testing.T, out string) []uint64 {
 	return got
 }
 
+// adminInfo is what a test reads of the admin file.
+type adminInfo struct {
+	Addr  string `json:"addr"`
+	Token string `json:"token"`
+}
+
+func mustReadAdminFile(t *testing.T, dbPath string) adminInfo {
+	t.Helper()
+	raw, err := os.ReadFile(auditapi.File(dbPath))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var info adminInfo
+	if err := json.Unmarshal(raw, &info); err != nil {
+		t.Fatalf("admin file: %v", err)
+	}
+	return info
+}
+
+// mustServeAudit serves db's audit log as the running bot does, until the
+// test ends.
+func mustServeAudit(t *testing.T, db *store.DB) *auditapi.Server {
+	t.Helper()
+	srv := auditapi.NewServer(db)
+	if err := srv.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Close() })
+	return srv
+}
+
 func TestAuditListJSONL(t *testing.T) {
 	path, all := mustFilledFile(t)
 	res := mustRunAudit(t, nil, "list", "--format", "jsonl", "--db", path)
 	got := jsonlSeqs(t, res.stdout)
-	if want := oracle(all, approval.AuditQuery{}); !slices.Equal(got, want) {
+	var want []uint64
+	for _, e := range slices.Backward(all) {
+		want = append(want, e.Seq)
+	}
+	if !slices.Equal(got, want) {
 		t.Errorf("got %v, want every event newest first %v", got, want)
 	}
 }
@@ -97,7 +237,7 @@ func TestAuditListCSV(t *testing.T) {
 		t.Errorf("header %v, want %v", rows[0], csvHeader)
 	}
 	for i, row := range rows[1:] {
-		e := all[i].Event
+		e := all[i]
 		var details approval.Details
 		if err := json.Unmarshal([]byte(row[6]), &details); err != nil {
 			t.Fatalf("row %d details %q: %v", i+1, row[6], err)
@@ -163,7 +303,7 @@ func TestAuditListTable(t *testing.T) {
 }
 
 func TestAuditListFilters(t *testing.T) {
-	path, all := mustFilledFile(t)
+	path, _ := mustFilledFile(t)
 	tests := []struct {
 		name string
 		args []string
@@ -186,7 +326,7 @@ func TestAuditListFilters(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			res := mustRunAudit(t, nil, append([]string{"list", "--format", "jsonl", "--db", path}, tt.args...)...)
 			got := jsonlSeqs(t, res.stdout)
-			if want := oracle(all, tt.want); !slices.Equal(got, want) {
+			if want := storeSeqs(t, path, tt.want); !slices.Equal(got, want) {
 				t.Errorf("got %v, want %v", got, want)
 			}
 		})
@@ -215,9 +355,9 @@ func TestAuditUsageErrors(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			res := runAudit(nil, tt.args...)
-			var exit *ExitError
+			var exit *exitError
 			if !errors.As(res.err, &exit) || exit.Code != 2 || exit.Msg == "" {
-				t.Fatalf("got %v, want an *ExitError with code 2 and a message", res.err)
+				t.Fatalf("got %v, want an *exitError with code 2 and a message", res.err)
 			}
 			if !strings.Contains(res.stderr, "usage: bot audit") {
 				t.Errorf("stderr %q lacks the usage", res.stderr)
@@ -241,9 +381,9 @@ func TestAuditVerify(t *testing.T) {
 
 	mustTamper(t, path, 7)
 	res = runAudit(nil, "verify", "--db", path)
-	var exit *ExitError
+	var exit *exitError
 	if !errors.As(res.err, &exit) || exit.Code != 1 {
-		t.Fatalf("got %v, want an *ExitError with code 1", res.err)
+		t.Fatalf("got %v, want an *exitError with code 1", res.err)
 	}
 	if !strings.Contains(res.stdout, "BROKEN at record 7: content changed") || !strings.Contains(res.stdout, "6 records before it are intact") {
 		t.Errorf("stdout %q does not name record 7", res.stdout)
@@ -259,10 +399,11 @@ func mustTamper(t *testing.T, path string, seq uint64) {
 	}
 	defer b.Close()
 	err = b.Update(func(tx *bolt.Tx) error {
-		events := tx.Bucket(bucketEvents)
-		raw := bytes.Clone(events.Get(u64(seq)))
+		events := tx.Bucket([]byte("events"))
+		key := binary.BigEndian.AppendUint64(nil, seq)
+		raw := bytes.Clone(events.Get(key))
 		raw = bytes.Replace(raw, []byte(`"actor":"`), []byte(`"actor":"X`), 1)
-		return events.Put(u64(seq), raw)
+		return events.Put(key, raw)
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -286,15 +427,12 @@ func TestAuditFindsDatabase(t *testing.T) {
 }
 
 func TestAuditTableShowsTypedTextSafely(t *testing.T) {
-	db := mustOpen(t, Options{NoSync: true, Now: tick(t0)})
-	_, _, err := db.Record(context.Background(), "", approval.Reply{}, []approval.Event{{
+	db := mustOpenStore(t)
+	mustRecord(t, db, approval.Event{
 		Type:    approval.EventRejected,
 		Actor:   "U0ALICE\x1b[2J",
 		Details: approval.Details{Reason: "disk\tfull\n\x1b[31mred\u202eevil", Note: `say "hi"`},
-	}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	})
 	db.Close()
 	res := mustRunAudit(t, nil, "list", "--db", db.Path())
 	if strings.ContainsAny(res.stdout, "\x1b\t\u202e") || strings.Count(res.stdout, "\n") != 2 {
@@ -306,7 +444,7 @@ func TestAuditTableShowsTypedTextSafely(t *testing.T) {
 }
 
 func TestAuditWhileLockedWithoutAdmin(t *testing.T) {
-	holder := mustOpen(t, Options{NoSync: true})
+	holder := mustOpenStore(t)
 	res := runAudit(nil, "list", "--db", holder.Path())
 	if res.err == nil || !strings.Contains(res.err.Error(), "locked by another process that does not serve audit requests") {
 		t.Errorf("got %v, want the locked-without-admin explanation", res.err)
@@ -314,17 +452,12 @@ func TestAuditWhileLockedWithoutAdmin(t *testing.T) {
 }
 
 // TestAuditThroughAdmin runs every command against a database held by
-// another DB (standing in for the running bot) and compares the output
-// with what the same commands print once the file is free.
+// another process (the test, standing in for the running bot) and compares
+// the output with what the same commands print once the file is free.
 func TestAuditThroughAdmin(t *testing.T) {
-	setPage(t, &pageSize, 10)
-	holder := mustOpen(t, Options{NoSync: true, Now: tick(t0)})
+	holder := mustOpenStore(t)
 	mustFillLog(t, holder, 30)
-	admin := NewAdmin(holder)
-	if err := admin.Start(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { admin.Close() })
+	admin := mustServeAudit(t, holder)
 	info := mustReadAdminFile(t, holder.Path())
 
 	commands := [][]string{
@@ -360,33 +493,24 @@ func TestAuditThroughAdmin(t *testing.T) {
 }
 
 func TestAuditVerifyThroughAdminFindsBadRecord(t *testing.T) {
-	holder := mustOpen(t, Options{NoSync: true, Now: tick(t0)})
-	mustFillLog(t, holder, 5)
-	err := holder.bolt.Update(func(tx *bolt.Tx) error {
-		return tx.Bucket(bucketEvents).Delete(u64(3))
-	})
+	path, _ := mustFilledFile(t)
+	mustTamper(t, path, 3)
+	holder, err := store.Open(path, store.Options{NoSync: true})
 	if err != nil {
 		t.Fatal(err)
 	}
-	admin := NewAdmin(holder)
-	if err := admin.Start(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { admin.Close() })
+	t.Cleanup(func() { holder.Close() })
+	mustServeAudit(t, holder)
 	res := runAudit(nil, "verify", "--db", holder.Path())
-	var exit *ExitError
-	if !errors.As(res.err, &exit) || exit.Code != 1 || !strings.Contains(res.stdout, "BROKEN at record 3: sequence gap") {
+	var exit *exitError
+	if !errors.As(res.err, &exit) || exit.Code != 1 || !strings.Contains(res.stdout, "BROKEN at record 3: content changed") {
 		t.Errorf("got %v, stdout %q; want exit 1 naming record 3", res.err, res.stdout)
 	}
 }
 
 func TestAuditStaleAdminFile(t *testing.T) {
-	holder := mustOpen(t, Options{NoSync: true})
-	admin := NewAdmin(holder)
-	if err := admin.Start(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { admin.Close() })
+	holder := mustOpenStore(t)
+	mustServeAudit(t, holder)
 	info := mustReadAdminFile(t, holder.Path())
 	const forged = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
 	tests := []struct {
@@ -400,7 +524,8 @@ func TestAuditStaleAdminFile(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if err := writeFileAtomic(AdminFile(holder.Path()), tt.info); err != nil {
+			raw, _ := json.Marshal(tt.info)
+			if err := os.WriteFile(auditapi.File(holder.Path()), raw, 0o600); err != nil {
 				t.Fatal(err)
 			}
 			res := runAudit(nil, "verify", "--db", holder.Path())

@@ -1,24 +1,79 @@
-package store
+package auditapi
 
 import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"rebootbot/approval"
+	"rebootbot/store"
 )
 
-// mustStartAdmin serves db on a loopback port until the test ends.
-func mustStartAdmin(t *testing.T, db *DB) (*Admin, adminInfo) {
+// t0 is when the tests' logs start.
+var t0 = time.Date(2026, 3, 1, 9, 0, 0, 0, time.UTC)
+
+// mustOpen opens a fresh database in t.TempDir whose events are one second
+// apart from t0, closed when the test ends.
+func mustOpen(t *testing.T) *store.DB {
 	t.Helper()
-	admin := NewAdmin(db)
+	var n time.Duration
+	now := func() time.Time { n++; return t0.Add((n - 1) * time.Second) }
+	db, err := store.Open(filepath.Join(t.TempDir(), "bot.db"), store.Options{NoSync: true, Now: now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	return db
+}
+
+var (
+	testUsers     = []string{"U0ALICE", "U0BOB", "U0CAROL"}
+	testInstances = []string{"ins-aaaaaaaa", "ins-bbbbbbbb", "ins-cccccccc", "ins-dddddddd"}
+)
+
+// mustFillLog records n events by turns of the test users on turns of the
+// test instances; every fifth files a request on an instance of its own.
+func mustFillLog(t *testing.T, db *store.DB, n int) {
+	t.Helper()
+	for i := range n {
+		if i%5 == 0 {
+			r := &approval.Request{
+				Requester: testUsers[i%len(testUsers)], Channel: "C0123", Reason: "kernel patch",
+				StopType: approval.Soft, Region: "ap-guangzhou", Required: 1, ApproverGroups: [][]string{{"U0BOB"}},
+				State: approval.Pending, CreatedAt: t0, ExpiresAt: t0.Add(30 * time.Minute),
+				Instances: []approval.Instance{{ID: fmt.Sprintf("ins-%08d", i), State: approval.InstanceRunning}},
+			}
+			requested := approval.Event{Type: approval.EventRequested, Actor: r.Requester, Instances: r.InstanceIDs()}
+			if err := db.Create(context.Background(), r, "", approval.Reply{}, []approval.Event{requested}); err != nil {
+				t.Fatal(err)
+			}
+			continue
+		}
+		_, _, err := db.Record(context.Background(), "", approval.Reply{}, []approval.Event{{
+			Type:      approval.EventRejected,
+			Actor:     testUsers[i%len(testUsers)],
+			Instances: []string{testInstances[i%len(testInstances)]},
+			Details:   approval.Details{ErrorMessage: "not running"},
+		}})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// mustStartAdmin serves db on a loopback port until the test ends.
+func mustStartAdmin(t *testing.T, db *store.DB) (*Server, adminInfo) {
+	t.Helper()
+	admin := NewServer(db)
 	if err := admin.Start(context.Background()); err != nil {
 		t.Fatalf("Start: %v", err)
 	}
@@ -28,7 +83,7 @@ func mustStartAdmin(t *testing.T, db *DB) (*Admin, adminInfo) {
 
 func mustReadAdminFile(t *testing.T, dbPath string) adminInfo {
 	t.Helper()
-	raw, err := os.ReadFile(AdminFile(dbPath))
+	raw, err := os.ReadFile(File(dbPath))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -62,9 +117,9 @@ func get(t *testing.T, addr, path, auth string) (int, string) {
 }
 
 func TestAdminFile(t *testing.T) {
-	db := mustOpen(t, Options{NoSync: true})
+	db := mustOpen(t)
 	admin, info := mustStartAdmin(t, db)
-	st, err := os.Stat(AdminFile(db.Path()))
+	st, err := os.Stat(File(db.Path()))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -87,7 +142,7 @@ func TestAdminFile(t *testing.T) {
 	if err := admin.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := os.Stat(AdminFile(db.Path())); !errors.Is(err, os.ErrNotExist) {
+	if _, err := os.Stat(File(db.Path())); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("admin file left behind after Close: %v", err)
 	}
 	if err := admin.Close(); err != nil {
@@ -96,7 +151,7 @@ func TestAdminFile(t *testing.T) {
 }
 
 func TestAdminRequiresToken(t *testing.T) {
-	db := mustOpen(t, Options{NoSync: true})
+	db := mustOpen(t)
 	_, info := mustStartAdmin(t, db)
 	tests := []struct {
 		name string
@@ -130,7 +185,7 @@ func TestAdminRequiresToken(t *testing.T) {
 }
 
 func TestAdminEvents(t *testing.T) {
-	db := mustOpen(t, Options{NoSync: true, Now: tick(t0)})
+	db := mustOpen(t)
 	mustFillLog(t, db, 20)
 	_, info := mustStartAdmin(t, db)
 	auth := "Bearer " + info.Token
@@ -152,7 +207,7 @@ func TestAdminEvents(t *testing.T) {
 				t.Fatalf("status %d: %s", status, body)
 			}
 			var want strings.Builder
-			err := db.scan(context.Background(), tt.want, func(raw []byte) error {
+			err := db.AuditJSON(context.Background(), tt.want, func(raw []byte) error {
 				want.Write(raw)
 				want.WriteByte('\n')
 				return nil
@@ -165,7 +220,7 @@ func TestAdminEvents(t *testing.T) {
 			}
 		})
 	}
-	for _, bad := range []string{"?limit=-1", "?limit=ten", "?since=yesterday", "?until=x", "?oldest=maybe"} {
+	for _, bad := range []string{"?limit=-1", "?limit=ten", "?since=yesterday", "?since=24h", "?until=x", "?oldest=maybe"} {
 		if status, _ := get(t, info.Addr, "/audit/events"+bad, auth); status != http.StatusBadRequest {
 			t.Errorf("%s: status %d, want 400", bad, status)
 		}
@@ -180,14 +235,14 @@ func TestAdminEvents(t *testing.T) {
 // TestAdminStopsWithContext checks that ending Start's context closes the
 // endpoint and removes the admin file, as when the bot shuts down.
 func TestAdminStopsWithContext(t *testing.T) {
-	db := mustOpen(t, Options{NoSync: true})
+	db := mustOpen(t)
 	ctx, cancel := context.WithCancel(context.Background())
-	admin := NewAdmin(db)
+	admin := NewServer(db)
 	if err := admin.Start(ctx); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { admin.Close() })
-	file := AdminFile(db.Path())
+	file := File(db.Path())
 	cancel()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
