@@ -63,11 +63,17 @@ func jsonProblem(err error) string {
 
 // parseQueryParams reads the flattened parameters of a GET request.
 func parseQueryParams(rawQuery string) (params, *apiError) {
-	p := params{m: map[string]any{}, query: true}
 	q, err := url.ParseQuery(rawQuery)
 	if err != nil {
-		return p, errorf(codeInvalidParameter, "The query string is malformed.")
+		return params{m: map[string]any{}, query: true}, errorf(codeInvalidParameter, "The query string is malformed.")
 	}
+	return formParams(q)
+}
+
+// formParams reads flattened parameters, from a query or a form body,
+// leaving out the common ones.
+func formParams(q url.Values) (params, *apiError) {
+	p := params{m: map[string]any{}, query: true}
 	root := map[string]any{}
 	for key, vals := range q {
 		if commonQueryParams[key] {

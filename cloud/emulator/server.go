@@ -1,15 +1,13 @@
 package emulator
 
 import (
-	"crypto/hmac"
-	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"io"
 	"mime"
 	"net/http"
+	"net/url"
 	"strconv"
-	"strings"
 	"time"
 )
 
@@ -47,17 +45,15 @@ type callContext struct {
 
 // ServeHTTP answers one API 3.0 request: a POST with a JSON body, or a GET
 // with the parameters flattened into the query, signed with
-// TC3-HMAC-SHA256. Like the real API it answers HTTP 200 with a JSON body
+// TC3-HMAC-SHA256; or a GET or form-encoded POST signed with HmacSHA1 or
+// HmacSHA256. Like the real API it answers HTTP 200 with a JSON body
 // whether the call succeeded or not. Checks run in this order: method and
-// body size, signature (Authorization, timestamp window, SecretId,
-// signature, token), version, action, region, injected faults, parameters,
-// and the action's own checks.
+// body size, signature (timestamp window, SecretId, signature, token),
+// version, action, region, injected faults, parameters, and the action's
+// own checks.
 func (e *Emulator) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	c := &callContext{
-		action:    r.Header.Get("X-TC-Action"),
-		region:    r.Header.Get("X-TC-Region"),
-		requestID: e.newRequestID(),
-	}
+	c := &callContext{requestID: e.newRequestID()}
+	result, latency, err := e.serve(w, r, c)
 	e.mu.Lock()
 	e.totalCalls++
 	if c.action != "" && (actions[c.action] != nil || len(e.calls) < maxCountedActions) {
@@ -65,7 +61,6 @@ func (e *Emulator) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	e.mu.Unlock()
 
-	result, latency, err := e.serve(w, r, c)
 	body := encodeResponse(c.requestID, result, err)
 	// Latency is added after the action ran, so that a client that gives
 	// up cannot know whether it happened.
@@ -101,24 +96,54 @@ func (e *Emulator) serve(w http.ResponseWriter, r *http.Request, c *callContext)
 		}
 		body = b
 	}
-	if err := e.authenticate(r, body); err != nil {
-		return nil, 0, err
+
+	// A TC3 request carries its common parameters in X-TC-* headers and
+	// its signature in Authorization; a v1 request carries both among its
+	// parameters, so form is set only for v1.
+	var form url.Values
+	var version string
+	if r.Header.Get("Authorization") != "" {
+		c.action, c.region = r.Header.Get("X-TC-Action"), r.Header.Get("X-TC-Region")
+		version = r.Header.Get("X-TC-Version")
+		if err := e.authenticateTC3(r, body); err != nil {
+			return nil, 0, err
+		}
+	} else {
+		f, err := formOf(r, body)
+		if err != nil {
+			return nil, 0, err
+		}
+		if f.Get("Signature") == "" {
+			c.action, c.region = r.Header.Get("X-TC-Action"), r.Header.Get("X-TC-Region")
+			return nil, 0, errorf(codeInvalidAuthorization, "The request is not signed: it has neither an Authorization header (%s) nor a Signature parameter (%s, %s).", tc3Algorithm, methodHmacSHA256, methodHmacSHA1)
+		}
+		form = f
+		c.action, c.region, version = form.Get("Action"), form.Get("Region"), form.Get("Version")
+		if err := e.authenticateV1(r, form); err != nil {
+			return nil, 0, err
+		}
 	}
-	switch v := r.Header.Get("X-TC-Version"); {
-	case v == "":
-		return nil, 0, errorf(codeMissingParameter, "The parameter `Version` (header X-TC-Version) is missing.")
-	case v != APIVersion:
-		return nil, 0, errorf(codeNoSuchVersion, "The API version `%s` does not exist; CVM serves %s.", safeToken(v), APIVersion)
+	missing := func(name string) *apiError {
+		if form != nil {
+			return errorf(codeMissingParameter, "The parameter `%s` is missing.", name)
+		}
+		return errorf(codeMissingParameter, "The parameter `%s` (header X-TC-%s) is missing.", name, name)
+	}
+	switch {
+	case version == "":
+		return nil, 0, missing("Version")
+	case version != APIVersion:
+		return nil, 0, errorf(codeNoSuchVersion, "The API version `%s` does not exist; CVM serves %s.", safeToken(version), APIVersion)
 	}
 	if c.action == "" {
-		return nil, 0, errorf(codeMissingParameter, "The parameter `Action` (header X-TC-Action) is missing.")
+		return nil, 0, missing("Action")
 	}
 	run, ok := actions[c.action]
 	if !ok {
 		return nil, 0, errorf(codeInvalidAction, "The action `%s` does not exist.", safeToken(c.action))
 	}
 	if c.region == "" {
-		return nil, 0, errorf(codeMissingParameter, "The parameter `Region` (header X-TC-Region) is missing.")
+		return nil, 0, missing("Region")
 	}
 	if !e.knownRegion(c.region) {
 		return nil, 0, errorf(codeUnsupportedRegion, "The region `%s` is not supported.", safeToken(c.region))
@@ -133,12 +158,15 @@ func (e *Emulator) serve(w http.ResponseWriter, r *http.Request, c *callContext)
 
 	var p params
 	var perr *apiError
-	if r.Method == http.MethodPost {
+	switch {
+	case form != nil:
+		p, perr = formParams(form)
+	case r.Method == http.MethodPost:
 		if err := checkJSONContentType(r.Header.Get("Content-Type")); err != nil {
 			return nil, inj.latency, err
 		}
 		p, perr = parseJSONParams(body)
-	} else {
+	default:
 		p, perr = parseQueryParams(r.URL.RawQuery)
 	}
 	if perr != nil {
@@ -150,67 +178,6 @@ func (e *Emulator) serve(w http.ResponseWriter, r *http.Request, c *callContext)
 	}
 	result, err := run(e, c)
 	return result, inj.latency, err
-}
-
-// authenticate checks the TC3-HMAC-SHA256 signature of r.
-func (e *Emulator) authenticate(r *http.Request, body []byte) *apiError {
-	h := r.Header.Get("Authorization")
-	if h == "" {
-		return errorf(codeInvalidAuthorization, "The request has no Authorization header.")
-	}
-	cred, problem := parseAuthorization(h)
-	if problem != "" {
-		return errorf(codeSignatureFailure, "The request signature could not be verified: %s.", problem)
-	}
-	tsText := r.Header.Get("X-TC-Timestamp")
-	if tsText == "" {
-		return errorf(codeMissingParameter, "The parameter `Timestamp` (header X-TC-Timestamp) is missing.")
-	}
-	ts, err := strconv.ParseInt(tsText, 10, 64)
-	if err != nil || ts <= 0 {
-		return errorf(codeInvalidParameterValue, "The parameter `Timestamp` must be a Unix time in seconds.")
-	}
-	if e.window > 0 {
-		skew := e.now().Sub(time.Unix(ts, 0))
-		if skew > e.window || skew < -e.window {
-			return errorf(codeSignatureExpire, "The signature expired: the request timestamp is %s away from the server's time; at most %s is allowed.", skew.Abs().Round(time.Second), e.window)
-		}
-	}
-	if e.cfg.SecretID == "" || e.cfg.SecretKey == "" ||
-		subtle.ConstantTimeCompare([]byte(cred.SecretID), []byte(e.cfg.SecretID)) != 1 {
-		return errorf(codeSecretIDNotFound, "The SecretId is not found; check that the key exists and is entered correctly.")
-	}
-	if cred.Service != service {
-		return errorf(codeSignatureFailure, "The request signature could not be verified: the credential scope is for service `%s`, not %s.", safeToken(cred.Service), service)
-	}
-	if cred.Date != scopeDate(ts) {
-		return errorf(codeSignatureFailure, "The request signature could not be verified: the credential scope date does not match X-TC-Timestamp.")
-	}
-	headers := make(map[string]string, len(cred.Signed))
-	for _, name := range cred.Signed {
-		if name == "host" {
-			headers[name] = r.Host
-		} else {
-			headers[name] = r.Header.Get(name)
-		}
-	}
-	in := canonicalInput{
-		Method:   r.Method,
-		Path:     r.URL.EscapedPath(),
-		Query:    r.URL.RawQuery,
-		Headers:  headers,
-		Signed:   cred.Signed,
-		Payload:  body,
-		Unsigned: r.Header.Get("X-TC-Content-SHA256") == unsignedPayload,
-	}
-	want := tc3Signature(e.cfg.SecretKey, ts, stringToSign(ts, canonicalRequest(in)))
-	if !hmac.Equal([]byte(want), []byte(strings.ToLower(cred.Signature))) {
-		return errorf(codeSignatureFailure, "The request signature does not match; check the SecretKey and how the request was signed.")
-	}
-	if e.cfg.Token != "" && subtle.ConstantTimeCompare([]byte(r.Header.Get("X-TC-Token")), []byte(e.cfg.Token)) != 1 {
-		return errorf(codeTokenFailure, "The token in X-TC-Token is missing or not valid.")
-	}
-	return nil
 }
 
 // checkJSONContentType accepts application/json with any parameters.
