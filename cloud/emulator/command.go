@@ -2,6 +2,7 @@ package emulator
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -27,8 +28,9 @@ const DefaultListen = "127.0.0.1:9000"
 
 // Command runs `bot emulator`: it seeds an emulator from a file or with
 // generated instances, prints them and the address it listens on, and
-// serves until ctx ends, logging each call on stderr. args are the
-// arguments after "emulator".
+// serves, over HTTPS with a generated certificate when asked, until ctx
+// ends, logging each call on stderr. args are the arguments after
+// "emulator".
 func Command(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("bot emulator", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -36,7 +38,10 @@ func Command(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		listen     = fs.String("listen", DefaultListen, "`address` to listen on (host:port; port 0 picks a free one)")
 		secretID   = fs.String("secret-id", "", "SecretId to accept (default $TENCENTCLOUD_SECRET_ID, else "+DemoSecretID+")")
 		secretKey  = fs.String("secret-key", "", "SecretKey to accept (default $TENCENTCLOUD_SECRET_KEY, else the demo key)")
-		seedPath   = fs.String("seed", "", "JSON `file` of instances to serve (see LoadSeed for the format)")
+		token      = fs.String("session-token", "", "session `token` clients must send, as temporary credentials do (X-TC-Token, or the Token parameter with HmacSHA1/HmacSHA256); default: none checked")
+		useTLS     = fs.Bool("tls", false, "serve HTTPS with a certificate generated at start for 127.0.0.1, ::1 and localhost, and print where it was written")
+		tlsCert    = fs.String("tls-cert", "", "`file` to write the generated certificate to with --tls (default: a new file in the temporary directory, removed on exit)")
+		seedPath   = fs.String("seed", "", "JSON `file` of instances to serve (format below)")
 		count      = fs.Int("instances", 5, "number of instances to generate when there is no seed file")
 		genSeed    = fs.Int64("generate-seed", 1, "seed of the generated instances")
 		region     = fs.String("region", DefaultRegion, "region of the generated instances")
@@ -49,8 +54,9 @@ func Command(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	)
 	fs.Var(&codes, "error-code", "error `code` to inject (repeatable or comma-separated; default InternalError)")
 	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "Usage: bot emulator [flags]\n\nRuns a local stand-in for the Tencent Cloud CVM API on --listen.\n\nFlags:\n")
+		fmt.Fprint(fs.Output(), usageIntro)
 		fs.PrintDefaults()
+		fmt.Fprint(fs.Output(), usageSeed)
 	}
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -81,6 +87,8 @@ func Command(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return fmt.Errorf("emulator: --region %q is not a region name such as ap-guangzhou", *region)
 	case len(codes) > 0 && *errorRate == 0:
 		return fmt.Errorf("emulator: --error-code needs --error-rate")
+	case *tlsCert != "" && !*useTLS:
+		return fmt.Errorf("emulator: --tls-cert needs --tls")
 	}
 	for _, c := range codes {
 		if !validCode(c) {
@@ -119,6 +127,7 @@ func Command(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	e := New(Config{
 		SecretID:       id,
 		SecretKey:      key,
+		Token:          *token,
 		RebootDuration: *rebootTime,
 		CallsPerSecond: *perSecond,
 		Seed:           time.Now().UnixNano(),
@@ -143,11 +152,35 @@ func Command(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err != nil {
 		return fmt.Errorf("emulator: %w", err)
 	}
+	scheme, certPath := "http", ""
+	if *useTLS {
+		cert, certPEM, err := selfSignedCertificate(time.Now())
+		if err == nil {
+			certPath, err = writeCertificate(*tlsCert, certPEM)
+		}
+		if err != nil {
+			ln.Close()
+			return fmt.Errorf("emulator: %w", err)
+		}
+		if *tlsCert == "" {
+			defer os.Remove(certPath)
+		}
+		ln = tls.NewListener(ln, &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12})
+		scheme = "https"
+	}
 	printInstances(stdout, e)
 	fmt.Fprintf(stdout, "SecretId %s, region %s\n", id, regionsOf(seed))
-	fmt.Fprintf(stdout, "listening on http://%s\n", dialAddr(ln.Addr()))
+	if *token != "" {
+		fmt.Fprintln(stdout, "a session token is required (X-TC-Token, or the Token parameter)")
+	}
+	if certPath != "" {
+		fmt.Fprintf(stdout, "TLS certificate (trust it as a CA): %s\n", certPath)
+	}
+	fmt.Fprintf(stdout, "listening on %s://%s\n", scheme, dialAddr(ln.Addr()))
 
-	srv := &http.Server{Handler: e, ReadHeaderTimeout: 10 * time.Second}
+	// The server's own complaints (a client that fails the TLS handshake, say)
+	// go to the same log as the calls.
+	srv := &http.Server{Handler: e, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
 	select {
@@ -163,6 +196,79 @@ func Command(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	<-served
 	log.Info("emulator stopped")
 	return nil
+}
+
+// usageIntro and usageSeed frame the flag list of `bot emulator -h`.
+const (
+	usageIntro = `Usage: bot emulator [flags]
+
+Runs a local stand-in for the Tencent Cloud CVM API 3.0 (version 2017-03-12)
+on --listen, so that the bot, the official SDKs and tccli can be tried
+without a Tencent Cloud account. It serves DescribeInstances,
+DescribeInstancesStatus, RebootInstances, StartInstances and StopInstances
+as the API documents them, and accepts requests signed with
+TC3-HMAC-SHA256, HmacSHA256 or HmacSHA1, the host signed with or without
+its port, within 5 minutes of its clock. It prints the instances it serves
+and the address it listens on, then logs each call on stderr until
+interrupted.
+
+The key pair it accepts comes from --secret-id and --secret-key, else
+TENCENTCLOUD_SECRET_ID and TENCENTCLOUD_SECRET_KEY, else the demo pair
+whose SecretId is ` + DemoSecretID + ` (the README gives its key).
+With --tls it serves HTTPS only, with a certificate made at start; trust
+that certificate as a CA in the client (Go: SSL_CERT_FILE=<file>).
+
+Flags:
+`
+	usageSeed = `
+Seed file (--seed):
+  A JSON file holding a list of instances, or an object whose "instances"
+  field is that list. Each instance is an object; only "id" is required:
+    id           "ins-" and 8 lowercase letters or digits, unique in the file
+    name         instance name (default: 未命名, as the console names it)
+    zone         availability zone such as ap-guangzhou-3 (default: zone 3
+                 of the region)
+    region       region such as ap-shanghai (default: the zone's region,
+                 else ap-guangzhou)
+    state        an instance state such as RUNNING, STOPPED or
+                 RESCUE_MODE (default RUNNING)
+    private_ips  list of private IP addresses
+    public_ips   list of public IP addresses
+    tags         object of tag keys to values
+  Unknown fields, malformed IDs, unknown states, zones outside their region
+  and bad addresses are errors that name the file and the instance.
+  Example:
+    {"instances": [
+      {"id": "ins-web00001", "name": "web-prod-01", "zone": "ap-guangzhou-3",
+       "private_ips": ["10.0.1.12"], "public_ips": ["203.0.113.7"],
+       "tags": {"env": "prod", "team": "storefront"}},
+      {"id": "ins-db000001", "region": "ap-shanghai", "state": "STOPPED"}
+    ]}
+`
+)
+
+// writeCertificate writes a PEM certificate to path, or to a new file in
+// the temporary directory when path is "", and returns where it went.
+func writeCertificate(path string, certPEM []byte) (string, error) {
+	if path != "" {
+		if err := os.WriteFile(path, certPEM, 0o644); err != nil {
+			return "", fmt.Errorf("writing the TLS certificate: %w", err)
+		}
+		return path, nil
+	}
+	f, err := os.CreateTemp("", "rebootbot-emulator-*.pem")
+	if err != nil {
+		return "", fmt.Errorf("writing the TLS certificate: %w", err)
+	}
+	_, err = f.Write(certPEM)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		os.Remove(f.Name())
+		return "", fmt.Errorf("writing the TLS certificate: %w", err)
+	}
+	return f.Name(), nil
 }
 
 // faultsFor turns the fault flags into faults. Each code gets an equal

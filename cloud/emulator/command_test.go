@@ -34,7 +34,7 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
-var listeningRE = regexp.MustCompile(`listening on (http://\S+)`)
+var listeningRE = regexp.MustCompile(`listening on (https?://\S+)`)
 
 // runCommand starts Command with args and returns its endpoint, its output
 // and a function that stops it and returns its error.
