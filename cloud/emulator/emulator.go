@@ -1,8 +1,11 @@
 // Package emulator is a local stand-in for the Tencent Cloud CVM API 3.0
 // (version 2017-03-12). It speaks the real protocol — TC3-HMAC-SHA256
-// signatures, the X-TC-* headers, JSON bodies and API 3.0 error responses —
-// so the official Go SDK talks to it unchanged with an endpoint such as
-// 127.0.0.1:9000 and the HTTP scheme.
+// signatures with the X-TC-* headers and JSON bodies, the older HmacSHA256
+// and HmacSHA1 signatures with form-encoded parameters, and API 3.0 error
+// responses — so the official SDKs talk to it unchanged with an endpoint
+// such as 127.0.0.1:9000: Go and Python sign the host with its port,
+// Node.js without it, and tccli uses HmacSHA256 over HTTPS, which
+// `bot emulator --tls` serves.
 //
 // It serves DescribeInstances, DescribeInstancesStatus, RebootInstances,
 // StartInstances and StopInstances with the documented parameter checks and

@@ -60,7 +60,7 @@ func signHTTP(r *http.Request, payload []byte, secretID, secretKey string, at ti
 		Signed:  []string{"content-type", "host"},
 		Payload: payload,
 	}
-	sig := tc3Signature(secretKey, ts, stringToSign(ts, canonicalRequest(in)))
+	sig := tc3Signature(secretKey, ts, service, stringToSign(ts, service, canonicalRequest(in)))
 	r.Header.Set("Authorization", authorization(secretID, ts, in.Signed, sig))
 }
 

@@ -14,7 +14,7 @@ import (
 // accepts.
 const tc3Algorithm = "TC3-HMAC-SHA256"
 
-// service is the service name in the credential scope.
+// service is the service name in the credential scope of a TC3 signature.
 const service = "cvm"
 
 // unsignedPayload is the X-TC-Content-SHA256 value with which a client asks
@@ -72,19 +72,20 @@ func scopeDate(ts int64) string {
 	return time.Unix(ts, 0).UTC().Format("2006-01-02")
 }
 
-// stringToSign returns TC3's string to sign for a canonical request.
-func stringToSign(ts int64, canonical string) string {
+// stringToSign returns TC3's string to sign for a canonical request, with
+// the credential scope of svc on the date of ts.
+func stringToSign(ts int64, svc, canonical string) string {
 	return tc3Algorithm + "\n" +
 		strconv.FormatInt(ts, 10) + "\n" +
-		scopeDate(ts) + "/" + service + "/tc3_request\n" +
+		scopeDate(ts) + "/" + svc + "/tc3_request\n" +
 		sha256Hex([]byte(canonical))
 }
 
 // tc3Signature returns the hex signature of a string to sign with the key
-// derived from secretKey for the date of ts.
-func tc3Signature(secretKey string, ts int64, toSign string) string {
+// derived from secretKey for service svc on the date of ts.
+func tc3Signature(secretKey string, ts int64, svc, toSign string) string {
 	kDate := hmacSHA256([]byte("TC3"+secretKey), scopeDate(ts))
-	kService := hmacSHA256(kDate, service)
+	kService := hmacSHA256(kDate, svc)
 	kSigning := hmacSHA256(kService, "tc3_request")
 	return hex.EncodeToString(hmacSHA256(kSigning, toSign))
 }

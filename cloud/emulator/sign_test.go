@@ -31,11 +31,11 @@ func TestOfficialExample(t *testing.T) {
 	if got, want := sha256Hex([]byte(cr)), "5ffe6a04c0664d6b969fab9a13bdab201d63ee709638e2749d62a09ca18d7031"; got != want {
 		t.Errorf("canonical request hash = %s, want %s\ncanonical request:\n%s", got, want, cr)
 	}
-	sts := stringToSign(ts, cr)
+	sts := stringToSign(ts, service, cr)
 	if got, want := sts, "TC3-HMAC-SHA256\n1551113065\n2019-02-25/cvm/tc3_request\n5ffe6a04c0664d6b969fab9a13bdab201d63ee709638e2749d62a09ca18d7031"; got != want {
 		t.Errorf("string to sign = %q, want %q", got, want)
 	}
-	if got, want := tc3Signature(secretKey, ts, sts), "72e494ea809ad7a8c8f7a4507b9bddcbaa8e581f516e8da2f66e2c5a96525168"; got != want {
+	if got, want := tc3Signature(secretKey, ts, service, sts), "72e494ea809ad7a8c8f7a4507b9bddcbaa8e581f516e8da2f66e2c5a96525168"; got != want {
 		t.Errorf("signature = %s, want %s", got, want)
 	}
 }
