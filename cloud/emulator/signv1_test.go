@@ -2,6 +2,7 @@ package emulator
 
 import (
 	"cmp"
+	"encoding/json"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -199,4 +200,38 @@ func TestSignedHosts(t *testing.T) {
 			t.Errorf("signedHosts(%q) = %q, want %q", tt.host, got, tt.want)
 		}
 	}
+}
+
+// FuzzV1 sends correctly v1-signed requests with arbitrary parameters:
+// whatever comes in, the answer is an API 3.0 JSON document and nothing
+// panics.
+func FuzzV1(f *testing.F) {
+	f.Add("RebootInstances", "InstanceIds.0=ins-aaaaaaaa&StopType=HARD", false)
+	f.Add("DescribeInstances", "Filters.0.Name=zone&Filters.0.Values.0=ap-guangzhou-3&Limit=5", true)
+	f.Add("StopInstances", "InstanceIds.0.1=x&Signature=&Token=%zz", false)
+	f.Add("DescribeInstancesStatus", "a.b.c.d.e.f.g.h=1&Nonce=&Nonce=2", true)
+	e := mustNew(f, Config{CallsPerSecond: -1}, Instance{ID: "ins-aaaaaaaa"})
+	f.Fuzz(func(t *testing.T, action, extra string, get bool) {
+		form, err := url.ParseQuery(extra)
+		if err != nil {
+			form = url.Values{}
+		}
+		for k, v := range v1Form(time.Now()) {
+			if form[k] == nil {
+				form[k] = v
+			}
+		}
+		form.Set("Action", action)
+		verb := http.MethodPost
+		if get {
+			verb = http.MethodGet
+		}
+		signV1(verb, "127.0.0.1:9000", form, rawKey)
+		w := httptest.NewRecorder()
+		e.ServeHTTP(w, newV1Request(verb, form))
+		var a rawAnswer
+		if err := json.Unmarshal(w.Body.Bytes(), &a); err != nil || a.Response.RequestID == "" {
+			t.Fatalf("answer is not an API 3.0 document (%v): %s", err, w.Body.String())
+		}
+	})
 }
