@@ -28,6 +28,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"os"
 	"time"
 
 	"rebootbot/approval"
@@ -53,14 +54,19 @@ type Options struct {
 	ReadOnly bool
 	// Now stamps events whose Time is zero; nil means time.Now.
 	Now func() time.Time
+	// Check reads the whole of an existing file and runs bbolt's
+	// consistency check on it before Open returns (see DamagedError). It
+	// takes about as long as reading the file once.
+	Check bool
 }
 
 // DB is a bbolt file holding requests and the audit log. It is safe for
 // concurrent use.
 type DB struct {
-	bolt *bolt.DB
-	path string
-	now  func() time.Time
+	bolt     *bolt.DB
+	path     string
+	now      func() time.Time
+	readOnly bool
 }
 
 // schemaVersion is the layout this package reads and writes.
@@ -92,57 +98,121 @@ var (
 // Open opens or creates the database at path. If another process holds the
 // file for longer than opts.Timeout it returns an error that wraps
 // ErrLocked.
+//
+// An existing file is opened for reading and looked at before anything is
+// written to it: an empty file, a file that is not bbolt's, or one shorter
+// than its pages say is a *DamagedError, and so is one that fails the full
+// check when opts.Check is set. The file is then left untouched.
 func Open(path string, opts Options) (*DB, error) {
 	timeout := opts.Timeout
 	if timeout <= 0 {
 		timeout = time.Second
 	}
-	bopts := &bolt.Options{
-		Timeout:      timeout,
-		NoSync:       opts.NoSync,
-		ReadOnly:     opts.ReadOnly,
-		FreelistType: bolt.FreelistMapType,
-	}
-	b, err := bolt.Open(path, 0o600, bopts)
-	if err != nil {
-		if errors.Is(err, bolt.ErrTimeout) {
-			return nil, fmt.Errorf("open %s: %w", path, ErrLocked)
-		}
-		return nil, fmt.Errorf("open %s: %w", path, err)
+	if err := checkEmpty(path); err != nil {
+		return nil, err
 	}
 	now := opts.Now
 	if now == nil {
 		now = time.Now
 	}
+	bopts := &bolt.Options{
+		Timeout:         timeout,
+		NoSync:          opts.NoSync,
+		ReadOnly:        true,
+		FreelistType:    bolt.FreelistMapType,
+		PreLoadFreelist: true,
+	}
+	_, statErr := os.Stat(path)
+	if statErr == nil {
+		db, err := openChecked(path, bopts, opts.Check, !opts.ReadOnly, now)
+		if err != nil || opts.ReadOnly {
+			return db, err
+		}
+		if err := db.Close(); err != nil {
+			return nil, fmt.Errorf("open %s: %w", path, err)
+		}
+	} else if opts.ReadOnly {
+		return nil, fmt.Errorf("open %s: %w", path, statErr)
+	}
+	bopts.ReadOnly = false
+	b, err := openBolt(path, bopts)
+	if err != nil {
+		return nil, openError(path, err)
+	}
 	db := &DB{bolt: b, path: path, now: now}
-	if err := db.init(opts.ReadOnly); err != nil {
+	if err := db.init(); err != nil {
 		b.Close()
 		return nil, fmt.Errorf("open %s: %w", path, err)
 	}
 	return db, nil
 }
 
-// init creates the buckets of a new file and refuses a file written by a
-// newer layout.
-func (db *DB) init(readOnly bool) error {
-	check := func(tx *bolt.Tx) error {
-		meta := tx.Bucket(bucketMeta)
-		if meta == nil {
-			if readOnly {
-				return errors.New("not a rebootbot database")
-			}
-			return nil
-		}
-		if v := meta.Get(metaVersion); v != nil && string(v) != schemaVersion {
-			return fmt.Errorf("database layout version %q is not supported (this build reads %q)", v, schemaVersion)
-		}
-		return nil
+// openChecked opens an existing file read-only and checks it: its size
+// against its pages, with full the whole file (see checkFile), and that it
+// is a rebootbot database (or, with blank, a bbolt file still without
+// buckets).
+//
+// The size is checked on a first opening that reads no more than the
+// header pages: bbolt reads the free list while opening, and on a
+// truncated file that read would go past the file's end.
+func openChecked(path string, bopts *bolt.Options, full, blank bool, now func() time.Time) (*DB, error) {
+	first := *bopts
+	first.PreLoadFreelist = false
+	b, err := openBolt(path, &first)
+	if err != nil {
+		return nil, openError(path, err)
 	}
-	if readOnly {
-		return db.bolt.View(check)
+	err = (&DB{bolt: b, path: path}).checkSize()
+	b.Close()
+	if err != nil {
+		return nil, err
 	}
-	return db.bolt.Update(func(tx *bolt.Tx) error {
-		if err := check(tx); err != nil {
+	if b, err = openBolt(path, bopts); err != nil {
+		return nil, openError(path, err)
+	}
+	db := &DB{bolt: b, path: path, now: now, readOnly: true}
+	if full {
+		err = db.checkFile()
+	}
+	if err == nil {
+		if err = db.view(context.Background(), func(tx *bolt.Tx) error { return identify(tx, blank) }); err != nil {
+			err = fmt.Errorf("open %s: %w", path, err)
+		}
+	}
+	if err != nil {
+		b.Close()
+		return nil, err
+	}
+	return db, nil
+}
+
+// openBolt opens path with bbolt under guard. bbolt reads the header and
+// free-list pages while opening; when that panics, the file it opened is
+// closed here, which also lets go of its lock.
+func openBolt(path string, bopts *bolt.Options) (*bolt.DB, error) {
+	var file *os.File
+	o := *bopts
+	o.OpenFile = func(name string, flag int, mode os.FileMode) (*os.File, error) {
+		f, err := os.OpenFile(name, flag, mode)
+		file = f
+		return f, err
+	}
+	var b *bolt.DB
+	err := guard(func() error {
+		var err error
+		b, err = bolt.Open(path, 0o600, &o)
+		return err
+	})
+	if _, panicked := err.(*panicError); panicked && file != nil {
+		file.Close()
+	}
+	return b, err
+}
+
+// init creates the buckets of a new file.
+func (db *DB) init() error {
+	return db.update(context.Background(), func(tx *bolt.Tx) error {
+		if err := identify(tx, true); err != nil {
 			return err
 		}
 		for _, name := range allBuckets {
@@ -154,6 +224,24 @@ func (db *DB) init(readOnly bool) error {
 	})
 }
 
+// identify returns an error unless tx reads a rebootbot database of the
+// layout this build reads. With blank, a bbolt file without any bucket (a
+// new one, whose buckets are not made yet) passes too; a bbolt file with
+// other buckets belongs to another program and is never written to.
+func identify(tx *bolt.Tx, blank bool) error {
+	meta := tx.Bucket(bucketMeta)
+	if meta == nil {
+		if k, _ := tx.Cursor().First(); k == nil && blank {
+			return nil
+		}
+		return errors.New("not a rebootbot database (it has no meta bucket)")
+	}
+	if v := meta.Get(metaVersion); v != nil && string(v) != schemaVersion {
+		return fmt.Errorf("database layout version %q is not supported (this build reads %q)", v, schemaVersion)
+	}
+	return nil
+}
+
 // Close releases the file.
 func (db *DB) Close() error { return db.bolt.Close() }
 
@@ -162,10 +250,7 @@ func (db *DB) Path() string { return db.path }
 
 // Check reports whether the database can be read, for health checks.
 func (db *DB) Check(ctx context.Context) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	return db.bolt.View(func(tx *bolt.Tx) error {
+	return db.view(ctx, func(tx *bolt.Tx) error {
 		if tx.Bucket(bucketMeta) == nil {
 			return errors.New("store: meta bucket missing")
 		}
@@ -178,7 +263,7 @@ func (db *DB) view(ctx context.Context, fn func(tx *bolt.Tx) error) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	return db.bolt.View(fn)
+	return db.guard(func() error { return db.bolt.View(fn) })
 }
 
 // update runs fn in a write transaction after checking ctx.
@@ -186,7 +271,7 @@ func (db *DB) update(ctx context.Context, fn func(tx *bolt.Tx) error) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	return db.bolt.Update(fn)
+	return db.guard(func() error { return db.bolt.Update(fn) })
 }
 
 // bucket returns the named bucket, or an error naming it when a read-only

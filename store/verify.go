@@ -29,7 +29,16 @@ var verifyPage = 8192
 // When a record's prev_hash does not match, either its predecessor's
 // content or its own prev_hash was changed; the next link tells which, so
 // an edited record is named itself rather than its successor.
+//
+// On a DB opened read-only (the audit CLI's), the whole file is first read
+// and checked for damage by bbolt's consistency check, which returns a
+// *DamagedError; a DB that writes was checked when it was opened.
 func (db *DB) Verify(ctx context.Context) (uint64, error) {
+	if db.readOnly {
+		if err := db.checkFile(); err != nil {
+			return 0, err
+		}
+	}
 	var (
 		v        verifier
 		started  bool
