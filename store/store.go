@@ -17,6 +17,7 @@
 //	                the request concerned)
 //	idx_time        8-byte time ‖ seq
 //	meta            schema version, the audit log's head hash and time
+//	health          what the write probe last wrote (see Probe)
 //
 // Deliveries are kept for good: a key and its reply take about a hundred
 // bytes, so a busy bot adds a few megabytes a year, and forgetting a key
@@ -29,6 +30,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"sync"
 	"time"
 
 	"rebootbot/approval"
@@ -58,6 +60,14 @@ type Options struct {
 	// consistency check on it before Open returns (see DamagedError). It
 	// takes about as long as reading the file once.
 	Check bool
+	// ProbeEvery, when positive, makes the DB write a few bytes to its
+	// health bucket that often (and every few seconds while writes fail),
+	// so that Writable tells whether the file can be written even while
+	// nothing else writes. Close stops it.
+	ProbeEvery time.Duration
+	// OnWritable, when set, is called when the file stops being writable,
+	// with the error, and with nil once it is writable again.
+	OnWritable func(err error)
 }
 
 // DB is a bbolt file holding requests and the audit log. It is safe for
@@ -67,6 +77,11 @@ type DB struct {
 	path     string
 	now      func() time.Time
 	readOnly bool
+
+	writes    writeState
+	probeStop chan struct{} // closed by Close; nil without a probe
+	probeDone chan struct{}
+	closeOnce sync.Once
 }
 
 // schemaVersion is the layout this package reads and writes.
@@ -83,11 +98,12 @@ var (
 	bucketIdxUser       = []byte("idx_user")
 	bucketIdxTime       = []byte("idx_time")
 	bucketMeta          = []byte("meta")
+	bucketHealth        = []byte("health")
 
 	allBuckets = [][]byte{
 		bucketRequests, bucketOpenRequests, bucketOpenInstances, bucketDeliveries,
 		bucketEvents, bucketIdxRequest, bucketIdxInstance, bucketIdxUser, bucketIdxTime,
-		bucketMeta,
+		bucketMeta, bucketHealth,
 	}
 
 	metaVersion  = []byte("version")
@@ -140,9 +156,14 @@ func Open(path string, opts Options) (*DB, error) {
 		return nil, openError(path, err)
 	}
 	db := &DB{bolt: b, path: path, now: now}
+	db.writes.kick, db.writes.on = make(chan struct{}, 1), opts.OnWritable
 	if err := db.init(); err != nil {
 		b.Close()
 		return nil, fmt.Errorf("open %s: %w", path, err)
+	}
+	if opts.ProbeEvery > 0 {
+		db.probeStop, db.probeDone = make(chan struct{}), make(chan struct{})
+		go db.probe(opts.ProbeEvery)
 	}
 	return db, nil
 }
@@ -242,20 +263,33 @@ func identify(tx *bolt.Tx, blank bool) error {
 	return nil
 }
 
-// Close releases the file.
-func (db *DB) Close() error { return db.bolt.Close() }
+// Close stops the write probe and releases the file.
+func (db *DB) Close() error {
+	db.closeOnce.Do(func() {
+		if db.probeStop != nil {
+			close(db.probeStop)
+			<-db.probeDone
+		}
+	})
+	return db.bolt.Close()
+}
 
 // Path returns the file the DB was opened from.
 func (db *DB) Path() string { return db.path }
 
-// Check reports whether the database can be read, for health checks.
+// Check reports whether the database can be read and written, for health
+// checks: a read, and the outcome of the last write (see Writable).
 func (db *DB) Check(ctx context.Context) error {
-	return db.view(ctx, func(tx *bolt.Tx) error {
+	err := db.view(ctx, func(tx *bolt.Tx) error {
 		if tx.Bucket(bucketMeta) == nil {
 			return errors.New("store: meta bucket missing")
 		}
 		return nil
 	})
+	if err != nil {
+		return err
+	}
+	return db.Writable()
 }
 
 // view runs fn in a read transaction after checking ctx.
@@ -264,14 +298,6 @@ func (db *DB) view(ctx context.Context, fn func(tx *bolt.Tx) error) error {
 		return err
 	}
 	return db.guard(func() error { return db.bolt.View(fn) })
-}
-
-// update runs fn in a write transaction after checking ctx.
-func (db *DB) update(ctx context.Context, fn func(tx *bolt.Tx) error) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	return db.guard(func() error { return db.bolt.Update(fn) })
 }
 
 // bucket returns the named bucket, or an error naming it when a read-only

@@ -1,0 +1,128 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"rebootbot/approval"
+)
+
+// limitFileSize makes every write of this process past the first page of
+// any file fail with EFBIG, as on a disk that is full, until the returned
+// function is called. Go ignores the SIGXFSZ that comes with it.
+func limitFileSize(t *testing.T) (restore func()) {
+	t.Helper()
+	var old syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_FSIZE, &old); err != nil {
+		t.Fatal(err)
+	}
+	lim := old
+	lim.Cur = 4096
+	if err := syscall.Setrlimit(syscall.RLIMIT_FSIZE, &lim); err != nil {
+		t.Fatal(err)
+	}
+	var once sync.Once
+	restore = func() {
+		once.Do(func() {
+			if err := syscall.Setrlimit(syscall.RLIMIT_FSIZE, &old); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+	t.Cleanup(restore)
+	return restore
+}
+
+// TestWriteFailureShows makes the file impossible to write for real: the
+// failed write tells the user that nothing was recorded, the health check
+// fails until a probe can write again, and the file is still whole.
+func TestWriteFailureShows(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "bot.db")
+	var mu sync.Mutex
+	var changes []error
+	db := mustOpenPath(t, path, Options{Now: tick(t0), OnWritable: func(err error) {
+		mu.Lock()
+		defer mu.Unlock()
+		changes = append(changes, err)
+	}})
+	ctx := context.Background()
+	mustCreate(t, db, newRequest("U0ALICE", "ins-aaaaaaaa"))
+	if err := db.Check(ctx); err != nil {
+		t.Fatalf("Check before = %v", err)
+	}
+
+	restore := limitFileSize(t)
+	err := db.Create(ctx, newRequest("U0BOB", "ins-bbbbbbbb"), "", approval.Reply{}, []approval.Event{{Type: approval.EventRequested, Actor: "U0BOB"}})
+	if got := approval.ErrorKind(err); got != approval.Unavailable {
+		t.Fatalf("Create on a file that cannot grow = %v (kind %s), want Unavailable", err, got)
+	}
+	if got := approval.ErrorMessage(err); got != CannotRecord {
+		t.Errorf("the user is told %q, want %q", got, CannotRecord)
+	}
+	if !errors.Is(err, syscall.EFBIG) {
+		t.Errorf("err = %v, want it to wrap EFBIG for the log", err)
+	}
+	if err := db.Check(ctx); err == nil {
+		t.Fatal("Check = nil while the file cannot be written")
+	}
+	if err := db.Probe(ctx); err == nil {
+		t.Fatal("Probe = nil while the file cannot be written")
+	}
+	if err := db.Check(ctx); err == nil {
+		t.Fatal("Check = nil after a failed probe")
+	}
+
+	restore()
+	if err := db.Check(ctx); err == nil {
+		t.Fatal("Check = nil before any probe showed the file writable again")
+	}
+	if err := db.Probe(ctx); err != nil {
+		t.Fatalf("Probe after the limit was lifted = %v", err)
+	}
+	if err := db.Check(ctx); err != nil {
+		t.Fatalf("Check after a good probe = %v", err)
+	}
+	mustCreate(t, db, newRequest("U0BOB", "ins-bbbbbbbb"))
+	mu.Lock()
+	if len(changes) != 2 || changes[0] == nil || changes[1] != nil {
+		t.Errorf("OnWritable saw %v, want a failure then nil", changes)
+	}
+	mu.Unlock()
+
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	again, err := Open(path, Options{Check: true})
+	if err != nil {
+		t.Fatalf("reopening with the full check after failed writes: %v", err)
+	}
+	defer again.Close()
+	if n, err := again.Verify(ctx); err != nil || n != 2 {
+		t.Errorf("Verify = %d, %v; want the two recorded events", n, err)
+	}
+}
+
+// TestWriteProbeRuns shows the probe at work without anyone writing: it
+// keeps the failure while the file cannot grow and clears it on its own
+// once it can.
+func TestWriteProbeRuns(t *testing.T) {
+	db := mustOpen(t, Options{ProbeEvery: time.Hour})
+	ctx := context.Background()
+	restore := limitFileSize(t)
+	if err := db.Create(ctx, newRequest("U0BOB", "ins-bbbbbbbb"), "", approval.Reply{}, nil); err == nil {
+		t.Fatal("Create succeeded on a file that cannot grow")
+	}
+	restore()
+	deadline := time.Now().Add(30 * time.Second)
+	for db.Check(ctx) != nil {
+		if time.Now().After(deadline) {
+			t.Fatalf("the probe did not clear the failure: %v", db.Check(ctx))
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
