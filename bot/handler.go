@@ -31,8 +31,9 @@ type HandlerConfig struct {
 	Clock         approval.Clock // for signature timestamps and card times; nil: system clock
 	Logger        *slog.Logger   // nil: discard
 	Metrics       *Metrics       // nil: not counted; /metrics then serves nothing
-	// Health reports whether the bot can work (the store is usable);
-	// nil means always healthy.
+	// Health reports whether the bot can work (the store can be read and
+	// written); nil means always healthy. In Socket Mode /healthz also
+	// fails after SocketDownLimit without a live connection.
 	Health func(context.Context) error
 	// AckBudget is how long a command that reads the store (status,
 	// pending, audit, cancel) may take before Slack is answered with an
@@ -54,6 +55,7 @@ type Handler struct {
 	log     *slog.Logger
 	metrics *Metrics
 	health  func(context.Context) error
+	socket  socketLink
 	budget  time.Duration
 	taskTO  time.Duration
 	work    *background.Group // late replies and requests being created
@@ -202,14 +204,16 @@ func (h *Handler) serveHealth(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
 		return
 	}
-	if h.health != nil {
+	err := h.socket.check(h.clock.Now())
+	if err == nil && h.health != nil {
 		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 		defer cancel()
-		if err := h.health(ctx); err != nil {
-			h.log.Error("health check failed", "err", err)
-			http.Error(w, "unhealthy", http.StatusServiceUnavailable)
-			return
-		}
+		err = h.health(ctx)
+	}
+	if err != nil {
+		h.log.Error("health check failed", "err", err)
+		http.Error(w, "unhealthy", http.StatusServiceUnavailable)
+		return
 	}
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	_, _ = io.WriteString(w, "ok\n")

@@ -6,19 +6,86 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/slack-go/slack"
 	"github.com/slack-go/slack/socketmode"
 )
 
+// SocketDownLimit is how long Socket Mode may be without a live
+// connection before /healthz says the bot is unhealthy: long enough for
+// the reconnections Slack asks for, short enough that a bot that hears
+// nothing is noticed.
+const SocketDownLimit = 30 * time.Second
+
+// AppTokenRefusedError says Slack refused the app-level token that opens
+// Socket Mode connections: no connection can be opened with it. Code is
+// Slack's error code; the token is never part of it.
+type AppTokenRefusedError struct{ Code string }
+
+func (e *AppTokenRefusedError) Error() string { return "Slack refused the app token: " + e.Code }
+
+// appTokenRefused reports whether Slack's error code means the app token
+// is no good at all (wrong, revoked, of the wrong type, or its app,
+// workspace or user gone), so that trying again cannot help.
+func appTokenRefused(code string) bool {
+	switch code {
+	case "invalid_auth", "not_authed", "not_allowed_token_type", "account_inactive", "token_revoked",
+		"token_expired", "team_disabled", "org_login_required", "ekm_access_denied", "missing_scope":
+		return true
+	}
+	return false
+}
+
+// socketLink is the state of the Socket Mode connection, for /healthz.
+type socketLink struct {
+	mu     sync.Mutex
+	active bool      // Socket Mode is in use
+	up     bool      // a connection is open
+	since  time.Time // when the connection last went down, or Socket Mode began
+}
+
+func (l *socketLink) begin(now time.Time) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.active, l.up, l.since = true, false, now
+}
+
+func (l *socketLink) set(up bool, now time.Time) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.up && !up {
+		l.since = now
+	}
+	l.up = up
+}
+
+// check returns an error when Socket Mode has been without a live
+// connection for more than SocketDownLimit.
+func (l *socketLink) check(now time.Time) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if !l.active || l.up {
+		return nil
+	}
+	if down := now.Sub(l.since); down > SocketDownLimit {
+		return fmt.Errorf("socket mode: no live connection for %s", down.Round(time.Second))
+	}
+	return nil
+}
+
 // RunSocketMode receives commands and interactions over a Socket Mode
 // connection opened with appToken (xapp-…, never logged) and answers each
 // envelope with the same handling as the HTTP endpoints, the immediate
 // answer travelling as the ack's payload. It reconnects when Slack asks to
-// and returns nil when ctx ends, or the error that made it stop (for
-// example an invalid token).
+// or the connection drops, and returns nil when ctx ends, or the error
+// that made it stop: an *AppTokenRefusedError when Slack refuses the
+// token. While it runs, /healthz fails once no connection has been open
+// for SocketDownLimit.
 func (h *Handler) RunSocketMode(ctx context.Context, appToken string) error {
+	h.socket.begin(h.clock.Now())
+	defer h.socket.set(false, h.clock.Now())
 	logger := slog.NewLogLogger(h.log.Handler(), slog.LevelDebug)
 	api := slack.New(h.slack.token,
 		slack.OptionAppLevelToken(appToken),
@@ -38,39 +105,57 @@ func (h *Handler) RunSocketMode(ctx context.Context, appToken string) error {
 			if ctx.Err() != nil {
 				return nil
 			}
+			if code := slackErrorCode(err); appTokenRefused(code) {
+				return &AppTokenRefusedError{Code: code}
+			}
 			if err == nil {
 				err = errors.New("connection ended")
 			}
 			return fmt.Errorf("socket mode: %w", err)
 		case evt := <-client.Events:
-			h.socketEvent(ctx, client, evt)
+			if err := h.socketEvent(ctx, client, evt); err != nil {
+				return err
+			}
 		}
 	}
 }
 
-func (h *Handler) socketEvent(ctx context.Context, client *socketmode.Client, evt socketmode.Event) {
+// socketEvent handles one event of the Socket Mode client. It returns an
+// error only when Socket Mode must stop.
+func (h *Handler) socketEvent(ctx context.Context, client *socketmode.Client, evt socketmode.Event) error {
 	switch evt.Type {
 	case socketmode.EventTypeConnecting:
+		h.socket.set(false, h.clock.Now())
 		h.log.Debug("socket mode connecting")
 	case socketmode.EventTypeConnected:
+		h.socket.set(true, h.clock.Now())
 		h.log.Info("socket mode connected")
 	case socketmode.EventTypeHello:
 		h.log.Debug("socket mode hello")
 	case socketmode.EventTypeDisconnect:
 		h.log.Info("socket mode: Slack asked to reconnect")
 	case socketmode.EventTypeConnectionError:
-		if ce, ok := evt.Data.(*slack.ConnectionErrorEvent); ok {
-			h.log.Warn("socket mode connection failed", "attempt", ce.Attempt, "backoff", ce.Backoff.String(), "err", ce.ErrorObj)
-		} else {
+		h.socket.set(false, h.clock.Now())
+		ce, ok := evt.Data.(*slack.ConnectionErrorEvent)
+		if !ok {
 			h.log.Warn("socket mode connection failed")
+			break
 		}
+		// slack-go gives up by itself only on some of the codes that
+		// refuse a token and retries the others (not_allowed_token_type)
+		// for ever.
+		if code := slackErrorCode(ce.ErrorObj); appTokenRefused(code) {
+			return &AppTokenRefusedError{Code: code}
+		}
+		h.log.Warn("socket mode connection failed", "attempt", ce.Attempt, "backoff", ce.Backoff.String(), "err", ce.ErrorObj)
 	case socketmode.EventTypeInvalidAuth:
+		h.socket.set(false, h.clock.Now())
 		h.log.Error("socket mode: Slack refused the app token")
 	case socketmode.EventTypeIncomingError, socketmode.EventTypeErrorBadMessage, socketmode.EventTypeErrorWriteFailed:
 		h.log.Warn("socket mode: bad or lost message", "type", string(evt.Type))
 	case socketmode.EventTypeSlashCommand, socketmode.EventTypeInteractive, socketmode.EventTypeEventsAPI:
 		if evt.Request == nil {
-			return
+			return nil
 		}
 		req := *evt.Request
 		received := time.Now()
@@ -79,6 +164,7 @@ func (h *Handler) socketEvent(ctx context.Context, client *socketmode.Client, ev
 			h.log.Info("socket mode: envelope left for another connection while shutting down")
 		}
 	}
+	return nil
 }
 
 // socketEnvelope decodes one envelope, handles it and acks it with the

@@ -3,7 +3,10 @@ package bot_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
+	"log/slog"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -12,6 +15,7 @@ import (
 
 	"rebootbot/approval"
 	"rebootbot/bot"
+	"rebootbot/bot/slackstub"
 )
 
 // socketPeer is Slack's end of a Socket Mode connection.
@@ -159,10 +163,118 @@ func TestSocketMode(t *testing.T) {
 	}
 }
 
-func TestSocketModeBadToken(t *testing.T) {
+// TestSocketModeRefusedToken: an app token Slack refuses ends Socket Mode
+// with the code and without the token, also for the codes slack-go would
+// retry for ever.
+func TestSocketModeRefusedToken(t *testing.T) {
+	tests := []struct {
+		name, token, fault, want string
+	}{
+		{"WrongToken", "xapp-wrong", "", "invalid_auth"},
+		{"NotAnAppToken", "xapp-test-token", "not_allowed_token_type", "not_allowed_token_type"},
+		{"Revoked", "xapp-test-token", "token_revoked", "token_revoked"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := mustEnv(t)
+			if tt.fault != "" {
+				e.stub.Fail(slackstub.Fault{Method: "apps.connections.open", Error: tt.fault, Count: 100})
+			}
+			ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+			defer cancel()
+			err := e.handler.RunSocketMode(ctx, tt.token)
+			var refused *bot.AppTokenRefusedError
+			if !errors.As(err, &refused) || refused.Code != tt.want {
+				t.Fatalf("RunSocketMode = %v, want an *AppTokenRefusedError with %s", err, tt.want)
+			}
+			if strings.Contains(err.Error(), tt.token) {
+				t.Errorf("the error %q carries the token", err)
+			}
+		})
+	}
+}
+
+// TestSocketModeHealth: /healthz turns 503 once the socket has been down
+// for more than SocketDownLimit, on the handler's clock, and 200 again
+// when it is back.
+func TestSocketModeHealth(t *testing.T) {
 	e := mustEnv(t)
-	err := e.handler.RunSocketMode(t.Context(), "xapp-wrong")
-	if err == nil || strings.Contains(err.Error(), "xapp-wrong") {
-		t.Fatalf("RunSocketMode with a refused token = %v, want an error without the token", err)
+	clock := approval.NewFakeClock(time.Now())
+	logs := &syncBuffer{}
+	h := bot.NewHandler(bot.HandlerConfig{
+		Engine: e.engine, Slack: e.slack, Clock: clock, Health: e.db.Check,
+		Logger: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
+	})
+	t.Cleanup(func() { h.Close(context.Background()) })
+	health := func() int {
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/healthz", nil))
+		return rec.Code
+	}
+	conns := make(chan *websocket.Conn, 4)
+	e.stub.serveSocket(func(w http.ResponseWriter, r *http.Request) {
+		up := websocket.Upgrader{CheckOrigin: func(*http.Request) bool { return true }}
+		if c, err := up.Upgrade(w, r, nil); err == nil {
+			conns <- c
+		}
+	})
+	awaitConn := func() *websocket.Conn {
+		t.Helper()
+		select {
+		case c := <-conns:
+			t.Cleanup(func() { c.Close() })
+			return c
+		case <-time.After(20 * time.Second):
+			t.Fatal("the bot did not connect")
+			return nil
+		}
+	}
+
+	// Never connected yet: Slack may take a moment, then it is a failure.
+	e.stub.Fail(slackstub.Fault{Method: "apps.connections.open", Status: http.StatusServiceUnavailable, Count: 1000})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- h.RunSocketMode(ctx, "xapp-test-token") }()
+	waitFor(t, "a failed connection", func() bool { return strings.Contains(logs.String(), "socket mode connection failed") })
+	if got := health(); got != http.StatusOK {
+		t.Errorf("healthz right after start = %d, want 200", got)
+	}
+	clock.Advance(bot.SocketDownLimit + time.Second)
+	if got := health(); got != http.StatusServiceUnavailable {
+		t.Errorf("healthz after %s without a connection = %d, want 503", bot.SocketDownLimit, got)
+	}
+
+	e.stub.ClearFaults()
+	conn := awaitConn()
+	waitFor(t, "healthz 200 once connected", func() bool { return health() == http.StatusOK })
+
+	// The connection drops and cannot be opened again.
+	before := strings.Count(logs.String(), "socket mode connection failed")
+	e.stub.Fail(slackstub.Fault{Method: "apps.connections.open", Status: http.StatusServiceUnavailable, Count: 1000})
+	conn.Close()
+	waitFor(t, "another failed connection", func() bool {
+		return strings.Count(logs.String(), "socket mode connection failed") > before
+	})
+	clock.Advance(bot.SocketDownLimit - time.Second)
+	if got := health(); got != http.StatusOK {
+		t.Errorf("healthz %s after the drop = %d, want 200", bot.SocketDownLimit-time.Second, got)
+	}
+	clock.Advance(2 * time.Second)
+	if got := health(); got != http.StatusServiceUnavailable {
+		t.Errorf("healthz %s after the drop = %d, want 503", bot.SocketDownLimit+time.Second, got)
+	}
+
+	e.stub.ClearFaults()
+	awaitConn()
+	waitFor(t, "healthz 200 once reconnected", func() bool { return health() == http.StatusOK })
+
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("RunSocketMode = %v after its context ended", err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("RunSocketMode did not return")
 	}
 }
