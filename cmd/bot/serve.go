@@ -21,7 +21,13 @@ import (
 // is left then is resumed by the next start.
 const drainTimeout = 25 * time.Second
 
-// serve runs the bot until ctx ends.
+// writeProbeEvery is how often the store checks that its file can still
+// be written while nothing else writes (see store.DB.Probe).
+const writeProbeEvery = 15 * time.Second
+
+// serve runs the bot until ctx ends or one of its transports (the HTTP
+// server, the Socket Mode connection) dies; then it drains in-flight work
+// the same way, and returns the transport's error.
 func serve(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	if len(args) > 0 {
 		return &exitError{Code: 2, Msg: "bot serve takes no arguments; it is configured by environment variables (see README.md)"}
@@ -39,9 +45,21 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		return err
 	}
 	fmt.Fprintf(stdout, "rebootbot %s listening on http://%s\n", version, app.addr)
-	<-ctx.Done()
-	log.Info("stopping: draining in-flight work", "timeout", drainTimeout.String())
-	return app.stop()
+	var died error
+	select {
+	case <-ctx.Done():
+		log.Info("stopping: draining in-flight work", "timeout", drainTimeout.String())
+	case died = <-app.done:
+		log.Error("stopping: the bot can no longer hear Slack; draining in-flight work", "err", died, "timeout", drainTimeout.String())
+	}
+	err = app.stop()
+	if died == nil {
+		return err
+	}
+	if err != nil {
+		log.Warn("stopping", "err", err)
+	}
+	return died
 }
 
 // app is a running bot: its parts, for stopping them in order.
@@ -52,7 +70,7 @@ type app struct {
 	engine  *approval.Engine
 	handler *bot.Handler
 	server  *http.Server
-	done    chan error // the HTTP server's and Socket Mode's end
+	done    chan error // the HTTP server's or Socket Mode's end, each an error for the user
 	cancel  context.CancelFunc
 	log     *slog.Logger
 }
@@ -60,10 +78,23 @@ type app struct {
 // start wires store, cloud, Slack and engine and starts serving. clock may
 // be nil for the system clock.
 func start(ctx context.Context, cfg *config, log *slog.Logger, clock approval.Clock) (*app, error) {
-	db, err := store.Open(cfg.DBPath, store.Options{Timeout: time.Second})
+	db, err := store.Open(cfg.DBPath, store.Options{
+		Timeout: time.Second, Check: true, ProbeEvery: writeProbeEvery,
+		OnWritable: func(err error) {
+			if err != nil {
+				log.Error("BOT_DB cannot be written: commands and clicks are refused and /healthz fails until it can", "db", cfg.DBPath, "err", err)
+				return
+			}
+			log.Info("BOT_DB can be written again", "db", cfg.DBPath)
+		},
+	})
 	if err != nil {
-		if errors.Is(err, store.ErrLocked) {
+		var damaged *store.DamagedError
+		switch {
+		case errors.Is(err, store.ErrLocked):
 			return nil, fmt.Errorf("BOT_DB %s is in use by another process (is another bot running?)", cfg.DBPath)
+		case errors.As(err, &damaged):
+			return nil, err
 		}
 		return nil, fmt.Errorf("BOT_DB %s: %w", cfg.DBPath, err)
 	}
@@ -124,8 +155,13 @@ func start(ctx context.Context, cfg *config, log *slog.Logger, clock approval.Cl
 	runCtx, a.cancel = context.WithCancel(context.Background())
 	if cfg.AppToken != "" {
 		go func() {
-			if err := a.handler.RunSocketMode(runCtx, cfg.AppToken); err != nil && runCtx.Err() == nil {
-				a.done <- fmt.Errorf("socket mode: %w", err)
+			err := a.handler.RunSocketMode(runCtx, cfg.AppToken)
+			var refused *bot.AppTokenRefusedError
+			switch {
+			case errors.As(err, &refused):
+				a.done <- fmt.Errorf("SLACK_APP_TOKEN was refused by Slack (%s): use the app-level token (xapp-…) of this app, with the connections:write scope", refused.Code)
+			case err != nil && runCtx.Err() == nil:
+				a.done <- err
 			}
 		}()
 	}
