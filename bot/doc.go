@@ -2,5 +2,4 @@
 // Slack sends (slash commands, button clicks, modal submissions) over HTTP or
 // Socket Mode, parses the /reboot grammar, renders approval cards as pure
 // functions, and calls Slack's Web API as the engine's Notifier and Groups.
-// It also exposes the bot's Prometheus metrics.
 package bot

@@ -22,6 +22,7 @@ import (
 	"rebootbot/cloud"
 	"rebootbot/cloud/emulator"
 	"rebootbot/cloud/emulator/emulatortest"
+	"rebootbot/metrics"
 	"rebootbot/store"
 )
 
@@ -85,7 +86,7 @@ type env struct {
 	handler *bot.Handler
 	srv     *httptest.Server
 	clock   *approval.FakeClock
-	metrics *bot.Metrics
+	metrics *metrics.Metrics
 	logs    *syncBuffer
 
 	mu       sync.Mutex
@@ -106,7 +107,7 @@ func mustEnv(t *testing.T, cfgs ...func(*envConfig)) *env {
 	for _, f := range cfgs {
 		f(&cfg)
 	}
-	e := &env{t: t, stub: mustSlackStub(t), clock: approval.NewFakeClock(time.Now().UTC()), metrics: bot.NewMetrics(), logs: &syncBuffer{}}
+	e := &env{t: t, stub: mustSlackStub(t), clock: approval.NewFakeClock(time.Now().UTC()), metrics: metrics.New(metrics.Options{CloudCodes: cloud.KnownCode}), logs: &syncBuffer{}}
 	e.stub.setGroup(sreGroup, sreMember)
 	logger := slog.New(slog.NewTextHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 
@@ -153,7 +154,10 @@ func mustEnv(t *testing.T, cfgs ...func(*envConfig)) *env {
 		Engine: e.engine, Slack: e.slack, SigningSecret: signingSecret, Logger: logger,
 		Metrics: e.metrics, Health: e.db.Check,
 	})
-	e.srv = httptest.NewServer(e.handler)
+	mux := http.NewServeMux() // as cmd/bot serves them
+	mux.Handle("/metrics", e.metrics.Handler())
+	mux.Handle("/", e.handler)
+	e.srv = httptest.NewServer(mux)
 	t.Cleanup(func() {
 		e.srv.Close()
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)

@@ -30,7 +30,7 @@ type HandlerConfig struct {
 	SigningSecret string
 	Clock         approval.Clock // for signature timestamps and card times; nil: system clock
 	Logger        *slog.Logger   // nil: discard
-	Metrics       *Metrics       // nil: not counted; /metrics then serves nothing
+	Metrics       Metrics        // nil: not counted
 	// Health reports whether the bot can work (the store can be read and
 	// written); nil means always healthy. In Socket Mode /healthz also
 	// fails after SocketDownLimit without a live connection.
@@ -45,15 +45,15 @@ type HandlerConfig struct {
 }
 
 // Handler serves Slack's commands and interactions over HTTP
-// (/slack/commands, /slack/interactions) and Socket Mode, plus /healthz and
-// /metrics. Both transports decode into the same handling.
+// (/slack/commands, /slack/interactions) and Socket Mode, plus /healthz.
+// Both transports decode into the same handling.
 type Handler struct {
 	engine  Engine
 	slack   *Slack
 	secret  string
 	clock   approval.Clock
 	log     *slog.Logger
-	metrics *Metrics
+	metrics Metrics
 	health  func(context.Context) error
 	socket  socketLink
 	budget  time.Duration
@@ -73,6 +73,9 @@ func NewHandler(cfg HandlerConfig) *Handler {
 	if h.log == nil {
 		h.log = slog.New(slog.DiscardHandler)
 	}
+	if h.metrics == nil {
+		h.metrics = noMetrics{}
+	}
 	if h.budget <= 0 {
 		h.budget = 2 * time.Second
 	}
@@ -83,8 +86,7 @@ func NewHandler(cfg HandlerConfig) *Handler {
 	return h
 }
 
-// ServeHTTP routes /slack/commands, /slack/interactions, /healthz and
-// /metrics.
+// ServeHTTP routes /slack/commands, /slack/interactions and /healthz.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	switch r.URL.Path {
 	case "/slack/commands":
@@ -93,8 +95,6 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.serveSlack(w, r, kindInteraction)
 	case "/healthz":
 		h.serveHealth(w, r)
-	case "/metrics":
-		h.metrics.ServeHTTP(w, r)
 	default:
 		http.NotFound(w, r)
 	}

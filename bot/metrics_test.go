@@ -1,92 +1,57 @@
-package bot
+package bot_test
 
 import (
 	"net/http"
-	"net/http/httptest"
 	"strings"
 	"testing"
-	"time"
 
 	"rebootbot/approval"
 )
 
-func TestMetricsExposition(t *testing.T) {
-	m := NewMetrics()
-	for _, ev := range []approval.Event{
-		{Type: approval.EventRequested}, {Type: approval.EventApproved}, {Type: approval.EventApproved},
-		{Type: approval.EventApprovalRefused}, {Type: approval.EventDenied}, {Type: approval.EventExpired},
-		{Type: approval.EventCompleted, Details: approval.Details{Outcome: "PARTIALLY_FAILED"}},
-		{Type: approval.EventInstanceFailed, Instances: []string{"ins-1"}},
-	} {
-		m.ObserveEvent(&ev)
+// TestRequestsCreatedCountsPostedCards: a request counts as created only
+// once Slack has taken its card, so one filed in a channel that refuses the
+// bot is not counted.
+func TestRequestsCreatedCountsPostedCards(t *testing.T) {
+	e := mustEnv(t)
+	const refusing = "C0NOTIN"
+	e.stub.botNotIn(refusing)
+	_, responseURL := e.command(requester, refusing, "ins-web00001 hung")
+	if got := e.responseText(responseURL, 1); !strings.Contains(got, "can't post in this channel") {
+		t.Fatalf("requester was told %q", got)
 	}
-	m.CloudCall("RebootInstances", "")
-	m.CloudCall("RebootInstances", "RequestLimitExceeded")
-	m.SignatureRejected("stale")
-	m.SlackCall("chat.update", "ratelimited")
-	m.SlackCall("chat.update", `odd"value\`)
-	m.ObserveAck("command", 30*time.Millisecond)
-	m.ObserveAck("command", 2500*time.Millisecond)
-	m.ObserveAck("command", 4*time.Second)
-
-	rec := httptest.NewRecorder()
-	m.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
-	if ct := rec.Header().Get("Content-Type"); !strings.HasPrefix(ct, "text/plain; version=0.0.4") {
-		t.Errorf("Content-Type = %q", ct)
+	if r := e.request("R-1"); r.State != approval.Rejected {
+		t.Fatalf("R-1 is %s, want %s", r.State, approval.Rejected)
 	}
-	body := rec.Body.String()
-	for _, want := range []string{
-		"# TYPE rebootbot_requests_total counter",
-		`rebootbot_requests_total{outcome="denied"} 1`,
-		`rebootbot_requests_total{outcome="expired"} 1`,
-		`rebootbot_requests_total{outcome="partially_failed"} 1`,
-		"rebootbot_requests_created_total 1",
-		"rebootbot_approvals_total 2",
-		"rebootbot_refusals_total 1",
-		`rebootbot_instances_rebooted_total{result="failed"} 1`,
-		`rebootbot_cloud_calls_total{action="RebootInstances",code="ok"} 1`,
-		`rebootbot_cloud_calls_total{action="RebootInstances",code="RequestLimitExceeded"} 1`,
-		`rebootbot_cloud_errors_total{action="RebootInstances",code="RequestLimitExceeded"} 1`,
-		`rebootbot_signature_rejections_total{reason="stale"} 1`,
-		`rebootbot_slack_api_calls_total{method="chat.update",result="ratelimited"} 1`,
-		`rebootbot_slack_api_calls_total{method="chat.update",result="odd\"value\\"} 1`,
-		"# TYPE rebootbot_ack_seconds histogram",
-		`rebootbot_ack_seconds_bucket{kind="command",le="0.05"} 1`,
-		`rebootbot_ack_seconds_bucket{kind="command",le="2"} 1`,
-		`rebootbot_ack_seconds_bucket{kind="command",le="3"} 2`,
-		`rebootbot_ack_seconds_bucket{kind="command",le="+Inf"} 3`,
-		`rebootbot_ack_seconds_count{kind="command"} 3`,
-	} {
-		if !strings.Contains(body, want+"\n") {
-			t.Errorf("exposition lacks %s", want)
-		}
+	body := metricsText(t, e)
+	if !strings.Contains(body, `rebootbot_audit_events_total{type="requested"} 1`) {
+		t.Fatalf("the refused request was not audited as requested:\n%s", body)
 	}
-	// Every sample line is "name{labels} value" or "name value".
-	for _, line := range strings.Split(strings.TrimSpace(body), "\n") {
-		if strings.HasPrefix(line, "#") {
-			continue
-		}
-		if i := strings.LastIndexByte(line, ' '); i < 0 || !strings.HasPrefix(line, "rebootbot_") {
-			t.Errorf("bad sample line %q", line)
-		}
+	if strings.Contains(body, "rebootbot_requests_created_total 1") {
+		t.Error("a request whose card was never posted counts as created")
+	}
+	e.create(requester, "ins-web00001 hung")
+	if body := metricsText(t, e); !strings.Contains(body, "rebootbot_requests_created_total 1\n") {
+		t.Errorf("a posted card is not counted:\n%s", body)
 	}
 }
 
-func TestMetricsNil(t *testing.T) {
-	var m *Metrics
-	m.ObserveEvent(&approval.Event{Type: approval.EventApproved})
-	m.CloudCall("DescribeInstances", "")
-	m.ObserveAck("command", time.Second)
-	rec := httptest.NewRecorder()
-	m.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
-	if rec.Code != http.StatusOK {
-		t.Fatalf("nil metrics served %d", rec.Code)
+// TestUnknownInteractionTypeCountsAsOther: a correctly signed interaction
+// of a type the bot does not know is counted under a fixed label, so a
+// sender cannot mint series.
+func TestUnknownInteractionTypeCountsAsOther(t *testing.T) {
+	e := mustEnv(t)
+	ans := e.interact(map[string]any{
+		"type": "made_up_type_0001", "api_app_id": "A0APP",
+		"user": map[string]any{"id": requester, "team_id": "T0TEAM"},
+	})
+	if ans.Status != http.StatusOK {
+		t.Fatalf("interaction answered %d %q", ans.Status, ans.Raw)
 	}
-}
-
-func BenchmarkMetricsSlackCall(b *testing.B) {
-	m := NewMetrics()
-	for b.Loop() {
-		m.SlackCall("chat.postMessage", "ok")
+	body := metricsText(t, e)
+	if strings.Contains(body, "made_up_type") {
+		t.Errorf("the interaction's type became a label value:\n%s", body)
+	}
+	if !strings.Contains(body, `rebootbot_slack_deliveries_total{kind="interaction:other"} 1`) {
+		t.Errorf("the interaction is not counted as interaction:other:\n%s", body)
 	}
 }

@@ -24,7 +24,7 @@ type SlackConfig struct {
 	APIURL     string       // base URL of the Web API; "" means https://slack.com/api/
 	HTTPClient *http.Client // nil: a client with a 15 s timeout
 	Logger     *slog.Logger // nil: discard
-	Metrics    *Metrics     // nil: not counted
+	Metrics    Metrics      // nil: not counted
 	// Clock stamps the cards' relative times and ages the group cache; nil
 	// means the system clock. Give it the engine's clock: requests created
 	// before this client (before a restart) are told apart by it.
@@ -53,7 +53,7 @@ type Slack struct {
 	apiURL   string
 	http     *http.Client
 	log      *slog.Logger
-	metrics  *Metrics
+	metrics  Metrics
 	clock    approval.Clock
 	attempts int
 	backoff  time.Duration
@@ -109,6 +109,9 @@ func NewSlack(cfg SlackConfig) *Slack {
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
+	if s.metrics == nil {
+		s.metrics = noMetrics{}
+	}
 	if s.clock == nil {
 		s.clock = approval.SystemClock{}
 	}
@@ -156,6 +159,7 @@ func (s *Slack) PostCard(ctx context.Context, r *approval.Request) (approval.Car
 		}
 		if found {
 			s.setUnsure(key, false)
+			s.metrics.CardPosted()
 			return card, nil
 		}
 	}
@@ -182,6 +186,7 @@ func (s *Slack) PostCard(ctx context.Context, r *approval.Request) (approval.Car
 		return approval.Card{}, unavailable(err, "Slack did not take the approval card; try again in a moment.")
 	}
 	s.setUnsure(key, false)
+	s.metrics.CardPosted()
 	if ch == "" {
 		ch = r.Channel
 	}

@@ -178,6 +178,14 @@ var prefixes = []struct {
 // instance that is not RUNNING; the rest of the code names the state.
 const instanceStatePrefix = "UnsupportedOperation.InstanceState"
 
+// KnownCode reports whether the catalogue explains code by name, so that it
+// may serve as a metric label: codes outside it are many and come from the
+// peer.
+func KnownCode(code string) bool {
+	_, ok := catalogue[code]
+	return ok
+}
+
 // Explain returns a sentence a Slack user understands for a Tencent Cloud
 // (or SDK, or rebootbot) error code, and reports whether the error is
 // transient: the same call may succeed if tried again. Unknown codes get a

@@ -23,6 +23,13 @@ const limiterGuard = 20 * time.Millisecond
 // a small guard). Waiters are served in the order they arrive. A Limiter is
 // safe for concurrent use; share one value between everything that calls
 // the same API with the same account.
+//
+// It is written here rather than taken from golang.org/x/time/rate because
+// Tencent Cloud counts calls per second exactly: a token bucket refills
+// continuously and lets a burst of n through right after n calls, which is
+// 2n within one second and a RequestLimitExceeded. A sliding window of the
+// last n start times is exact, and it runs on the injected clock, so tests
+// drive it without sleeping.
 type Limiter struct {
 	mu     sync.Mutex
 	clock  approval.Clock

@@ -14,6 +14,7 @@ import (
 	"rebootbot/auditapi"
 	"rebootbot/bot"
 	"rebootbot/cloud"
+	"rebootbot/metrics"
 	"rebootbot/store"
 )
 
@@ -106,28 +107,28 @@ func start(ctx context.Context, cfg *config, log *slog.Logger, clock approval.Cl
 		}
 	}()
 
-	metrics := bot.NewMetrics()
+	counts := metrics.New(metrics.Options{CloudCodes: cloud.KnownCode})
 	cloudCfg := cfg.Cloud
 	cloudCfg.Logger = log.With("component", "cloud")
-	cloudCfg.OnCall = metrics.CloudCall
+	cloudCfg.OnCall = counts.CloudCall
 	cvm, err := cloud.New(cloudCfg)
 	if err != nil {
 		return nil, err
 	}
 	slack := bot.NewSlack(bot.SlackConfig{
-		Token: cfg.BotToken, APIURL: cfg.APIURL, Logger: log.With("component", "slack"), Metrics: metrics, Clock: clock,
+		Token: cfg.BotToken, APIURL: cfg.APIURL, Logger: log.With("component", "slack"), Metrics: counts, Clock: clock,
 	})
 	a.engine, err = approval.NewEngine(approval.Config{
 		Store: db, Cloud: cvm, Notifier: slack, Groups: slack, Policy: cfg.Policy, Clock: clock,
 		Logger: log.With("component", "engine"), PollInterval: cfg.PollInterval, RebootTimeout: cfg.RebootTimeout,
-		Observer: metrics.ObserveEvent,
+		Observer: counts.ObserveEvent,
 	})
 	if err != nil {
 		return nil, err
 	}
 	a.handler = bot.NewHandler(bot.HandlerConfig{
 		Engine: a.engine, Slack: slack, SigningSecret: cfg.SigningSecret, Clock: clock,
-		Logger: log.With("component", "handler"), Metrics: metrics, Health: db.Check,
+		Logger: log.With("component", "handler"), Metrics: counts, Health: db.Check,
 	})
 
 	ln, err := net.Listen("tcp", cfg.ListenAddr)
@@ -145,7 +146,10 @@ func start(ctx context.Context, cfg *config, log *slog.Logger, clock approval.Cl
 		a.admin.Close()
 		return nil, err
 	}
-	a.server = &http.Server{Handler: a.handler, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second}
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", counts.Handler())
+	mux.Handle("/", a.handler)
+	a.server = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second}
 	go func() {
 		if err := a.server.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			a.done <- fmt.Errorf("http server: %w", err)
