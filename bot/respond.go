@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/slack-go/slack"
@@ -27,12 +28,26 @@ type Message struct {
 // Ephemeral returns a message shown only to the person who acted.
 func Ephemeral(text string) *Message { return &Message{ResponseType: "ephemeral", Text: text} }
 
-// Respond posts msg to a response_url. The URL is a capability and is never
-// logged or put in an error.
+// slackHooksHost is where Slack's response URLs live.
+const slackHooksHost = "hooks.slack.com"
+
+// errForeignResponseURL refuses a response_url that is neither Slack's nor
+// the configured stand-in's.
+var errForeignResponseURL = errors.New("response_url is not on https://" + slackHooksHost + "/ or the configured Slack API host; reply not sent")
+
+// Respond posts msg to a response_url. Only https://hooks.slack.com/ and the
+// host of a configured API URL (a local stand-in for Slack) are answered:
+// the URL arrives in a payload, and a bot that posted wherever a payload
+// pointed could be made to carry its replies to any server. The URL is a
+// capability and is never logged or put in an error.
 func (s *Slack) Respond(ctx context.Context, responseURL string, msg *Message) error {
 	u, err := url.Parse(responseURL)
 	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
 		return errors.New("response_url is not an http(s) URL")
+	}
+	if !s.responseHostAllowed(u) {
+		s.log.Warn("ignored a response_url on a foreign host", "host", u.Host)
+		return errForeignResponseURL
 	}
 	body, err := json.Marshal(msg)
 	if err != nil {
@@ -77,3 +92,20 @@ type responseURLError struct{ err error }
 
 func (e *responseURLError) Error() string { return "response_url: " + e.err.Error() }
 func (e *responseURLError) Unwrap() error { return e.err }
+
+// responseHostAllowed reports whether replies may be posted to u: Slack's
+// hooks host over HTTPS, or the scheme and host of an API URL configured
+// instead of Slack's own.
+func (s *Slack) responseHostAllowed(u *url.URL) bool {
+	if u.User != nil {
+		return false
+	}
+	if u.Scheme == "https" && strings.EqualFold(u.Host, slackHooksHost) {
+		return true
+	}
+	if s.apiURL == slack.APIURL {
+		return false
+	}
+	api, err := url.Parse(s.apiURL)
+	return err == nil && api.Host != "" && u.Scheme == api.Scheme && strings.EqualFold(u.Host, api.Host)
+}

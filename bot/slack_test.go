@@ -240,9 +240,9 @@ func TestSlackRespond(t *testing.T) {
 		io.WriteString(w, "ok")
 	}))
 	t.Cleanup(srv.Close)
-	s, _, waits, logs := mustSlack(t, nil, SlackConfig{})
+	s, _, waits, logs := mustSlack(t, nil, SlackConfig{HTTPClient: toHooks(t, srv.URL)})
 
-	if err := s.Respond(t.Context(), srv.URL+"/hooks/secret-part", Ephemeral("hello &amp; welcome")); err != nil {
+	if err := s.Respond(t.Context(), "https://hooks.slack.com/hooks/secret-part", Ephemeral("hello &amp; welcome")); err != nil {
 		t.Fatal(err)
 	}
 	if len(got) != 1 || got[0]["response_type"] != "ephemeral" || got[0]["text"] != "hello &amp; welcome" || got[0]["replace_original"] != false {
@@ -251,7 +251,7 @@ func TestSlackRespond(t *testing.T) {
 	if len(*waits) != 1 {
 		t.Errorf("waits %v, want one retry after the 502", *waits)
 	}
-	err := s.Respond(t.Context(), srv.URL+"/gone", Ephemeral("late"))
+	err := s.Respond(t.Context(), "https://hooks.slack.com/gone", Ephemeral("late"))
 	if err == nil || strings.Contains(err.Error(), "/gone") || strings.Contains(logs.String(), "/gone") {
 		t.Errorf("Respond to a used URL = %v; want an error that does not carry the URL", err)
 	}
@@ -259,6 +259,98 @@ func TestSlackRespond(t *testing.T) {
 		if err := s.Respond(t.Context(), bad, Ephemeral("x")); err == nil {
 			t.Errorf("Respond(%q) accepted it", bad)
 		}
+	}
+}
+
+// toHooks returns an HTTP client that carries requests for
+// hooks.slack.com to the loopback server at base instead, so that Slack's
+// own response URLs can be answered without leaving the machine; other
+// loopback requests go where they are sent.
+func toHooks(t *testing.T, base string) *http.Client {
+	t.Helper()
+	target, err := url.Parse(base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &http.Client{Transport: roundTripFunc(func(r *http.Request) (*http.Response, error) {
+		if r.URL.Host != "hooks.slack.com" {
+			if !strings.HasPrefix(r.URL.Host, "127.0.0.1:") {
+				return nil, fmt.Errorf("test transport: unexpected host %s", r.URL.Host)
+			}
+			return http.DefaultTransport.RoundTrip(r)
+		}
+		r = r.Clone(r.Context())
+		r.URL.Scheme, r.URL.Host = target.Scheme, target.Host
+		return http.DefaultTransport.RoundTrip(r)
+	})}
+}
+
+type roundTripFunc func(*http.Request) (*http.Response, error)
+
+func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
+
+// TestRespondOnlyToSlackHosts: a response_url is answered only on
+// https://hooks.slack.com/ or on the host of the configured API URL (the
+// stand-in); any other is ignored with a log line that carries no part of
+// the URL's path.
+func TestRespondOnlyToSlackHosts(t *testing.T) {
+	var (
+		mu   sync.Mutex
+		hits []string
+	)
+	record := func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		hits = append(hits, r.Host+r.URL.Path)
+		mu.Unlock()
+		io.WriteString(w, "ok")
+	}
+	hooks := httptest.NewServer(http.HandlerFunc(record))
+	t.Cleanup(hooks.Close)
+	foreign := httptest.NewServer(http.HandlerFunc(record))
+	t.Cleanup(foreign.Close)
+	api := httptest.NewServer(http.HandlerFunc(record))
+	t.Cleanup(api.Close)
+	apiHost := strings.TrimPrefix(api.URL, "http://")
+	var logs bytes.Buffer
+	s := NewSlack(SlackConfig{Token: testToken, APIURL: api.URL + "/api/", HTTPClient: toHooks(t, hooks.URL),
+		Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	s.sleep = func(ctx context.Context, _ time.Duration) error { return ctx.Err() }
+
+	tests := []struct {
+		name string
+		url  string
+		sent bool
+	}{
+		{"SlackHooks", "https://hooks.slack.com/commands/T1/2/secret-hooks", true},
+		{"StandIn", api.URL + "/response/secret-standin", true},
+		{"ForeignHost", foreign.URL + "/commands/secret-foreign", false},
+		{"HooksOverPlainHTTP", "http://hooks.slack.com/commands/secret-plain", false},
+		{"LookAlikeHost", "https://hooks.slack.com.example.net/commands/secret-lookalike", false},
+		{"StandInOverOtherScheme", "https://" + apiHost + "/response/secret-scheme", false},
+		{"Credentials", "https://user:pw@hooks.slack.com/commands/secret-userinfo", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			mu.Lock()
+			before := len(hits)
+			mu.Unlock()
+			err := s.Respond(t.Context(), tt.url, Ephemeral("hi"))
+			mu.Lock()
+			sent := len(hits) > before
+			mu.Unlock()
+			if sent != tt.sent || (err == nil) != tt.sent {
+				t.Errorf("Respond: sent %v, err %v; want sent %v", sent, err, tt.sent)
+			}
+			if !tt.sent && !errors.Is(err, errForeignResponseURL) {
+				t.Errorf("Respond error %v, want the foreign-host refusal", err)
+			}
+		})
+	}
+	if !strings.Contains(logs.String(), "ignored a response_url on a foreign host") {
+		t.Errorf("no log line for the ignored response URLs:\n%s", logs.String())
+	}
+	if strings.Contains(logs.String(), "secret-") {
+		t.Errorf("a response_url path reached the log:\n%s", logs.String())
 	}
 }
 
