@@ -17,6 +17,8 @@ import (
 // sure it has not posted already, it reads the channel or the thread
 // (channels:history, groups:history) and skips what is there. Without
 // those scopes it posts anyway: a rare duplicate beats a lost message.
+// Only messages the bot itself posted (its bot ID, from auth.test) count:
+// metadata is no proof, since any app in the channel can post the same.
 
 // Metadata event types of the bot's messages.
 const (
@@ -99,6 +101,10 @@ func (s *Slack) findCard(ctx context.Context, r *approval.Request) (approval.Car
 	if s.historyDisabled() {
 		return approval.Card{}, false, nil
 	}
+	self, err := s.identity(ctx)
+	if err != nil {
+		return approval.Card{}, false, err
+	}
 	params := &slack.GetConversationHistoryParameters{ChannelID: r.Channel, Limit: historyPerPage, IncludeAllMetadata: true}
 	if !r.CreatedAt.IsZero() {
 		params.Oldest = slackTS(r.CreatedAt.Add(-10 * time.Minute))
@@ -114,7 +120,7 @@ func (s *Slack) findCard(ctx context.Context, r *approval.Request) (approval.Car
 			return approval.Card{}, false, s.historyError(err)
 		}
 		for _, m := range resp.Messages {
-			if isOurs(m.Metadata, cardEvent, r.ID, "") {
+			if self.postedBy(m.BotID, m.User) && isOurs(m.Metadata, cardEvent, r.ID, "") {
 				return approval.Card{Channel: r.Channel, TS: m.Timestamp}, true, nil
 			}
 		}
@@ -131,6 +137,10 @@ func (s *Slack) threadReports(ctx context.Context, r *approval.Request) (map[str
 	found := map[string]bool{}
 	if s.historyDisabled() {
 		return found, nil
+	}
+	self, err := s.identity(ctx)
+	if err != nil {
+		return nil, err
 	}
 	params := &slack.GetConversationRepliesParameters{ChannelID: r.Card.Channel, Timestamp: r.Card.TS, Limit: historyPerPage, IncludeAllMetadata: true}
 	for range historyPages {
@@ -151,7 +161,8 @@ func (s *Slack) threadReports(ctx context.Context, r *approval.Request) (map[str
 			return found, nil // what can be known: nothing
 		}
 		for _, m := range msgs {
-			if key, ok := m.Metadata.EventPayload["report"].(string); ok && isOurs(m.Metadata, reportEvent, r.ID, key) {
+			key, ok := m.Metadata.EventPayload["report"].(string)
+			if ok && self.postedBy(m.BotID, m.User) && isOurs(m.Metadata, reportEvent, r.ID, key) {
 				found[key] = true
 			}
 		}

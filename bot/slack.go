@@ -63,6 +63,7 @@ type Slack struct {
 	started  time.Time // when this process's client was made
 
 	mu         sync.Mutex
+	self       Identity // from auth.test; zero until asked
 	groups     map[string]groupEntry
 	historyOff bool                       // Slack refused a history read
 	unsure     map[string]bool            // card:R-1, thread:R-1 — a post may have landed unseen

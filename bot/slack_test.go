@@ -41,6 +41,10 @@ type scriptedSlack struct {
 	calls   []string
 }
 
+// botIdentity answers auth.test for the bot whose messages the scripted
+// histories hold (bot_id BBOT, user UBOT).
+var botIdentity = okJSON(`{"ok":true,"url":"https://example.slack.com/","team":"Example","user":"rebootbot","team_id":"T1","user_id":"UBOT","bot_id":"BBOT"}`)
+
 // noMessages answers a history read that finds nothing.
 var noMessages = okJSON(`{"ok":true,"messages":[],"has_more":false}`)
 
@@ -73,6 +77,8 @@ func (s *scriptedSlack) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case answer != nil:
 	case method == "conversations.history" || method == "conversations.replies":
 		answer = noMessages
+	case method == "auth.test":
+		answer = botIdentity
 	default:
 		answer = okJSON(`{"ok":false,"error":"unscripted"}`)
 	}
@@ -393,7 +399,7 @@ func TestClassify(t *testing.T) {
 // cardMessage is a history answer holding r's card.
 func cardMessage(id, ts string) func(http.ResponseWriter) {
 	return okJSON(fmt.Sprintf(`{"ok":true,"messages":[{"type":"message","ts":"0.1","metadata":{"event_type":"other","event_payload":{}}},`+
-		`{"type":"message","ts":%q,"metadata":{"event_type":"rebootbot_card","event_payload":{"request_id":%q}}}]}`, ts, id))
+		`{"type":"message","ts":%q,"user":"UBOT","bot_id":"BBOT","metadata":{"event_type":"rebootbot_card","event_payload":{"request_id":%q}}}]}`, ts, id))
 }
 
 func TestPostCardAnswerLost(t *testing.T) {
@@ -439,9 +445,9 @@ func TestReportAfterRestart(t *testing.T) {
 	clock := approval.NewFakeClock(time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC))
 	replies := okJSON(`{"ok":true,"messages":[` +
 		`{"type":"message","ts":"1.1","text":"card"},` +
-		`{"type":"message","ts":"1.2","metadata":{"event_type":"rebootbot_report","event_payload":{"request_id":"R-7","report":"started"}}},` +
-		`{"type":"message","ts":"1.3","metadata":{"event_type":"rebootbot_report","event_payload":{"request_id":"R-7","report":"instance:ins-00000001"}}},` +
-		`{"type":"message","ts":"1.4","metadata":{"event_type":"rebootbot_report","event_payload":{"request_id":"R-6","report":"instance:ins-00000002"}}}]}`)
+		`{"type":"message","ts":"1.2","user":"UBOT","bot_id":"BBOT","metadata":{"event_type":"rebootbot_report","event_payload":{"request_id":"R-7","report":"started"}}},` +
+		`{"type":"message","ts":"1.3","user":"UBOT","bot_id":"BBOT","metadata":{"event_type":"rebootbot_report","event_payload":{"request_id":"R-7","report":"instance:ins-00000001"}}},` +
+		`{"type":"message","ts":"1.4","user":"UBOT","bot_id":"BBOT","metadata":{"event_type":"rebootbot_report","event_payload":{"request_id":"R-6","report":"instance:ins-00000002"}}}]}`)
 	posted := okJSON(`{"ok":true,"channel":"C1","ts":"2.1"}`)
 	s, stub, _, _ := mustSlack(t, map[string][]func(http.ResponseWriter){
 		"conversations.replies": {replies},

@@ -19,6 +19,16 @@ import (
 	"time"
 )
 
+// Who the stand-in says the bot token belongs to (auth.test) and the
+// poster it gives the messages posted with that token.
+const (
+	BotUserID   = "UREBOOTBOT"
+	BotID       = "BREBOOTBOT"
+	BotUserName = "rebootbot"
+	TeamID      = "TDEMO"
+	TeamName    = "rebootbot stand-in"
+)
+
 // Call is one request the stub received.
 type Call struct {
 	Method string         // chat.postMessage, chat.update, …, or "response_url"
@@ -63,6 +73,8 @@ type Message struct {
 	Blocks   string // JSON, without HTML escaping (see NormalJSON)
 	Updates  int    // how many chat.update calls changed it
 	Metadata string // JSON {"event_type": …, "event_payload": {…}}, as posted
+	User     string // who posted it: BotUserID for the bot's own posts
+	BotID    string // the posting app's bot ID: BotID for the bot's own posts
 }
 
 // Fault is a failure to answer the next matching calls with.
@@ -89,6 +101,7 @@ type Server struct {
 	groups     map[string][]string
 	notIn      map[string]bool
 	noHistory  bool
+	refusal    string // error code every bot-token call is answered with
 	seq        int
 	URL        string // base URL of the server, set by the caller (for response URLs)
 	changed    chan struct{}
@@ -141,6 +154,42 @@ func (s *Server) RefuseHistory() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.noHistory = true
+}
+
+// RefuseToken makes every call made with the bot token fail with code
+// (invalid_auth, token_revoked, account_inactive, …), as Slack answers
+// once a token is no good; "" accepts it again.
+func (s *Server) RefuseToken(code string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.refusal = code
+}
+
+// PostAs adds m to the channel as posted by someone other than the bot
+// (set m.User and m.BotID to say who) and returns it with its timestamp.
+func (s *Server) PostAs(m Message) Message {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.seq++
+	m.TS = fmt.Sprintf("1800000000.%06d", s.seq)
+	s.messages = append(s.messages, &m)
+	s.notify()
+	return m
+}
+
+// Delete removes message ts from its channel, as a person deleting it
+// would; chat.update on it then answers message_not_found.
+func (s *Server) Delete(ts string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for i, m := range s.messages {
+		if m.TS == ts {
+			s.messages = append(s.messages[:i], s.messages[i+1:]...)
+			s.notify()
+			return true
+		}
+	}
+	return false
 }
 
 // Fail queues a fault.
@@ -360,11 +409,16 @@ func (s *Server) perform(r *http.Request, c Call) map[string]any {
 	if c.Method == "apps.connections.open" {
 		want = s.AppToken
 	}
+	s.mu.Lock()
+	refusal := s.refusal
+	s.mu.Unlock()
 	switch {
 	case token == "":
 		return map[string]any{"ok": false, "error": "not_authed"}
 	case want != "" && token != want:
 		return map[string]any{"ok": false, "error": "invalid_auth"}
+	case refusal != "" && c.Method != "apps.connections.open":
+		return map[string]any{"ok": false, "error": refusal}
 	}
 	return s.answer(c)
 }
@@ -388,19 +442,24 @@ func (s *Server) answer(c Call) map[string]any {
 	case "apps.connections.open":
 		return map[string]any{"ok": true, "url": "ws" + strings.TrimPrefix(strings.TrimSuffix(s.URL, "/"), "http") + "/ws"}
 	case "auth.test":
-		return map[string]any{"ok": true, "user_id": "UREBOOTBOT", "team_id": "TDEMO", "bot_id": "BREBOOTBOT"}
+		return map[string]any{"ok": true, "url": strings.TrimSuffix(s.URL, "/") + "/", "team": TeamName, "user": BotUserName,
+			"team_id": TeamID, "user_id": BotUserID, "bot_id": BotID}
 	case "chat.postMessage":
 		ch := f.Get("channel")
 		if s.notIn[ch] {
 			return map[string]any{"ok": false, "error": "not_in_channel"}
 		}
 		s.seq++
-		m := &Message{Channel: ch, TS: fmt.Sprintf("1800000000.%06d", s.seq), ThreadTS: f.Get("thread_ts"), Text: f.Get("text"), Blocks: NormalJSON(f.Get("blocks")), Metadata: f.Get("metadata")}
+		m := &Message{Channel: ch, TS: fmt.Sprintf("1800000000.%06d", s.seq), ThreadTS: f.Get("thread_ts"), Text: f.Get("text"), Blocks: NormalJSON(f.Get("blocks")), Metadata: f.Get("metadata"),
+			User: BotUserID, BotID: BotID}
 		s.messages = append(s.messages, m)
 		return map[string]any{"ok": true, "channel": ch, "ts": m.TS, "message": map[string]any{"text": m.Text, "ts": m.TS}}
 	case "chat.update":
 		for _, m := range s.messages {
 			if m.Channel == f.Get("channel") && m.TS == f.Get("ts") {
+				if m.BotID != BotID {
+					return map[string]any{"ok": false, "error": "cant_update_message"}
+				}
 				m.Text, m.Blocks = f.Get("text"), NormalJSON(f.Get("blocks"))
 				if md := f.Get("metadata"); md != "" {
 					m.Metadata = md
@@ -472,7 +531,10 @@ func (s *Server) history(method string, f url.Values) map[string]any {
 	withMetadata := f.Get("include_all_metadata") == "1" || f.Get("include_all_metadata") == "true"
 	out := make([]map[string]any, 0, end-start)
 	for _, m := range list[start:end] {
-		msg := map[string]any{"type": "message", "ts": m.TS, "text": m.Text, "user": "UREBOOTBOT", "bot_id": "BREBOOTBOT"}
+		msg := map[string]any{"type": "message", "ts": m.TS, "text": m.Text, "user": m.User}
+		if m.BotID != "" {
+			msg["bot_id"] = m.BotID
+		}
 		if m.ThreadTS != "" {
 			msg["thread_ts"] = m.ThreadTS
 		}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -17,6 +18,7 @@ import (
 	cvm "github.com/tencentcloud/tencentcloud-sdk-go/tencentcloud/cvm/v20170312"
 
 	"rebootbot/cloud/emulator"
+	"rebootbot/bot/slackstub"
 	"rebootbot/cloud/emulator/emulatortest"
 )
 
@@ -130,8 +132,13 @@ func TestServeConfigErrors(t *testing.T) {
 
 func TestServeHealthMetricsAndLock(t *testing.T) {
 	_, endpoint := emulatortest.Start(t, emulator.Config{SecretID: "AKIDtest", SecretKey: "test-key"})
+	stub := slackstub.New()
+	stub.Token = "xoxb-test"
+	slackSrv := httptest.NewServer(stub)
+	t.Cleanup(slackSrv.Close)
+	stub.URL = slackSrv.URL
 	env := map[string]string{
-		"SLACK_BOT_TOKEN": "xoxb-test", "SLACK_SIGNING_SECRET": "signing-secret-value", "SLACK_API_URL": "http://127.0.0.1:1/api/",
+		"SLACK_BOT_TOKEN": "xoxb-test", "SLACK_SIGNING_SECRET": "signing-secret-value", "SLACK_API_URL": slackSrv.URL + "/api/",
 		"BOT_APPROVERS": "UAPPROVER", "BOT_LISTEN_ADDR": "127.0.0.1:0", "BOT_DB": filepath.Join(t.TempDir(), "bot.db"),
 		"TENCENTCLOUD_SECRET_ID": "AKIDtest", "TENCENTCLOUD_SECRET_KEY": "test-key", "TENCENTCLOUD_ENDPOINT": endpoint,
 	}
@@ -169,10 +176,60 @@ func TestServeHealthMetricsAndLock(t *testing.T) {
 	if err := stop(); err != nil {
 		t.Errorf("stop: %v", err)
 	}
+	if !strings.Contains(stderr.String(), `"team":"`+slackstub.TeamName+`"`) || !strings.Contains(stderr.String(), `"bot_id":"`+slackstub.BotID+`"`) {
+		t.Errorf("start-up did not log the workspace and bot auth.test answered with:\n%s", stderr.String())
+	}
 	for _, secret := range []string{"signing-secret-value", "test-key", "xoxb-test"} {
 		if strings.Contains(stderr.String(), secret) {
 			t.Errorf("a secret appears in the log")
 		}
+	}
+}
+
+// TestServeRefusedBotToken: a bot token Slack refuses stops start-up with
+// one line naming SLACK_BOT_TOKEN and Slack's error code, never the token.
+func TestServeRefusedBotToken(t *testing.T) {
+	_, endpoint := emulatortest.Start(t, emulator.Config{SecretID: "AKIDtest", SecretKey: "test-key"})
+	tests := []struct {
+		name    string
+		token   string // the token the bot is given; the stand-in takes xoxb-good-one
+		refusal string // what the stand-in answers every call with
+		want    string
+	}{
+		{"WrongToken", "xoxb-wrong-one", "", "invalid_auth"},
+		{"Revoked", "xoxb-good-one", "token_revoked", "token_revoked"},
+		{"AccountInactive", "xoxb-good-one", "account_inactive", "account_inactive"},
+		{"WrongTokenType", "xoxb-good-one", "not_allowed_token_type", "not_allowed_token_type"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			stub := slackstub.New()
+			stub.Token = "xoxb-good-one"
+			stub.RefuseToken(tt.refusal)
+			srv := httptest.NewServer(stub)
+			t.Cleanup(srv.Close)
+			stub.URL = srv.URL
+			env := map[string]string{
+				"SLACK_BOT_TOKEN": tt.token, "SLACK_SIGNING_SECRET": "signing-secret-value", "SLACK_API_URL": srv.URL + "/api/",
+				"BOT_APPROVERS": "UAPPROVER", "BOT_LISTEN_ADDR": "127.0.0.1:0", "BOT_DB": filepath.Join(t.TempDir(), "bot.db"),
+				"TENCENTCLOUD_SECRET_ID": "AKIDtest", "TENCENTCLOUD_SECRET_KEY": "test-key", "TENCENTCLOUD_ENDPOINT": endpoint,
+			}
+			var stdout, stderr bytes.Buffer
+			err := run(t.Context(), []string{"bot", "serve"}, func(k string) string { return env[k] }, &stdout, &stderr)
+			if err == nil {
+				t.Fatalf("serve started with a refused token; stdout: %s", stdout.String())
+			}
+			msg := err.Error()
+			if !strings.Contains(msg, "SLACK_BOT_TOKEN") || !strings.Contains(msg, tt.want) || strings.Contains(msg, "\n") {
+				t.Errorf("err = %q, want one line naming SLACK_BOT_TOKEN and %s", msg, tt.want)
+			}
+			if strings.Contains(msg+stderr.String()+stdout.String(), tt.token) {
+				t.Error("the bot token appears in the error or the output")
+			}
+			if strings.Contains(stdout.String(), "listening") {
+				t.Error("serve announced an address before failing")
+			}
+		})
 	}
 }
 

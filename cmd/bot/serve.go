@@ -118,6 +118,15 @@ func start(ctx context.Context, cfg *config, log *slog.Logger, clock approval.Cl
 	slack := bot.NewSlack(bot.SlackConfig{
 		Token: cfg.BotToken, APIURL: cfg.APIURL, Logger: log.With("component", "slack"), Metrics: counts, Clock: clock,
 	})
+	self, err := slack.Identify(ctx)
+	if err != nil {
+		var refused *bot.TokenRefusedError
+		if errors.As(err, &refused) {
+			return nil, fmt.Errorf("SLACK_BOT_TOKEN: Slack refused the token (%s)", refused.Code)
+		}
+		return nil, fmt.Errorf("SLACK_BOT_TOKEN could not be checked with auth.test: %w", err)
+	}
+	log.Info("slack workspace", "team", self.Team, "team_id", self.TeamID, "bot_user", self.User, "bot_user_id", self.UserID, "bot_id", self.BotID)
 	a.engine, err = approval.NewEngine(approval.Config{
 		Store: db, Cloud: cvm, Notifier: slack, Groups: slack, Policy: cfg.Policy, Clock: clock,
 		Logger: log.With("component", "engine"), PollInterval: cfg.PollInterval, RebootTimeout: cfg.RebootTimeout,
