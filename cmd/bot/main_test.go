@@ -17,8 +17,8 @@ import (
 	"github.com/tencentcloud/tencentcloud-sdk-go/tencentcloud/common"
 	cvm "github.com/tencentcloud/tencentcloud-sdk-go/tencentcloud/cvm/v20170312"
 
-	"rebootbot/cloud/emulator"
 	"rebootbot/bot/slackstub"
+	"rebootbot/cloud/emulator"
 	"rebootbot/cloud/emulator/emulatortest"
 )
 
