@@ -739,6 +739,9 @@ func (e *Engine) decide(ctx context.Context, key, id, user, action string, fn de
 	if action != "cancel" {
 		var err error
 		if ok, err = e.eligible(ctx, id, user); err != nil {
+			if ErrorKind(err) == Unavailable {
+				return e.refuseUnchecked(ctx, key, id, user, action, err)
+			}
 			return Result{}, err
 		}
 	}
@@ -793,6 +796,24 @@ func (e *Engine) decide(ctx context.Context, key, id, user, action string, fn de
 		return Result{Request: r}, reply.Err()
 	}
 	return Result{Request: r, Message: reply.Message}, nil
+}
+
+// refuseUnchecked audits and refuses an approval or denial whose clicker's
+// eligibility could not be confirmed (their user groups did not answer in
+// time): nothing is counted on a guess.
+func (e *Engine) refuseUnchecked(ctx context.Context, key, id, user, action string, cause error) (Result, error) {
+	e.log.Warn("eligibility not confirmed; action refused", "request", id, "user", user, "action", action, "err", cause)
+	msg := ErrorMessage(cause)
+	ev := Event{RequestID: id, Type: EventApprovalRefused, Actor: user, Details: Details{Note: action + ": " + msg}}
+	reply, seen, err := e.store.Record(ctx, key, Reply{Kind: Unavailable, Message: msg, RequestID: id}, []Event{ev})
+	if err != nil {
+		return Result{}, err
+	}
+	if seen {
+		return replayed(ctx, e.store, reply)
+	}
+	e.observe([]Event{ev})
+	return Result{}, reply.Err()
 }
 
 // unknownRequest audits an action on a request that does not exist.

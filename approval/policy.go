@@ -210,29 +210,64 @@ func (p *Policy) Require(instances []Instance, st StopType) (Requirements, error
 	return req, nil
 }
 
+// GroupLookupTimeout bounds the user-group lookups of one check, all
+// groups together. A click is answered only once it is decided, and Slack
+// gives 3 seconds for the answer: the lookups must leave room for the rest.
+const GroupLookupTimeout = 1500 * time.Millisecond
+
+// groupsUnchecked is the answer when membership cannot be confirmed.
+const groupsUnchecked = "I couldn't check your user groups; try again in a moment."
+
 // member reports whether user is one of ids, directly or through a group.
+// The groups are looked up in parallel under one deadline. It fails
+// closed: when user is in no group that answered and some group could not
+// be looked up, it returns an Unavailable error rather than false or a
+// guess, so that nobody is counted, or turned away, on a list that was
+// never read.
 func member(ctx context.Context, groups Groups, ids []string, user string) (bool, error) {
-	var lastErr error
+	if slices.Contains(ids, user) {
+		return true, nil
+	}
+	var lookup []string
 	for _, id := range ids {
-		if id == user {
-			return true, nil
+		if ValidGroupID(id) && groups != nil && !slices.Contains(lookup, id) {
+			lookup = append(lookup, id)
 		}
 	}
-	for _, id := range ids {
-		if !ValidGroupID(id) || groups == nil {
+	if len(lookup) == 0 {
+		return false, nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, GroupLookupTimeout)
+	defer cancel()
+	type answer struct {
+		in  bool
+		err error
+	}
+	answers := make(chan answer, len(lookup)) // buffered: lookups left behind never block
+	for _, id := range lookup {
+		go func() {
+			members, err := groups.Members(ctx, id)
+			answers <- answer{in: err == nil && slices.Contains(members, user), err: err}
+		}()
+	}
+	var lastErr error
+	for range lookup {
+		select {
+		case a := <-answers:
+			if a.in {
+				return true, nil
+			}
+			if a.err != nil {
+				lastErr = a.err
+			}
 			continue
+		case <-ctx.Done():
+			lastErr = fmt.Errorf("user groups %s: %w", strings.Join(lookup, ", "), ctx.Err())
 		}
-		members, err := groups.Members(ctx, id)
-		if err != nil {
-			lastErr = err
-			continue
-		}
-		if slices.Contains(members, user) {
-			return true, nil
-		}
+		break
 	}
 	if lastErr != nil {
-		return false, &Error{Kind: Unavailable, Message: "Slack's user groups could not be checked; try again in a moment.", Err: lastErr}
+		return false, &Error{Kind: Unavailable, Message: groupsUnchecked, Err: lastErr}
 	}
 	return false, nil
 }

@@ -94,9 +94,8 @@ type env struct {
 }
 
 type envConfig struct {
-	policy       *approval.Policy
-	emu          emulator.Config
-	groupTimeout time.Duration
+	policy *approval.Policy
+	emu    emulator.Config
 }
 
 // mustEnv starts the whole bot for the test, torn down by t.Cleanup; cfgs
@@ -130,7 +129,7 @@ func mustEnv(t *testing.T, cfgs ...func(*envConfig)) *env {
 
 	e.slack = bot.NewSlack(bot.SlackConfig{
 		Token: stubToken, APIURL: e.stub.APIURL(), Logger: logger, Metrics: e.metrics,
-		Clock: e.clock, Backoff: 10 * time.Millisecond, GroupTimeout: cfg.groupTimeout,
+		Clock: e.clock, Backoff: 10 * time.Millisecond,
 	})
 	e.engine, err = approval.NewEngine(approval.Config{
 		Store: e.db, Cloud: cvm, Notifier: e.slack, Groups: e.slack, Policy: cfg.policy,

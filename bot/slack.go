@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/slack-go/slack"
+	"golang.org/x/sync/singleflight"
 
 	"rebootbot/approval"
 )
@@ -31,12 +32,12 @@ type SlackConfig struct {
 	Clock approval.Clock
 
 	// GroupTTL is how long a user group's members are trusted (default
-	// 60 s). A group that cannot be fetched again is served from the
-	// cache for up to ten times as long, so a slow or failing Slack does
-	// not stall approvals.
+	// 60 s); after that they are looked up again, and a lookup that fails
+	// leaves the group unknown.
 	GroupTTL time.Duration
-	// GroupTimeout bounds one group lookup, retries included (default 2 s),
-	// so a click is still answered within Slack's 3 seconds.
+	// GroupTimeout bounds one group lookup, retries included (default
+	// approval.GroupLookupTimeout), so a click is still answered within
+	// Slack's 3 seconds.
 	GroupTimeout time.Duration
 	// Attempts is how many times a call is tried when Slack answers 429,
 	// 5xx or the network fails (default 4); Backoff is the first wait after
@@ -65,6 +66,7 @@ type Slack struct {
 	mu         sync.Mutex
 	self       Identity // from auth.test; zero until asked
 	groups     map[string]groupEntry
+	lookups    singleflight.Group         // user-group lookups in flight, by group
 	historyOff bool                       // Slack refused a history read
 	unsure     map[string]bool            // card:R-1, thread:R-1 — a post may have landed unseen
 	reports    map[string]map[string]bool // request → reports known to be in its thread
@@ -126,7 +128,7 @@ func NewSlack(cfg SlackConfig) *Slack {
 		s.groupTTL = 60 * time.Second
 	}
 	if s.groupTO <= 0 {
-		s.groupTO = 2 * time.Second
+		s.groupTO = approval.GroupLookupTimeout
 	}
 	s.started = s.clock.Now()
 	s.api = slack.New(s.token, slack.OptionAPIURL(s.apiURL), slack.OptionHTTPClient(s.http),
@@ -287,36 +289,48 @@ func (s *Slack) noteReport(id, key string, last bool, err error) {
 	}
 }
 
-// Members returns the user IDs in user group id, from a cache of
-// GroupTTL. When Slack cannot be asked, a cached answer up to ten TTLs old
-// is used rather than refusing approvals.
+// Members returns the user IDs in user group id. An answer younger than
+// GroupTTL comes from the cache; otherwise Slack is asked, once for all
+// the callers that want the same group at the same moment. When Slack
+// cannot answer, the error is returned rather than an older answer: the
+// list decides who may approve reboots, and someone removed from the group
+// must not keep counting.
 func (s *Slack) Members(ctx context.Context, group string) ([]string, error) {
-	now := s.clock.Now()
 	s.mu.Lock()
 	e, ok := s.groups[group]
 	s.mu.Unlock()
-	if ok && now.Sub(e.fetched) < s.groupTTL {
+	if ok && s.clock.Now().Sub(e.fetched) < s.groupTTL {
 		return e.members, nil
 	}
-	ctx, cancel := context.WithTimeout(ctx, s.groupTO)
-	defer cancel()
-	var members []string
-	err := s.do(ctx, "usergroups.users.list", func(ctx context.Context) error {
-		var err error
-		members, err = s.api.GetUserGroupMembersContext(ctx, group)
-		return err
-	})
-	if err != nil {
-		if ok && now.Sub(e.fetched) < 10*s.groupTTL {
-			s.log.Warn("using cached user group members", "group", group, "age", now.Sub(e.fetched).String(), "err", err)
-			return e.members, nil
+	answer := s.lookups.DoChan(group, func() (any, error) {
+		// The lookup is shared, so it must not end when the caller that
+		// started it gives up; GroupTimeout bounds it instead.
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.groupTO)
+		defer cancel()
+		fetched := s.clock.Now()
+		var members []string
+		err := s.do(ctx, "usergroups.users.list", func(ctx context.Context) error {
+			var err error
+			members, err = s.api.GetUserGroupMembersContext(ctx, group)
+			return err
+		})
+		if err != nil {
+			return nil, err
 		}
-		return nil, fmt.Errorf("members of user group %s: %w", group, err)
+		s.mu.Lock()
+		s.groups[group] = groupEntry{members: members, fetched: fetched}
+		s.mu.Unlock()
+		return members, nil
+	})
+	select {
+	case res := <-answer:
+		if res.Err != nil {
+			return nil, fmt.Errorf("members of user group %s: %w", group, res.Err)
+		}
+		return res.Val.([]string), nil
+	case <-ctx.Done():
+		return nil, fmt.Errorf("members of user group %s: %w", group, ctx.Err())
 	}
-	s.mu.Lock()
-	s.groups[group] = groupEntry{members: members, fetched: now}
-	s.mu.Unlock()
-	return members, nil
 }
 
 // OpenView opens a modal for the user whose action gave triggerID.
