@@ -24,6 +24,11 @@ const (
 	EventInstanceSucceeded EventType = "instance_succeeded"
 	EventInstanceFailed    EventType = "instance_failed"
 	EventCompleted         EventType = "completed"
+	// EventNoticesLost records that Slack will never take the request's
+	// card or thread messages again (the card deleted, the channel
+	// archived, the token refused): from then on the audit log alone shows
+	// what becomes of the request.
+	EventNoticesLost EventType = "notices_lost"
 )
 
 // ActorBot is the actor of events the bot causes by itself.

@@ -5,9 +5,10 @@ import (
 	"time"
 )
 
-// maxNotifyAttempts bounds the retries of one card update or report before
-// it is left to the next sweep of the expiry loop.
-const maxNotifyAttempts = 6
+// noticeTimeout bounds one notice (a card post or update, a report),
+// the notifier's own retries included; what is still owed then is asked
+// for again by the next sweep.
+const noticeTimeout = 2 * time.Minute
 
 // Kinds of background job, at most one of each per request at a time.
 const (
@@ -91,10 +92,10 @@ func (e *Engine) kickReports(id string) { e.runJob(jobReports, id, e.postReports
 // current when no newer change was saved meanwhile.
 func (e *Engine) updateCard(ctx context.Context, id string) {
 	r, err := e.store.Get(ctx, id)
-	if err != nil || r.Card.TS == "" || r.CardCurrent {
+	if err != nil || r.Card.TS == "" || r.CardCurrent || r.NoticesLost {
 		return
 	}
-	err = e.retry(ctx, "update card", id, func(ctx context.Context) error { return e.notify.UpdateCard(ctx, r) })
+	err = e.notice(ctx, r, "update card", func(ctx context.Context) error { return e.notify.UpdateCard(ctx, r) })
 	if err != nil {
 		return
 	}
@@ -111,31 +112,28 @@ func (e *Engine) updateCard(ctx context.Context, id string) {
 }
 
 // postMissingCard posts the card of a stored request that has none (its
-// first post failed, or its answer was lost to a crash), retrying until
-// it works, Slack refuses the channel, or the engine stops. A request
+// first post failed, or its answer was lost to a crash). A request
 // decided meanwhile gets a card showing its outcome: whoever saw the
-// command in the channel learns what became of it.
+// command in the channel learns what became of it. If Slack does not
+// take it, the card stays owed and the next sweep tries again.
 func (e *Engine) postMissingCard(ctx context.Context, id string) {
-	for attempt := 0; ; attempt++ {
-		r, err := e.store.Get(ctx, id)
-		if err != nil || r.Card.TS != "" || r.Settled() {
-			return
-		}
-		if _, err := e.postCard(ctx, r, false); err == nil || ErrorKind(err) == Forbidden {
-			return
-		}
-		if !pause(ctx, backoff(attempt)) {
-			return
-		}
+	r, err := e.store.Get(ctx, id)
+	if err != nil || r.Card.TS != "" || r.Settled() {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, noticeTimeout)
+	defer cancel()
+	if _, err := e.postCard(ctx, r, false); err != nil {
+		e.log.Warn("post card; still owed", "request", id, "err", err)
 	}
 }
 
-// report posts one message in the request's thread, with retries.
+// report posts one message in the request's thread.
 func (e *Engine) report(ctx context.Context, r *Request, rep Report) error {
 	if r.Card.TS == "" {
 		return Errorf(Unavailable, "%s has no card yet to report in", r.ID)
 	}
-	return e.retry(ctx, "report "+string(rep.Kind), r.ID, func(ctx context.Context) error { return e.notify.Report(ctx, r, rep) })
+	return e.notice(ctx, r, "report "+string(rep.Kind), func(ctx context.Context) error { return e.notify.Report(ctx, r, rep) })
 }
 
 // postReports posts, in order, the thread messages request id owes: the
@@ -145,7 +143,7 @@ func (e *Engine) report(ctx context.Context, r *Request, rep Report) error {
 // a slow or failing Slack delays the messages, not the reboots.
 func (e *Engine) postReports(ctx context.Context, id string) {
 	r, err := e.store.Get(ctx, id)
-	if err != nil || r.Card.TS == "" || r.StartedAt.IsZero() {
+	if err != nil || r.Card.TS == "" || r.StartedAt.IsZero() || r.NoticesLost {
 		return
 	}
 	mark := func(fn func(r *Request)) bool {
@@ -185,21 +183,43 @@ func (e *Engine) postReports(ctx context.Context, id string) {
 	}
 }
 
-// retry calls fn until it succeeds, maxNotifyAttempts pass, or ctx ends.
-// Slack's own rate-limit waits happen inside the notifier.
-func (e *Engine) retry(ctx context.Context, what, id string, fn func(context.Context) error) error {
-	var err error
-	for attempt := 0; attempt < maxNotifyAttempts; attempt++ {
-		callCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		err = fn(callCtx)
-		cancel()
-		if err == nil {
-			return nil
-		}
-		e.log.Warn(what+" failed", "request", id, "attempt", attempt+1, "err", err)
-		if ErrorKind(err) == Forbidden || !pause(ctx, backoff(attempt)) {
-			break
-		}
+// notice sends one notice about r through fn, bounded by noticeTimeout.
+// An error leaves the notice owed; a Gone error means it never can be
+// delivered, and then nothing more is owed to Slack for r.
+func (e *Engine) notice(ctx context.Context, r *Request, what string, fn func(context.Context) error) error {
+	ctx, cancel := context.WithTimeout(ctx, noticeTimeout)
+	defer cancel()
+	err := fn(ctx)
+	switch {
+	case err == nil:
+		return nil
+	case ErrorKind(err) == Gone:
+		e.noticesLost(ctx, r.ID, what, err)
+	default:
+		e.log.Warn(what+" failed; still owed", "request", r.ID, "err", err)
 	}
 	return err
+}
+
+// noticesLost records that Slack will never take request id's card or
+// thread messages again, so that nothing more is owed to them, and audits
+// it once.
+func (e *Engine) noticesLost(ctx context.Context, id, what string, cause error) {
+	e.log.Warn(what+": Slack will not take it, ever; nothing more is owed to Slack", "request", id, "err", cause)
+	var events []Event
+	_, _, _, err := e.store.Update(ctx, id, "", func(r *Request) (Change, error) {
+		events = nil
+		if r.NoticesLost {
+			return Change{}, nil
+		}
+		r.NoticesLost = true
+		events = []Event{{RequestID: r.ID, Type: EventNoticesLost, Actor: ActorBot, Instances: r.InstanceIDs(),
+			Details: Details{Channel: r.Card.Channel, Note: what + ": " + ErrorMessage(cause), Outcome: string(r.State)}}}
+		return Change{Save: true, Events: events}, nil
+	})
+	if err != nil {
+		e.log.Error("record lost notices", "request", id, "err", err)
+		return
+	}
+	e.observe(events)
 }

@@ -349,6 +349,10 @@ func (e *Engine) create(ctx context.Context, in CreateInput) (*Request, error) {
 	return e.postCard(ctx, r, true)
 }
 
+// firstCardWait bounds how long Create waits for Slack to take a new
+// request's card before answering that it will follow.
+const firstCardWait = 5 * time.Second
+
 // check validates in against the policy and the cloud and returns the
 // request to store.
 func (e *Engine) check(ctx context.Context, in CreateInput) (*Request, error) {
@@ -530,9 +534,17 @@ func cloudUnavailable(doing string, err error) error {
 // card is updated once more after it is stored, because the notifier may
 // have found a card posted before a crash rather than posted r afresh.
 func (e *Engine) postCard(ctx context.Context, r *Request, created bool) (*Request, error) {
-	card, err := e.notify.PostCard(ctx, r)
+	callCtx := ctx
+	if created {
+		// The requester hears back once the card is up or firstCardWait
+		// has passed; a card still on its way is posted in the background.
+		var cancel context.CancelFunc
+		callCtx, cancel = context.WithTimeout(ctx, firstCardWait)
+		defer cancel()
+	}
+	card, err := e.notify.PostCard(callCtx, r)
 	if err != nil {
-		if ErrorKind(err) == Forbidden {
+		if kind := ErrorKind(err); kind == Forbidden || kind == Gone {
 			if r.State == Pending {
 				return nil, e.rejectPosted(ctx, r, err)
 			}
@@ -620,7 +632,7 @@ func pause(ctx context.Context, d time.Duration) bool {
 	}
 }
 
-// backoff is the wait before retry attempt n of a Slack call.
+// backoff is the wait before retry attempt n of a cloud call.
 func backoff(n int) time.Duration {
 	d := 500 * time.Millisecond << min(n, 5)
 	return min(d, 15*time.Second)
@@ -692,7 +704,7 @@ func (e *Engine) Deny(ctx context.Context, key, id, user string) (Result, error)
 func (e *Engine) Cancel(ctx context.Context, key, id, user string) (Result, error) {
 	return e.decide(ctx, key, id, user, "cancel", func(r *Request, _ bool, now time.Time) (Change, []Event, string, error) {
 		if user != r.Requester {
-			return refuse(r, user, Forbidden, fmt.Sprintf("Only <@%s>, who asked for %s, can cancel it.", r.Requester, r.ID))
+			return refuse(r, user, Forbidden, fmt.Sprintf("Only the person who asked for %s can cancel it.", r.ID))
 		}
 		if err := r.transition(Cancelled); err != nil {
 			return Change{}, nil, "", err
@@ -758,7 +770,7 @@ func (e *Engine) decide(ctx context.Context, key, id, user, action string, fn de
 			return Change{Save: true, Events: events, Reply: Reply{Kind: Conflict, Message: msg, RequestID: r.ID}}, nil
 		}
 		if r.State != Pending {
-			msg := fmt.Sprintf("%s is already %s; nothing was done.", r.ID, strings.ToLower(r.State.Outcome()))
+			msg := fmt.Sprintf("%s is already %s; nothing was done.", r.ID, r.State.phrase())
 			events = []Event{{RequestID: r.ID, Type: EventApprovalRefused, Actor: user, Instances: r.InstanceIDs(), Details: Details{Note: action + ": " + msg}}}
 			return Change{Events: events, Reply: Reply{Kind: Conflict, Message: msg, RequestID: r.ID}}, nil
 		}

@@ -15,6 +15,7 @@ const (
 	Conflict    Kind = "conflict"    // the request is not in a state that allows this
 	Forbidden   Kind = "forbidden"   // the user may not do this
 	Unavailable Kind = "unavailable" // the cloud or Slack could not be reached; retry later
+	Gone        Kind = "gone"        // what a notice was for is gone for good (a deleted card, an archived channel, a refused token); stop owing it
 	Internal    Kind = "internal"    // a bug or a broken store
 )
 

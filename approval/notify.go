@@ -5,6 +5,14 @@ import "context"
 // Notifier tells people in Slack what happens to a request. Every method may
 // be called again with the same request after a failure or a restart; it
 // must then bring Slack to the same result, not add a second one.
+//
+// The notifier decides what is worth trying again and how soon. An error
+// it returns means the notice is still owed, and the engine asks again
+// later; an *Error of kind Gone means it can never be delivered (the card
+// was deleted, the channel archived, the token refused): the engine stops
+// owing it and records so in the audit log. Before returning Gone, the
+// notifier tells the requester what it could not show, wherever it still
+// can.
 type Notifier interface {
 	// PostCard posts r's approval card in r.Channel and returns where it is.
 	// If the bot cannot post there (not in the channel, channel not found)

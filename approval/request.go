@@ -54,30 +54,16 @@ func (s State) Terminal() bool { return len(transitions[s]) == 0 }
 // Open reports whether a request in state s still holds its instances.
 func (s State) Open() bool { return !s.Terminal() }
 
-// Outcome is the word the card shows for a decided request.
-func (s State) Outcome() string {
+// phrase names state s in the domain's own sentences ("R-1 is already
+// denied").
+func (s State) phrase() string {
 	switch s {
-	case Succeeded:
-		return "Succeeded"
-	case Failed:
-		return "Failed"
 	case PartiallyFailed:
-		return "Partially failed"
-	case Denied:
-		return "Denied"
-	case Expired:
-		return "Expired"
-	case Cancelled:
-		return "Cancelled"
-	case Rejected:
-		return "Rejected"
-	case Approved:
-		return "Approved"
+		return "partially failed"
 	case Executing:
-		return "Rebooting"
-	default:
-		return "Pending"
+		return "rebooting"
 	}
+	return strings.ToLower(string(s))
 }
 
 // StopType is how RebootInstances stops the guest.
@@ -222,6 +208,10 @@ type Request struct {
 	// CardCurrent reports whether the card shows the latest state; false
 	// means a card update is owed.
 	CardCurrent bool `json:"card_current,omitempty"`
+	// NoticesLost reports whether Slack answered that the card or its
+	// thread can never be written again; then no card update or report is
+	// owed.
+	NoticesLost bool `json:"notices_lost,omitempty"`
 	// Version counts the changes that show on the card, so that a card
 	// update rendered from an older version does not mark a newer one as
 	// shown.
@@ -235,6 +225,9 @@ type Request struct {
 func (r *Request) Settled() bool {
 	if !r.State.Terminal() {
 		return false
+	}
+	if r.NoticesLost {
+		return true
 	}
 	if r.Card.TS == "" {
 		// Never posted: settled once the bot has given up on it (a
@@ -301,7 +294,7 @@ func (r *Request) Clone() *Request {
 // transition moves r to state to, or returns a conflict saying why not.
 func (r *Request) transition(to State) error {
 	if !CanTransition(r.State, to) {
-		return &Error{Kind: Conflict, Message: fmt.Sprintf("%s is already %s.", r.ID, strings.ToLower(r.State.Outcome()))}
+		return &Error{Kind: Conflict, Message: fmt.Sprintf("%s is already %s.", r.ID, r.State.phrase())}
 	}
 	r.State = to
 	return nil

@@ -33,11 +33,39 @@ func RenderCard(r *approval.Request, now time.Time) (text string, blocks []slack
 	return cardText(r), cardBlocks(r, now, r.State == approval.Pending)
 }
 
+// Outcome returns the word a card shows for a request in state s: one of
+// the outcomes Succeeded, Failed, Partially failed, Denied, Expired,
+// Cancelled (and Rejected) once decided, else where it stands.
+func Outcome(s approval.State) string {
+	switch s {
+	case approval.Succeeded:
+		return "Succeeded"
+	case approval.Failed:
+		return "Failed"
+	case approval.PartiallyFailed:
+		return "Partially failed"
+	case approval.Denied:
+		return "Denied"
+	case approval.Expired:
+		return "Expired"
+	case approval.Cancelled:
+		return "Cancelled"
+	case approval.Rejected:
+		return "Rejected"
+	case approval.Approved:
+		return "Approved"
+	case approval.Executing:
+		return "Rebooting"
+	default:
+		return "Pending"
+	}
+}
+
 // cardText is the notification and fallback text: no mentions, user text
 // escaped and on one line.
 func cardText(r *approval.Request) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "Reboot request %s (%s): %s, %s, %s", r.ID, r.State.Outcome(), countInstances(len(r.Instances)), r.StopType, escapeText(r.Region))
+	fmt.Fprintf(&b, "Reboot request %s (%s): %s, %s, %s", r.ID, Outcome(r.State), countInstances(len(r.Instances)), r.StopType, escapeText(r.Region))
 	if r.State == approval.Pending {
 		fmt.Fprintf(&b, "; %d of %d approvals", len(r.Approvals), r.Required)
 	}
@@ -47,7 +75,7 @@ func cardText(r *approval.Request) string {
 
 func cardBlocks(r *approval.Request, now time.Time, buttons bool) []slack.Block {
 	blocks := []slack.Block{
-		slack.NewHeaderBlock(plain(truncate("Reboot request "+r.ID+": "+r.State.Outcome(), maxHeaderText))),
+		slack.NewHeaderBlock(plain(truncate("Reboot request "+r.ID+": "+Outcome(r.State), maxHeaderText))),
 		slack.NewSectionBlock(nil, summaryFields(r, now), nil),
 		slack.NewSectionBlock(mrkdwn(fitQuoted("*Reason*\n", r.Reason, maxSectionText)), nil, nil),
 	}
@@ -264,7 +292,7 @@ func joinOr(items []string) string {
 // outcomeText says how a decided request ended, who decided and when.
 func outcomeText(r *approval.Request) string {
 	var b strings.Builder
-	b.WriteString("*" + r.State.Outcome() + "*")
+	b.WriteString("*" + Outcome(r.State) + "*")
 	by := ""
 	if r.DecidedBy != "" && r.DecidedBy != approval.ActorBot {
 		by = " by " + userRef(r.DecidedBy)
@@ -360,7 +388,7 @@ func RenderReport(r *approval.Request, rep approval.Report) string {
 		}
 		return instanceReport(r, rep.Run)
 	case approval.ReportFinished:
-		s := fmt.Sprintf("*%s*: %s", r.State.Outcome(), progress(r))
+		s := fmt.Sprintf("*%s*: %s", Outcome(r.State), progress(r))
 		var failed []string
 		for _, run := range r.Runs {
 			if run.State == approval.RunFailed {

@@ -63,10 +63,11 @@ type Slack struct {
 	sleep    func(ctx context.Context, d time.Duration) error
 	started  time.Time // when this process's client was made
 
+	lookups singleflight.Group // user-group lookups in flight, by group
+
 	mu         sync.Mutex
 	self       Identity // from auth.test; zero until asked
 	groups     map[string]groupEntry
-	lookups    singleflight.Group         // user-group lookups in flight, by group
 	historyOff bool                       // Slack refused a history read
 	unsure     map[string]bool            // card:R-1, thread:R-1 — a post may have landed unseen
 	reports    map[string]map[string]bool // request → reports known to be in its thread
@@ -173,7 +174,7 @@ func (s *Slack) PostCard(ctx context.Context, r *approval.Request) (approval.Car
 		ch, ts = card.Channel, card.TS
 		return found, err
 	}
-	err := s.try(ctx, "chat.postMessage", landed, func(ctx context.Context) error {
+	err := s.notice(ctx, "chat.postMessage", landed, func(ctx context.Context) error {
 		var err error
 		ch, ts, err = s.api.PostMessageContext(ctx, r.Channel, slack.MsgOptionText(text, false),
 			slack.MsgOptionBlocks(blocks...), slack.MsgOptionMetadata(cardMetadata(r)),
@@ -181,9 +182,11 @@ func (s *Slack) PostCard(ctx context.Context, r *approval.Request) (approval.Car
 		return err
 	})
 	if err != nil {
-		switch slackErrorCode(err) {
-		case "not_in_channel", "channel_not_found", "is_archived":
+		switch code := slackErrorCode(err); {
+		case code == "not_in_channel" || code == "channel_not_found" || code == "is_archived":
 			return approval.Card{}, &approval.Error{Kind: approval.Forbidden, Message: cantPost, Err: err}
+		case permanent(err):
+			return approval.Card{}, gone(err, "the approval card")
 		}
 		s.setUnsure(key, mayHaveLanded(err))
 		return approval.Card{}, unavailable(err, "Slack did not take the approval card; try again in a moment.")
@@ -196,18 +199,24 @@ func (s *Slack) PostCard(ctx context.Context, r *approval.Request) (approval.Car
 	return approval.Card{Channel: ch, TS: ts}, nil
 }
 
-// UpdateCard makes r's card show r as it is now.
+// UpdateCard makes r's card show r as it is now. When Slack answers that
+// the card can never be updated (deleted, its channel archived, the token
+// refused) it tells the requester where it can and returns a Gone error.
 func (s *Slack) UpdateCard(ctx context.Context, r *approval.Request) error {
 	if r.Card.TS == "" || r.Card.Channel == "" {
 		return fmt.Errorf("update card of %s: it has no card", r.ID)
 	}
 	text, blocks := RenderCard(r, s.clock.Now())
-	err := s.do(ctx, "chat.update", func(ctx context.Context) error {
+	err := s.notice(ctx, "chat.update", nil, func(ctx context.Context) error {
 		_, _, _, err := s.api.UpdateMessageContext(ctx, r.Card.Channel, r.Card.TS, slack.MsgOptionText(text, false),
 			slack.MsgOptionBlocks(blocks...), slack.MsgOptionMetadata(cardMetadata(r)))
 		return err
 	})
 	if err != nil {
+		if permanent(err) {
+			s.tellCardLost(ctx, r, err)
+			return gone(err, "the card update")
+		}
 		return unavailable(err, "Slack did not take the card update.")
 	}
 	return nil
@@ -232,7 +241,7 @@ func (s *Slack) Report(ctx context.Context, r *approval.Request, rep approval.Re
 		found, err := s.threadReports(ctx, r)
 		return found[key], err
 	}
-	err = s.try(ctx, "chat.postMessage", landed, func(ctx context.Context) error {
+	err = s.notice(ctx, "chat.postMessage", landed, func(ctx context.Context) error {
 		_, _, err := s.api.PostMessageContext(ctx, r.Card.Channel, slack.MsgOptionText(text, false),
 			slack.MsgOptionTS(r.Card.TS), slack.MsgOptionMetadata(reportMetadata(r, key)),
 			slack.MsgOptionDisableLinkUnfurl(), slack.MsgOptionDisableMediaUnfurl())
@@ -240,6 +249,9 @@ func (s *Slack) Report(ctx context.Context, r *approval.Request, rep approval.Re
 	})
 	s.noteReport(r.ID, key, rep.Kind == approval.ReportFinished, err)
 	if err != nil {
+		if permanent(err) {
+			return gone(err, "the card's thread")
+		}
 		return unavailable(err, "Slack did not take the progress report.")
 	}
 	return nil

@@ -133,13 +133,15 @@ func TestSlackRetries(t *testing.T) {
 		{"RateLimitedWaitsRetryAfter", []func(http.ResponseWriter){status(429, "7"), card}, 2, []time.Duration{7 * time.Second}, "", ""},
 		{"ServerErrorsBackOff", []func(http.ResponseWriter){status(500, ""), status(502, ""), status(503, ""), card}, 4,
 			[]time.Duration{250 * time.Millisecond, 500 * time.Millisecond, time.Second}, "", ""},
-		{"ServerErrorsGiveUp", []func(http.ResponseWriter){status(500, ""), status(500, ""), status(500, ""), status(500, ""), card}, 4,
-			[]time.Duration{250 * time.Millisecond, 500 * time.Millisecond, time.Second}, "500", approval.Unavailable},
+		{"ServerErrorsNextRound", []func(http.ResponseWriter){status(500, ""), status(500, ""), status(500, ""), status(500, ""), card}, 5,
+			[]time.Duration{250 * time.Millisecond, 500 * time.Millisecond, time.Second, 500 * time.Millisecond}, "", ""},
 		{"SlackSaysRatelimited", []func(http.ResponseWriter){okJSON(`{"ok":false,"error":"ratelimited"}`), card}, 2, []time.Duration{250 * time.Millisecond}, "", ""},
 		{"NotInChannel", []func(http.ResponseWriter){okJSON(`{"ok":false,"error":"not_in_channel"}`)}, 1, nil, "not_in_channel", approval.Forbidden},
 		{"ChannelNotFound", []func(http.ResponseWriter){okJSON(`{"ok":false,"error":"channel_not_found"}`)}, 1, nil, "channel_not_found", approval.Forbidden},
 		{"Archived", []func(http.ResponseWriter){okJSON(`{"ok":false,"error":"is_archived"}`)}, 1, nil, "is_archived", approval.Forbidden},
-		{"OtherErrorNotRetried", []func(http.ResponseWriter){okJSON(`{"ok":false,"error":"invalid_blocks"}`)}, 1, nil, "invalid_blocks", approval.Internal},
+		{"PermanentErrorNotRetried", []func(http.ResponseWriter){okJSON(`{"ok":false,"error":"invalid_blocks"}`)}, 1, nil, "invalid_blocks", approval.Gone},
+		{"TokenRevoked", []func(http.ResponseWriter){okJSON(`{"ok":false,"error":"token_revoked"}`)}, 1, nil, "token_revoked", approval.Gone},
+		{"UnknownErrorNotRetried", []func(http.ResponseWriter){okJSON(`{"ok":false,"error":"something_new"}`)}, 1, nil, "something_new", approval.Internal},
 		{"ClientErrorNotRetried", []func(http.ResponseWriter){status(404, "")}, 1, nil, "404", approval.Internal},
 	}
 	for _, tt := range tests {
@@ -365,12 +367,35 @@ func TestSlackNetworkErrorRetried(t *testing.T) {
 	s := NewSlack(SlackConfig{Token: testToken, APIURL: base + "/api/", Attempts: 3})
 	var waits []time.Duration
 	s.sleep = func(ctx context.Context, d time.Duration) error { waits = append(waits, d); return nil }
+	if err := s.PostEphemeral(t.Context(), "C1", "U1", "hello"); err == nil {
+		t.Fatal("PostEphemeral to nowhere succeeded")
+	}
+	if len(waits) != 2 {
+		t.Errorf("waits %v, want 2 retries", waits)
+	}
+}
+
+// TestNoticeRounds: a report Slack never takes is tried in a bounded
+// number of rounds, the pause between rounds growing, and is then left
+// owed (Unavailable), not dropped.
+func TestNoticeRounds(t *testing.T) {
+	srv := httptest.NewServer(http.NotFoundHandler())
+	base := srv.URL
+	srv.Close() // nothing listens there any more
+	s := NewSlack(SlackConfig{Token: testToken, APIURL: base + "/api/", Attempts: 3})
+	var waits []time.Duration
+	s.sleep = func(ctx context.Context, d time.Duration) error { waits = append(waits, d); return nil }
 	err := s.Report(t.Context(), &approval.Request{ID: "R-1", Card: approval.Card{Channel: "C1", TS: "1.1"}}, approval.Report{Kind: approval.ReportStarted})
 	if err == nil || approval.ErrorKind(err) != approval.Unavailable {
 		t.Fatalf("Report = %v, want an Unavailable error", err)
 	}
-	if len(waits) != 2 {
-		t.Errorf("waits %v, want 2 retries", waits)
+	var pauses []time.Duration
+	for i := 2; i < len(waits); i += 3 {
+		pauses = append(pauses, waits[i])
+	}
+	want := []time.Duration{500 * time.Millisecond, time.Second, 2 * time.Second, 4 * time.Second, 8 * time.Second}
+	if len(waits) != noticeRounds*2+noticeRounds-1 || !slices.Equal(pauses, want) {
+		t.Errorf("waits %v: want %d rounds of 3 tries with pauses %v between them", waits, noticeRounds, want)
 	}
 }
 

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"rebootbot/approval"
+	"rebootbot/bot"
 	"rebootbot/bot/slackstub"
 	"rebootbot/cloud/emulator"
 )
@@ -139,7 +140,7 @@ func (w *world) checkWorld(ids []string, opt checkOptions) checkReport {
 			w.t.Errorf("%s has no card stored", id)
 		case !ok:
 			w.t.Errorf("%s: its stored card %s is not in the channel", id, r.Card.TS)
-		case cardOutcome(stored) != r.State.Outcome():
+		case cardOutcome(stored) != bot.Outcome(r.State):
 			w.t.Errorf("%s is %s but its card shows %q", id, r.State, cardOutcome(stored))
 		}
 		if len(cards) > 2 {
