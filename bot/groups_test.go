@@ -63,6 +63,7 @@ func TestGroupLookupFailsClosed(t *testing.T) {
 			if took >= 2500*time.Millisecond {
 				t.Errorf("click answered after %v, want well within Slack's 3 s", took)
 			}
+			t.Logf("click answered in %v", took.Round(time.Millisecond))
 			if got := e.responseText(responseURL, 1); !strings.Contains(got, "couldn't check your user groups; try again") {
 				t.Errorf("clicker was told %q", got)
 			}
