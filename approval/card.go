@@ -213,8 +213,12 @@ func (e *Engine) noticesLost(ctx context.Context, id, what string, cause error) 
 			return Change{}, nil
 		}
 		r.NoticesLost = true
-		events = []Event{{RequestID: r.ID, Type: EventNoticesLost, Actor: ActorBot, Instances: r.InstanceIDs(),
-			Details: Details{Channel: r.Card.Channel, Note: what + ": " + ErrorMessage(cause), Outcome: string(r.State)}}}
+		ev := Event{RequestID: r.ID, Type: EventNoticesLost, Actor: ActorBot, Instances: r.InstanceIDs(),
+			Details: Details{Channel: r.Card.Channel, Note: what + ": " + ErrorMessage(cause)}}
+		if r.State.Terminal() {
+			ev.Details.Outcome = string(r.State)
+		}
+		events = []Event{ev}
 		return Change{Save: true, Events: events}, nil
 	})
 	if err != nil {

@@ -145,6 +145,9 @@ type fakeSlack struct {
 	posted  int
 	// refuse, when set, makes PostCard fail with it.
 	refuse error
+	// updateErr, when set, makes UpdateCard and Report fail with it.
+	updateErr error
+	updates   int // UpdateCard calls
 }
 
 func newFakeSlack() *fakeSlack {
@@ -165,6 +168,10 @@ func (s *fakeSlack) PostCard(ctx context.Context, r *approval.Request) (approval
 func (s *fakeSlack) UpdateCard(ctx context.Context, r *approval.Request) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.updates++
+	if s.updateErr != nil {
+		return s.updateErr
+	}
 	s.cards[r.ID] = r.Clone()
 	return nil
 }
@@ -172,8 +179,25 @@ func (s *fakeSlack) UpdateCard(ctx context.Context, r *approval.Request) error {
 func (s *fakeSlack) Report(ctx context.Context, r *approval.Request, rep approval.Report) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.updateErr != nil {
+		return s.updateErr
+	}
 	s.reports[r.ID] = append(s.reports[r.ID], rep)
 	return nil
+}
+
+// setUpdateErr makes card updates and reports fail with err (nil: succeed).
+func (s *fakeSlack) setUpdateErr(err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.updateErr = err
+}
+
+// updateCalls returns how many card updates were asked for.
+func (s *fakeSlack) updateCalls() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.updates
 }
 
 // posts returns how many cards were posted.
