@@ -40,6 +40,7 @@ commands:
   serve      run the bot (the default)
   demo       the whole flow on this machine, no credentials
   emulator   run the CVM emulator alone
+  bench      measure the bot against the emulator and a Slack stand-in
   audit      audit lookups: bot audit list|verify …
   version    print the version
 `
@@ -58,6 +59,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return demo(ctx, rest, stdout, stderr)
 	case "emulator":
 		return emulator.Command(ctx, rest, stdout, stderr)
+	case "bench":
+		return benchCommand(ctx, rest, stdout, stderr)
 	case "audit":
 		return audit(ctx, rest, getenv, stdout, stderr)
 	case "version", "--version", "-v":

@@ -1,0 +1,589 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"rebootbot/bot"
+	"rebootbot/bot/slackstub"
+	"rebootbot/cloud/emulator"
+)
+
+// benchConfig is what one `bot bench` run measures.
+type benchConfig struct {
+	requests    int
+	concurrency int
+	instances   int
+	rebootTime  time.Duration
+	poll        time.Duration
+	botPath     string
+	timeout     time.Duration
+}
+
+const benchUsage = `usage: bot bench [flags]
+
+Starts the bot binary (this one, or --bot) against an in-process CVM
+emulator and Slack stand-in on 127.0.0.1, files --requests reboot requests
+through the signed /slack/commands endpoint, approves them all through
+/slack/interactions, --concurrency at a time, and reports how fast it
+answered and rebooted. The store is a temporary bbolt file with fsync on.
+
+flags:
+`
+
+// benchCommand runs `bot bench`.
+func benchCommand(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() { fmt.Fprint(stderr, benchUsage); fs.PrintDefaults() }
+	var c benchConfig
+	fs.IntVar(&c.requests, "requests", 300, "reboot requests to file and approve")
+	fs.IntVar(&c.concurrency, "concurrency", 20, "commands and clicks in flight at once")
+	fs.IntVar(&c.instances, "instances", 1, "instances per request (at most 100)")
+	fs.DurationVar(&c.rebootTime, "reboot-time", 600*time.Millisecond, "how long the emulator keeps an instance REBOOTING")
+	fs.DurationVar(&c.poll, "poll-interval", 250*time.Millisecond, "BOT_POLL_INTERVAL for the bot under test")
+	fs.StringVar(&c.botPath, "bot", "", "bot binary to measure (default: this one)")
+	fs.DurationVar(&c.timeout, "timeout", 5*time.Minute, "give up after this long")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	switch {
+	case fs.NArg() > 0:
+		return fmt.Errorf("bot bench takes no arguments, only flags; got %q", fs.Arg(0))
+	case c.requests < 1:
+		return fmt.Errorf("--requests must be at least 1")
+	case c.concurrency < 1:
+		return fmt.Errorf("--concurrency must be at least 1")
+	case c.instances < 1 || c.instances > 100:
+		return fmt.Errorf("--instances must be from 1 to 100")
+	case c.rebootTime <= 0 || c.poll < 100*time.Millisecond:
+		return fmt.Errorf("--reboot-time must be positive and --poll-interval at least 100ms")
+	}
+	if c.botPath == "" {
+		exe, err := os.Executable()
+		if err != nil {
+			return fmt.Errorf("find this binary (use --bot): %w", err)
+		}
+		c.botPath = exe
+	}
+	ctx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
+	res, err := runBench(ctx, c, stderr)
+	if err != nil {
+		return err
+	}
+	res.print(stdout, c)
+	return nil
+}
+
+// benchResult is what a run measured.
+type benchResult struct {
+	commandAck, commandAckSig []time.Duration
+	clickAck, clickAckSig     []time.Duration
+	clickToReboot             []time.Duration
+	rebootCalls, describeCall int
+	rebootPeak, describePeak  int // most calls in any one second
+	describePerRound          int // most DescribeInstances calls in any one poll interval
+	limitRefusals             int
+	allSucceeded              time.Duration // from the last click
+	peakRSSKiB                int
+}
+
+// callLog records the emulator's calls with their times.
+type callLog struct {
+	mu          sync.Mutex
+	times       map[string][]time.Time // by action, accepted or not
+	firstReboot map[string]time.Time   // by instance, first accepted reboot
+	refused     int                    // RequestLimitExceeded answers
+}
+
+func (l *callLog) record(c emulator.Call) {
+	now := time.Now()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.times[c.Action] = append(l.times[c.Action], now)
+	if strings.HasPrefix(c.ErrorCode, "RequestLimitExceeded") {
+		l.refused++
+	}
+	if c.Action == "RebootInstances" && c.ErrorCode == "" {
+		for _, id := range c.InstanceIDs {
+			if _, ok := l.firstReboot[id]; !ok {
+				l.firstReboot[id] = now
+			}
+		}
+	}
+}
+
+// peakIn returns the most calls of action inside any window of length w.
+func (l *callLog) peakIn(action string, w time.Duration) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	ts := l.times[action]
+	peak, j := 0, 0
+	for i := range ts {
+		for ts[i].Sub(ts[j]) >= w {
+			j++
+		}
+		peak = max(peak, i-j+1)
+	}
+	return peak
+}
+
+func (l *callLog) count(action string) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.times[action])
+}
+
+const (
+	benchRequester = "UBENCHREQ"
+	benchApprover  = "UBENCHOK"
+	benchChannel   = "CBENCH"
+)
+
+func runBench(ctx context.Context, c benchConfig, stderr io.Writer) (*benchResult, error) {
+	dir, err := os.MkdirTemp("", "rebootbot-bench-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(dir)
+
+	log := &callLog{times: map[string][]time.Time{}, firstReboot: map[string]time.Time{}}
+	secretID, secretKey := "AKIDrebootbotBENCH000000000000000000", randomHex(16)
+	emu := emulator.New(emulator.Config{SecretID: secretID, SecretKey: secretKey, RebootDuration: c.rebootTime, OnCall: log.record})
+	instances := emulator.Generate(c.requests*c.instances, 42)
+	if err := emu.Add(instances...); err != nil {
+		return nil, err
+	}
+	emuURL, stopEmu, err := serveLocal(emu)
+	if err != nil {
+		return nil, err
+	}
+	defer stopEmu()
+
+	stub := slackstub.New()
+	stubURL, stopStub, err := serveLocal(stub)
+	if err != nil {
+		return nil, err
+	}
+	defer stopStub()
+	stub.URL = stubURL
+
+	secret := randomHex(16)
+	sigOnly, stopSig, err := serveLocal(signatureOnly(secret))
+	if err != nil {
+		return nil, err
+	}
+	defer stopSig()
+
+	botURL, proc, err := startBenchBot(ctx, c, dir, secret, stubURL, emuURL, secretID, secretKey, stderr)
+	if err != nil {
+		return nil, err
+	}
+	defer proc.stop()
+
+	res := &benchResult{}
+	bot := &benchDriver{base: botURL, secret: secret, stub: stub}
+	sig := &benchDriver{base: sigOnly, secret: secret, stub: stub}
+
+	// Warm both servers' connections up, so that neither pays for dialling
+	// in its figures.
+	for _, d := range []*benchDriver{sig, bot} {
+		if _, err := parallel(ctx, benchConfig{requests: c.concurrency, concurrency: c.concurrency}, func(ctx context.Context, _ int) (time.Duration, error) {
+			return d.command(ctx, "help")
+		}); err != nil {
+			return nil, err
+		}
+	}
+
+	// Commands: the signature-only handler first, then the bot, with the
+	// same bodies and the same concurrency.
+	texts := make([]string, c.requests)
+	for i := range texts {
+		ids := make([]string, c.instances)
+		for j := range ids {
+			ids[j] = instances[i*c.instances+j].ID
+		}
+		texts[i] = strings.Join(ids, " ") + " bench run " + strconv.Itoa(i)
+	}
+	if res.commandAckSig, err = parallel(ctx, c, func(ctx context.Context, i int) (time.Duration, error) {
+		return sig.command(ctx, texts[i])
+	}); err != nil {
+		return nil, err
+	}
+	if res.commandAck, err = parallel(ctx, c, func(ctx context.Context, i int) (time.Duration, error) {
+		return bot.command(ctx, texts[i])
+	}); err != nil {
+		return nil, err
+	}
+	cards, err := waitCards(ctx, stub, c.requests)
+	if err != nil {
+		return nil, err
+	}
+
+	// Clicks, likewise.
+	clicked := make([]time.Time, len(cards))
+	if res.clickAckSig, err = parallel(ctx, c, func(ctx context.Context, i int) (time.Duration, error) {
+		return sig.click(ctx, cards[i].id, cards[i].ts)
+	}); err != nil {
+		return nil, err
+	}
+	if res.clickAck, err = parallel(ctx, c, func(ctx context.Context, i int) (time.Duration, error) {
+		clicked[i] = time.Now()
+		return bot.click(ctx, cards[i].id, cards[i].ts)
+	}); err != nil {
+		return nil, err
+	}
+	lastClick := slices.MaxFunc(clicked, time.Time.Compare)
+
+	// Every card reads Succeeded.
+	if !waitUntil(ctx, stub, func() bool {
+		for _, cd := range cards {
+			m, _ := stub.Card(cd.ts)
+			if !strings.Contains(m.Text, "Succeeded") {
+				return false
+			}
+		}
+		return true
+	}) {
+		return nil, fmt.Errorf("not every card read Succeeded before the timeout")
+	}
+	res.allSucceeded = time.Since(lastClick)
+	res.peakRSSKiB = proc.peakRSS()
+
+	log.mu.Lock()
+	for i, cd := range cards {
+		var first time.Time
+		for _, id := range cd.instances {
+			if at, ok := log.firstReboot[id]; ok && (first.IsZero() || at.Before(first)) {
+				first = at
+			}
+		}
+		if !first.IsZero() {
+			res.clickToReboot = append(res.clickToReboot, first.Sub(clicked[i]))
+		}
+	}
+	res.limitRefusals = log.refused
+	log.mu.Unlock()
+	res.rebootCalls, res.describeCall = log.count("RebootInstances"), log.count("DescribeInstances")
+	res.rebootPeak, res.describePeak = log.peakIn("RebootInstances", time.Second), log.peakIn("DescribeInstances", time.Second)
+	res.describePerRound = log.peakIn("DescribeInstances", c.poll)
+	return res, nil
+}
+
+// signatureOnly is the baseline handler: it reads the body, checks the
+// Slack signature and answers, doing nothing else.
+func signatureOnly(secret string) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, bot.MaxBodyBytes))
+		if err != nil {
+			http.Error(w, "unreadable", http.StatusBadRequest)
+			return
+		}
+		if err := bot.Verify(secret, r.Header, body, time.Now()); err != nil {
+			http.Error(w, "invalid signature", http.StatusUnauthorized)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		io.WriteString(w, `{"response_type":"ephemeral","text":"ok"}`)
+	})
+}
+
+// benchProcess is the bot under test.
+type benchProcess struct {
+	cmd  *exec.Cmd
+	done chan struct{}
+}
+
+var benchListening = regexp.MustCompile(`listening on (http://\S+)`)
+
+func startBenchBot(ctx context.Context, c benchConfig, dir, secret, stubURL, emuURL, secretID, secretKey string, stderr io.Writer) (string, *benchProcess, error) {
+	cmd := exec.Command(c.botPath, "serve")
+	cmd.Env = []string{
+		"PATH=" + os.Getenv("PATH"),
+		"SLACK_BOT_TOKEN=xoxb-rebootbot-bench",
+		"SLACK_SIGNING_SECRET=" + secret,
+		"SLACK_API_URL=" + stubURL + "/api/",
+		"BOT_LISTEN_ADDR=127.0.0.1:0",
+		"BOT_DB=" + filepath.Join(dir, "bench.db"),
+		"BOT_APPROVERS=" + benchApprover,
+		"BOT_POLL_INTERVAL=" + c.poll.String(),
+		"BOT_REBOOT_TIMEOUT=10m",
+		"TENCENTCLOUD_SECRET_ID=" + secretID,
+		"TENCENTCLOUD_SECRET_KEY=" + secretKey,
+		"TENCENTCLOUD_ENDPOINT=" + emuURL,
+	}
+	logFile, err := os.Create(filepath.Join(dir, "bot.log"))
+	if err != nil {
+		return "", nil, err
+	}
+	cmd.Stderr = logFile
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return "", nil, err
+	}
+	if err := cmd.Start(); err != nil {
+		return "", nil, fmt.Errorf("start %s: %w", c.botPath, err)
+	}
+	p := &benchProcess{cmd: cmd, done: make(chan struct{})}
+	addr := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			if m := benchListening.FindStringSubmatch(sc.Text()); m != nil {
+				select {
+				case addr <- m[1]:
+				default:
+				}
+			}
+		}
+	}()
+	go func() { cmd.Wait(); logFile.Close(); close(p.done) }()
+	select {
+	case a := <-addr:
+		return a, p, nil
+	case <-p.done:
+		tail, _ := os.ReadFile(logFile.Name())
+		fmt.Fprintf(stderr, "%s\n", tail)
+		return "", nil, fmt.Errorf("the bot exited before it listened")
+	case <-ctx.Done():
+		p.stop()
+		return "", nil, ctx.Err()
+	}
+}
+
+// peakRSS returns the process's peak resident set (VmHWM) in KiB, or 0.
+func (p *benchProcess) peakRSS() int {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", p.cmd.Process.Pid))
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			n, _ := strconv.Atoi(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")))
+			return n
+		}
+	}
+	return 0
+}
+
+func (p *benchProcess) stop() {
+	p.cmd.Process.Signal(os.Interrupt)
+	select {
+	case <-p.done:
+	case <-time.After(30 * time.Second):
+		p.cmd.Process.Kill()
+		<-p.done
+	}
+}
+
+// parallel runs fn for 0…n-1 with c.concurrency workers and returns the
+// durations it measured.
+func parallel(ctx context.Context, c benchConfig, fn func(ctx context.Context, i int) (time.Duration, error)) ([]time.Duration, error) {
+	out := make([]time.Duration, c.requests)
+	next := make(chan int)
+	errs := make(chan error, c.concurrency)
+	var wg sync.WaitGroup
+	for range c.concurrency {
+		wg.Go(func() {
+			for i := range next {
+				d, err := fn(ctx, i)
+				if err != nil {
+					errs <- err
+					return
+				}
+				out[i] = d
+			}
+		})
+	}
+feed:
+	for i := range c.requests {
+		select {
+		case next <- i:
+		case err := <-errs:
+			close(next)
+			wg.Wait()
+			return nil, err
+		case <-ctx.Done():
+			break feed
+		}
+	}
+	close(next)
+	wg.Wait()
+	select {
+	case err := <-errs:
+		return nil, err
+	default:
+	}
+	return out, ctx.Err()
+}
+
+// benchCard is a posted approval card.
+type benchCard struct {
+	id, ts    string
+	instances []string
+}
+
+var requestIDIn = regexp.MustCompile(`\bR-\d+\b`)
+var instanceIDIn = regexp.MustCompile(`\bins-[a-z0-9]{8}\b`)
+
+// waitCards waits for n cards and returns them in request order.
+func waitCards(ctx context.Context, stub *slackstub.Server, n int) ([]benchCard, error) {
+	var cards []benchCard
+	ok := waitUntil(ctx, stub, func() bool {
+		cards = cards[:0]
+		for _, m := range stub.Messages() {
+			if m.ThreadTS != "" {
+				continue
+			}
+			text := m.Text + " " + m.Blocks
+			id := requestIDIn.FindString(text)
+			if id == "" {
+				continue
+			}
+			ins := instanceIDIn.FindAllString(m.Blocks, -1)
+			slices.Sort(ins)
+			cards = append(cards, benchCard{id: id, ts: m.TS, instances: slices.Compact(ins)})
+		}
+		return len(cards) >= n
+	})
+	if !ok {
+		return nil, fmt.Errorf("%d of %d cards were posted before the timeout", len(cards), n)
+	}
+	return cards, nil
+}
+
+// waitUntil waits for cond, woken by every change the stand-in sees and
+// by a short tick for changes it cannot see.
+func waitUntil(ctx context.Context, stub *slackstub.Server, cond func() bool) bool {
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		ch := stub.Changed()
+		if cond() {
+			return true
+		}
+		select {
+		case <-ch:
+		case <-tick.C:
+		case <-ctx.Done():
+			return cond()
+		}
+	}
+}
+
+// benchDriver signs and sends deliveries like Slack and times the answer.
+type benchDriver struct {
+	base, secret string
+	stub         *slackstub.Server
+	mu           sync.Mutex
+	seq          int
+}
+
+func (d *benchDriver) trigger() string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.seq++
+	return fmt.Sprintf("%d.2000.bench%06d", time.Now().UnixNano(), d.seq)
+}
+
+func (d *benchDriver) post(ctx context.Context, path string, form url.Values) (time.Duration, error) {
+	body := form.Encode()
+	ts := strconv.FormatInt(time.Now().Unix(), 10)
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, d.base+path, strings.NewReader(body))
+	if err != nil {
+		return 0, err
+	}
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("X-Slack-Request-Timestamp", ts)
+	req.Header.Set("X-Slack-Signature", bot.Sign(d.secret, ts, []byte(body)))
+	start := time.Now()
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	_, err = io.Copy(io.Discard, resp.Body)
+	took := time.Since(start)
+	resp.Body.Close()
+	if err != nil {
+		return 0, err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return 0, fmt.Errorf("%s answered %s", path, resp.Status)
+	}
+	return took, nil
+}
+
+func (d *benchDriver) command(ctx context.Context, text string) (time.Duration, error) {
+	return d.post(ctx, "/slack/commands", url.Values{
+		"team_id": {"TBENCH"}, "channel_id": {benchChannel}, "channel_name": {"bench"}, "user_id": {benchRequester},
+		"user_name": {"requester"}, "command": {"/reboot"}, "text": {text},
+		"response_url": {d.stub.ResponseURL()}, "trigger_id": {d.trigger()}, "api_app_id": {"AREBOOTBOT"},
+	})
+}
+
+func (d *benchDriver) click(ctx context.Context, requestID, ts string) (time.Duration, error) {
+	payload, _ := json.Marshal(map[string]any{
+		"type": "block_actions", "trigger_id": d.trigger(), "response_url": d.stub.ResponseURL(), "api_app_id": "AREBOOTBOT",
+		"user":      map[string]any{"id": benchApprover, "username": "approver", "team_id": "TBENCH"},
+		"team":      map[string]any{"id": "TBENCH"},
+		"channel":   map[string]any{"id": benchChannel, "name": "bench"},
+		"container": map[string]any{"type": "message", "message_ts": ts, "channel_id": benchChannel},
+		"message":   map[string]any{"ts": ts},
+		"actions": []map[string]any{{"action_id": bot.ActionApprove, "block_id": "decide:" + requestID, "type": "button",
+			"value": requestID, "action_ts": fmt.Sprintf("%d.000100", time.Now().Unix())}},
+	})
+	return d.post(ctx, "/slack/interactions", url.Values{"payload": {string(payload)}})
+}
+
+// percentile returns the p-th percentile (0–100) of ds.
+func percentile(ds []time.Duration, p float64) time.Duration {
+	if len(ds) == 0 {
+		return 0
+	}
+	s := slices.Clone(ds)
+	slices.Sort(s)
+	i := int(float64(len(s)-1)*p/100 + 0.5)
+	return s[min(i, len(s)-1)]
+}
+
+func (r *benchResult) print(w io.Writer, c benchConfig) {
+	ms := func(d time.Duration) string { return fmt.Sprintf("%.1f ms", float64(d)/float64(time.Millisecond)) }
+	ratio := func(a, b time.Duration) string {
+		if b <= 0 {
+			return "-"
+		}
+		return fmt.Sprintf("%.1f×", float64(a)/float64(b))
+	}
+	fmt.Fprintf(w, "bot bench: %d requests × %d instances, concurrency %d, reboot %s, poll %s, fsync on\n",
+		c.requests, c.instances, c.concurrency, c.rebootTime, c.poll)
+	fmt.Fprintf(w, "  command ack       p50 %-10s p99 %-10s (signature only: p50 %s, p99 %s; p99 %s)\n",
+		ms(percentile(r.commandAck, 50)), ms(percentile(r.commandAck, 99)),
+		ms(percentile(r.commandAckSig, 50)), ms(percentile(r.commandAckSig, 99)),
+		ratio(percentile(r.commandAck, 99), percentile(r.commandAckSig, 99)))
+	fmt.Fprintf(w, "  click ack         p50 %-10s p99 %-10s (signature only: p50 %s, p99 %s; p99 %s)\n",
+		ms(percentile(r.clickAck, 50)), ms(percentile(r.clickAck, 99)),
+		ms(percentile(r.clickAckSig, 50)), ms(percentile(r.clickAckSig, 99)),
+		ratio(percentile(r.clickAck, 99), percentile(r.clickAckSig, 99)))
+	fmt.Fprintf(w, "  click → reboot    p50 %-10s p99 %s\n", ms(percentile(r.clickToReboot, 50)), ms(percentile(r.clickToReboot, 99)))
+	fmt.Fprintf(w, "  RebootInstances   %d calls (at most %d in one second)\n", r.rebootCalls, r.rebootPeak)
+	fmt.Fprintf(w, "  DescribeInstances %d calls (at most %d in one second, %d in one poll interval)\n", r.describeCall, r.describePeak, r.describePerRound)
+	fmt.Fprintf(w, "  rate refusals     %d RequestLimitExceeded\n", r.limitRefusals)
+	fmt.Fprintf(w, "  all Succeeded     %s after the last click\n", r.allSucceeded.Round(time.Millisecond))
+	fmt.Fprintf(w, "  bot peak RSS      %.1f MiB (VmHWM)\n", float64(r.peakRSSKiB)/1024)
+}
