@@ -61,6 +61,11 @@ type Store interface {
 	// open index once it is Settled. If key was
 	// remembered before, fn is not called and the earlier reply is returned
 	// with replayed true. A missing request is a NotFound *Error.
+	//
+	// Concurrent updates may share one transaction, so fn may be called
+	// more than once (the shared transaction is rolled back and run again
+	// when another update in it fails): it must set whatever it reports
+	// to its caller afresh on each call.
 	Update(ctx context.Context, id, key string, fn func(r *Request) (Change, error)) (r *Request, reply Reply, replayed bool, err error)
 
 	// Record appends events that change no request (a rejected command, a

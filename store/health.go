@@ -138,16 +138,19 @@ func (db *DB) commit(fn func(tx *bolt.Tx) error) error {
 	return db.guard(func() error { return db.bolt.Update(fn) })
 }
 
-// update runs fn in a write transaction after checking ctx. When fn
-// succeeds but the transaction cannot be committed, the file could not be
-// written: that is recorded for Writable and returned as an Unavailable
-// *approval.Error whose message says nothing was recorded.
+// update runs fn in a write transaction after checking ctx, and returns
+// once it is committed. Concurrent updates share transactions (see
+// committer), so fn may run more than once and must set everything it
+// reports afresh each time. When fn succeeds but the transaction cannot be
+// committed, the file could not be written: that is recorded for Writable
+// and returned as an Unavailable *approval.Error whose message says
+// nothing was recorded.
 func (db *DB) update(ctx context.Context, fn func(tx *bolt.Tx) error) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
 	var fnErr error
-	err := db.commit(func(tx *bolt.Tx) error {
+	err := db.group.do(func(tx *bolt.Tx) error {
 		fnErr = fn(tx)
 		return fnErr
 	})

@@ -32,6 +32,7 @@ func (db *DB) Create(ctx context.Context, r *approval.Request, key string, reply
 	}
 	var id string
 	err := db.update(ctx, func(tx *bolt.Tx) error {
+		id = ""
 		if key != "" {
 			earlier, ok, err := getReply(tx, key)
 			if err != nil {
@@ -77,10 +78,11 @@ func (db *DB) Create(ctx context.Context, r *approval.Request, key string, reply
 			}
 		}
 		if key != "" {
-			if reply.RequestID == "" {
-				reply.RequestID = id
+			stored := reply
+			if stored.RequestID == "" {
+				stored.RequestID = id
 			}
-			return putReply(tx, key, reply)
+			return putReply(tx, key, stored)
 		}
 		return nil
 	})
@@ -114,6 +116,7 @@ func (db *DB) Update(ctx context.Context, id, key string, fn func(r *approval.Re
 		replayed bool
 	)
 	err := db.update(ctx, func(tx *bolt.Tx) error {
+		out, reply, replayed = nil, approval.Reply{}, false
 		if key != "" {
 			earlier, ok, err := getReply(tx, key)
 			if err != nil {
@@ -175,8 +178,12 @@ func (db *DB) Update(ctx context.Context, id, key string, fn func(r *approval.Re
 // before it appends nothing and returns the earlier reply with replayed
 // true.
 func (db *DB) Record(ctx context.Context, key string, reply approval.Reply, events []approval.Event) (approval.Reply, bool, error) {
-	out, replayed := reply, false
+	var (
+		out      approval.Reply
+		replayed bool
+	)
 	err := db.update(ctx, func(tx *bolt.Tx) error {
+		out, replayed = reply, false
 		if key != "" {
 			earlier, ok, err := getReply(tx, key)
 			if err != nil {

@@ -79,6 +79,7 @@ type DB struct {
 	readOnly bool
 
 	writes    writeState
+	group     *committer    // concurrent writes share transactions
 	probeStop chan struct{} // closed by Close; nil without a probe
 	probeDone chan struct{}
 	closeOnce sync.Once
@@ -156,6 +157,7 @@ func Open(path string, opts Options) (*DB, error) {
 		return nil, openError(path, err)
 	}
 	db := &DB{bolt: b, path: path, now: now}
+	db.group = &committer{commit: db.commit}
 	db.writes.kick, db.writes.on = make(chan struct{}, 1), opts.OnWritable
 	if err := db.init(); err != nil {
 		b.Close()

@@ -1,0 +1,102 @@
+package store
+
+import (
+	"sync"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// maxGroup bounds how many writes share one transaction, so that one
+// commit never holds a caller back for long.
+const maxGroup = 256
+
+// committer makes concurrent writes share transactions and so share one
+// fsync. A write is queued; when no transaction is being committed the
+// queue's writes go into one at once, and writes that arrive during a
+// commit wait for it and go together into the next. Nobody waits for a
+// timer: an idle store commits the first write immediately, a busy one
+// commits as fast as fsync allows and carries more writes each time. Every
+// caller still returns only after its own write is durable.
+//
+// bbolt's DB.Batch gives the same guarantee but starts each group with a
+// fixed delay (10 ms by default), which an idle bot would pay on every
+// click.
+type committer struct {
+	commit func(fn func(tx *bolt.Tx) error) error // one write transaction
+
+	mu      sync.Mutex
+	queue   []*write
+	running bool // a goroutine is committing the queue
+}
+
+// write is one caller's transaction function and where its result goes.
+type write struct {
+	fn  func(tx *bolt.Tx) error
+	err chan error
+}
+
+// do runs fn in a write transaction, possibly shared with other callers'
+// functions, and returns once that transaction is committed (fn's error,
+// or the commit's). fn may run more than once: when another function in
+// its group fails, the group is rolled back and run again without it. fn
+// must therefore set everything it reports afresh on each run.
+func (c *committer) do(fn func(tx *bolt.Tx) error) error {
+	w := &write{fn: fn, err: make(chan error, 1)}
+	c.mu.Lock()
+	c.queue = append(c.queue, w)
+	if !c.running {
+		c.running = true
+		go c.loop()
+	}
+	c.mu.Unlock()
+	return <-w.err
+}
+
+// loop commits the queue, group by group, until it is empty.
+func (c *committer) loop() {
+	for {
+		c.mu.Lock()
+		n := min(len(c.queue), maxGroup)
+		if n == 0 {
+			c.running = false
+			c.mu.Unlock()
+			return
+		}
+		group := c.queue[:n:n]
+		c.queue = c.queue[n:]
+		c.mu.Unlock()
+		c.run(group)
+	}
+}
+
+// run commits group in one transaction. A function that fails rolls the
+// transaction back; it is then run alone, so that its error is the one it
+// gets from the committed state, and the rest are committed without it.
+// A transaction that fails to commit fails every write in it.
+func (c *committer) run(group []*write) {
+	for len(group) > 0 {
+		failed := -1
+		err := c.commit(func(tx *bolt.Tx) error {
+			for i, w := range group {
+				if err := w.fn(tx); err != nil {
+					failed = i
+					return err
+				}
+			}
+			return nil
+		})
+		if failed < 0 {
+			for _, w := range group {
+				w.err <- err
+			}
+			return
+		}
+		if len(group) == 1 {
+			group[0].err <- err
+			return
+		}
+		alone := group[failed]
+		alone.err <- c.commit(alone.fn)
+		group = append(group[:failed:failed], group[failed+1:]...)
+	}
+}

@@ -1,0 +1,183 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"rebootbot/approval"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// holdCommitter starts a write that blocks inside its transaction until the
+// returned release is called, and waits until n more writes are queued
+// behind it.
+func holdCommitter(t *testing.T, db *DB) (queued func(n int), release func()) {
+	t.Helper()
+	gate := make(chan struct{})
+	inside := make(chan struct{})
+	done := make(chan error, 1)
+	go func() {
+		done <- db.group.do(func(tx *bolt.Tx) error {
+			close(inside)
+			<-gate
+			return nil
+		})
+	}()
+	<-inside
+	queued = func(n int) {
+		t.Helper()
+		deadline := time.Now().Add(5 * time.Second)
+		for {
+			db.group.mu.Lock()
+			got := len(db.group.queue)
+			db.group.mu.Unlock()
+			if got >= n {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%d writes queued, want %d", got, n)
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+	release = func() {
+		close(gate)
+		if err := <-done; err != nil {
+			t.Fatalf("held write: %v", err)
+		}
+	}
+	return queued, release
+}
+
+func TestWritesQueuedDuringACommitShareTheNext(t *testing.T) {
+	db := mustOpen(t, Options{})
+	queued, release := holdCommitter(t, db)
+	const n = 10
+	var wg sync.WaitGroup
+	txIDs := make([]int, n)
+	errs := make([]error, n)
+	for i := range n {
+		wg.Go(func() {
+			errs[i] = db.group.do(func(tx *bolt.Tx) error {
+				txIDs[i] = tx.ID()
+				return tx.Bucket(bucketMeta).Put(fmt.Appendf(nil, "k%d", i), []byte("v"))
+			})
+		})
+	}
+	queued(n)
+	release()
+	wg.Wait()
+	for i := range n {
+		if errs[i] != nil {
+			t.Fatalf("write %d: %v", i, errs[i])
+		}
+		if txIDs[i] != txIDs[0] {
+			t.Errorf("write %d committed in transaction %d, write 0 in %d; want one shared transaction", i, txIDs[i], txIDs[0])
+		}
+	}
+	checkFile(t, db)
+}
+
+func TestFailingWriteLeavesItsGroupCommitted(t *testing.T) {
+	db := mustOpen(t, Options{})
+	queued, release := holdCommitter(t, db)
+	errRefused := errors.New("refused")
+	put := func(key string, fail bool, runs *int) func(tx *bolt.Tx) error {
+		return func(tx *bolt.Tx) error {
+			if runs != nil {
+				*runs++
+			}
+			if err := tx.Bucket(bucketMeta).Put([]byte(key), []byte("v")); err != nil {
+				return err
+			}
+			if fail {
+				return errRefused
+			}
+			return nil
+		}
+	}
+	var before, after int
+	fns := []func(tx *bolt.Tx) error{put("a", false, &before), put("b", true, nil), put("c", false, &after)}
+	errs := make([]error, len(fns))
+	var wg sync.WaitGroup
+	for i, fn := range fns {
+		wg.Go(func() { errs[i] = db.group.do(fn) })
+		queued(i + 1) // keep the queue's order
+	}
+	release()
+	wg.Wait()
+	if errs[0] != nil || errs[2] != nil || !errors.Is(errs[1], errRefused) {
+		t.Fatalf("errors = %v; want nil, refused, nil", errs)
+	}
+	db.bolt.View(func(tx *bolt.Tx) error {
+		meta := tx.Bucket(bucketMeta)
+		for key, want := range map[string]bool{"a": true, "b": false, "c": true} {
+			if got := meta.Get([]byte(key)) != nil; got != want {
+				t.Errorf("key %s stored = %v, want %v", key, got, want)
+			}
+		}
+		return nil
+	})
+	if before != 2 || after != 1 {
+		t.Errorf("runs before the failing write = %d, after = %d; want 2 (rolled back, run again) and 1", before, after)
+	}
+	checkFile(t, db)
+}
+
+func TestConcurrentUpdatesAllDurableAndChained(t *testing.T) {
+	db := mustOpen(t, Options{})
+	const n = 40
+	ids := make([]string, n)
+	for i := range n {
+		ids[i] = mustCreate(t, db, newRequest("U0REQUESTER", fmt.Sprintf("ins-%08d", i)))
+	}
+	var wg sync.WaitGroup
+	errs := make([]error, n)
+	for i := range n {
+		wg.Go(func() {
+			_, _, _, errs[i] = db.Update(context.Background(), ids[i], fmt.Sprintf("click-%d", i), func(r *approval.Request) (approval.Change, error) {
+				r.Approvals = append(r.Approvals, approval.Approval{User: "U0APPROVER", At: t0})
+				return approval.Change{Save: true, Events: []approval.Event{{Type: approval.EventApproved, Actor: "U0APPROVER"}},
+					Reply: approval.Reply{Message: "approved"}}, nil
+			})
+		})
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("Update %s: %v", ids[i], err)
+		}
+	}
+	for i, id := range ids {
+		r, err := db.Get(context.Background(), id)
+		if err != nil || len(r.Approvals) != 1 {
+			t.Errorf("%s after its update: %v, %d approvals; want 1", id, err, len(r.Approvals))
+		}
+		if reply, ok, err := db.Reply(context.Background(), fmt.Sprintf("click-%d", i)); err != nil || !ok || reply.Message != "approved" {
+			t.Errorf("reply for click-%d = %+v, %v, %v", i, reply, ok, err)
+		}
+	}
+	if got, err := db.Verify(context.Background()); err != nil || got != 2*n {
+		t.Errorf("Verify = %d, %v; want %d events, intact", got, err, 2*n)
+	}
+	checkFile(t, db)
+}
+
+// checkFile runs bbolt's consistency check over the whole file.
+func checkFile(t *testing.T, db *DB) {
+	t.Helper()
+	err := db.bolt.View(func(tx *bolt.Tx) error {
+		for err := range tx.Check() {
+			return err
+		}
+		return nil
+	})
+	if err != nil {
+		t.Errorf("bbolt check: %v", err)
+	}
+}
