@@ -29,7 +29,7 @@ func BenchmarkCreateAndApprove(b *testing.B) {
 	defer db.Close()
 	p := testPolicy()
 	p.MinApprovals = 2
-	e, err := approval.NewEngine(approval.Config{Store: db, Cloud: cloud, Notifier: newFakeSlack(), Policy: p})
+	e, err := approval.NewEngine(approval.Config{Store: db, Cloud: cloud, Rebooter: cloud, Notifier: newFakeSlack(), Policy: p})
 	if err != nil {
 		b.Fatal(err)
 	}

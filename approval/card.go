@@ -147,7 +147,7 @@ func (e *Engine) postReports(ctx context.Context, id string) {
 		return
 	}
 	mark := func(fn func(r *Request)) bool {
-		r, err = e.save(ctx, id, false, func(r *Request) ([]Event, error) { fn(r); return nil, nil })
+		r, _, _, err = e.store.Update(ctx, id, "", func(r *Request) (Change, error) { fn(r); return Change{Save: true}, nil })
 		if err != nil {
 			e.log.Error("mark report posted", "request", id, "err", err)
 		}

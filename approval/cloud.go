@@ -5,25 +5,47 @@ import (
 	"time"
 )
 
-// Cloud is what the engine needs from Tencent Cloud.
+// Cloud is what the engine needs from Tencent Cloud to check a new
+// request.
 type Cloud interface {
 	// Describe looks instances up by ID (any number; the adapter batches).
 	// missing lists the IDs that do not exist.
 	Describe(ctx context.Context, region string, ids []string) (found []Instance, missing []string, err error)
+}
 
-	// Reboot reboots ids (any number) with the given stop type, at most 100
-	// IDs a call and 10 calls a second. A call that fails because of one
-	// instance does not sink the others: the adapter isolates it and reboots
-	// the rest. The result has one entry per ID. err is set only when
-	// nothing could be tried at all (for example bad credentials), in which
-	// case every result carries the same error.
-	Reboot(ctx context.Context, region string, ids []string, stop StopType) ([]RebootResult, error)
+// Rebooter is what the executor needs from Tencent Cloud. Its
+// implementation may carry the work of many requests in shared calls; the
+// outcome for each instance must not depend on which others shared them.
+type Rebooter interface {
+	// Look returns the instances among ids as they are now, by ID; IDs
+	// that do not exist are absent. It is the one look before a reboot:
+	// what it shows of each instance's latest operation goes with the
+	// intent, and nobody looks again before the call.
+	Look(ctx context.Context, region string, ids []string) (map[string]Instance, error)
+
+	// Reboot reboots each target with the given stop type, at most 100 IDs
+	// a call and 10 calls a second. A call that fails because of one
+	// instance does not sink the others: the implementation isolates it
+	// and reboots the rest. The result has one entry per target, unless
+	// ctx ends first: then the targets without an outcome are left out
+	// (and their reboot may or may not have been asked for).
+	Reboot(ctx context.Context, region string, stop StopType, targets []RebootTarget) []RebootResult
 
 	// Wait polls until every target is RUNNING again with its reboot
 	// finished (SUCCESS), has failed (FAILED), or opts.Timeout has passed,
-	// calling report once for each target as it finishes. It returns when
-	// every target is reported or ctx ends (then with ctx's error).
-	Wait(ctx context.Context, region string, targets []WaitTarget, opts WaitOptions, report func(WaitResult)) error
+	// calling report with the targets each poll finds finished. It
+	// returns when every target is reported or ctx ends (then with ctx's
+	// error).
+	Wait(ctx context.Context, region string, targets []WaitTarget, opts WaitOptions, report func([]WaitResult)) error
+}
+
+// RebootTarget is one instance to reboot, with what was stored about it
+// before the call.
+type RebootTarget struct {
+	InstanceID string
+	// PriorOpRequestID is the instance's LatestOperationRequestId stored
+	// with the intent: an answer that is lost is settled against it.
+	PriorOpRequestID string
 }
 
 // RebootResult is the outcome of asking for one instance's reboot.

@@ -11,12 +11,15 @@ import (
 	"sync"
 	"time"
 	"unicode/utf8"
+
+	"golang.org/x/sync/singleflight"
 )
 
 // Config is what an Engine is built from.
 type Config struct {
 	Store    Store
-	Cloud    Cloud
+	Cloud    Cloud    // checks new requests
+	Rebooter Rebooter // carries approved ones out
 	Notifier Notifier
 	Groups   Groups
 	Policy   *Policy
@@ -29,9 +32,10 @@ type Config struct {
 	Observer func(*Event)
 }
 
-// Engine runs reboot requests: it validates and stores them, collects
-// approvals, executes them exactly once, expires them, and resumes whatever
-// was left open after a restart. Its methods are safe for concurrent use.
+// Engine decides reboot requests: it validates and stores them, collects
+// approvals, hands approved ones to its Executor exactly once, expires
+// them, keeps their cards and threads current, and resumes whatever was
+// left open after a restart. Its methods are safe for concurrent use.
 type Engine struct {
 	store    Store
 	cloud    Cloud
@@ -40,26 +44,24 @@ type Engine struct {
 	policy   *Policy
 	clock    Clock
 	log      *slog.Logger
-	poll     time.Duration
-	timeout  time.Duration
 	observer func(*Event)
+	exec     *Executor
+	creating singleflight.Group // Create calls in flight, by delivery key
 
-	// Executions and jobs (card updates, reports, the expiry loop) run in
-	// the background with their own contexts and wait groups, so that
-	// Close can let executions finish while it stops jobs sooner: jobs
-	// keep everything they owe in the store, executions may be mid-call.
-	execCtx, jobCtx       context.Context
-	execCancel, jobCancel context.CancelFunc
-	execWG, jobWG         sync.WaitGroup
-	kick                  chan struct{} // wakes the expiry loop
+	// Jobs (card updates, reports, the expiry loop) run in the background
+	// with their own context, so that Close can let executions finish
+	// while it stops jobs sooner: jobs keep everything they owe in the
+	// store, executions may be mid-call.
+	jobCtx    context.Context
+	jobCancel context.CancelFunc
+	jobWG     sync.WaitGroup
+	kick      chan struct{} // wakes the expiry loop
 
-	mu        sync.Mutex
-	closed    bool                     // no new executions or sweeps
-	jobsDone  bool                     // no new jobs
-	executing map[string]bool          // requests with a running execute
-	jobs      map[string]bool          // running jobs by kind and request
-	rerun     map[string]bool          // jobs asked for again while running
-	creating  map[string]chan struct{} // Create calls in flight by delivery key
+	mu       sync.Mutex
+	closed   bool            // no new sweeps
+	jobsDone bool            // no new jobs
+	jobs     map[string]bool // running jobs by kind and request
+	rerun    map[string]bool // jobs asked for again while running
 }
 
 // Result is the answer to an approval, denial or cancellation.
@@ -86,21 +88,18 @@ const MaxReasonLength = 1000
 // NewEngine returns an engine; call Start to resume open requests and run
 // expiry.
 func NewEngine(cfg Config) (*Engine, error) {
-	if cfg.Store == nil || cfg.Cloud == nil || cfg.Notifier == nil || cfg.Policy == nil {
-		return nil, errors.New("approval: engine needs a store, a cloud, a notifier and a policy")
+	if cfg.Store == nil || cfg.Cloud == nil || cfg.Rebooter == nil || cfg.Notifier == nil || cfg.Policy == nil {
+		return nil, errors.New("approval: engine needs a store, a cloud, a rebooter, a notifier and a policy")
 	}
 	if err := cfg.Policy.Validate(); err != nil {
 		return nil, fmt.Errorf("approval: policy: %w", err)
 	}
 	e := &Engine{
 		store: cfg.Store, cloud: cfg.Cloud, notify: cfg.Notifier, groups: cfg.Groups,
-		policy: cfg.Policy, clock: cfg.Clock, log: cfg.Logger,
-		poll: cfg.PollInterval, timeout: cfg.RebootTimeout, observer: cfg.Observer,
-		kick:      make(chan struct{}, 1),
-		executing: map[string]bool{},
-		jobs:      map[string]bool{},
-		rerun:     map[string]bool{},
-		creating:  map[string]chan struct{}{},
+		policy: cfg.Policy, clock: cfg.Clock, log: cfg.Logger, observer: cfg.Observer,
+		kick:  make(chan struct{}, 1),
+		jobs:  map[string]bool{},
+		rerun: map[string]bool{},
 	}
 	if e.clock == nil {
 		e.clock = SystemClock{}
@@ -108,13 +107,14 @@ func NewEngine(cfg Config) (*Engine, error) {
 	if e.log == nil {
 		e.log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
-	if e.poll <= 0 {
-		e.poll = 5 * time.Second
+	poll, timeout := cfg.PollInterval, cfg.RebootTimeout
+	if poll <= 0 {
+		poll = 5 * time.Second
 	}
-	if e.timeout <= 0 {
-		e.timeout = 10 * time.Minute
+	if timeout <= 0 {
+		timeout = 10 * time.Minute
 	}
-	e.execCtx, e.execCancel = context.WithCancel(context.Background())
+	e.exec = newExecutor(e.store, cfg.Rebooter, e.clock, e.log, poll, timeout, e.followExecution)
 	e.jobCtx, e.jobCancel = context.WithCancel(context.Background())
 	return e, nil
 }
@@ -145,7 +145,7 @@ func (e *Engine) resume(r *Request) {
 		e.ensureCard(r.ID)
 	}
 	if r.State == Approved || r.State == Executing {
-		e.startExecution(r.ID)
+		e.exec.Start(r.ID)
 	}
 	if r.Card.TS != "" && !r.CardCurrent {
 		e.refreshCard(r.ID)
@@ -168,12 +168,7 @@ func (e *Engine) Close(ctx context.Context) error {
 	e.closed = true
 	e.mu.Unlock()
 	e.stopIdle()
-	var err error
-	if !waitGroup(ctx, &e.execWG) {
-		err = ctx.Err()
-		e.execCancel()
-		e.execWG.Wait()
-	}
+	err := e.exec.Close(ctx)
 	grace, cancel := context.WithTimeout(ctx, jobGrace)
 	defer cancel()
 	if !waitGroup(grace, &e.jobWG) {
@@ -183,7 +178,6 @@ func (e *Engine) Close(ctx context.Context) error {
 	e.jobsDone = true
 	e.mu.Unlock()
 	e.jobWG.Wait()
-	e.execCancel()
 	e.jobCancel()
 	return err
 }
@@ -198,22 +192,6 @@ func waitGroup(ctx context.Context, wg *sync.WaitGroup) bool {
 	case <-ctx.Done():
 		return false
 	}
-}
-
-// spawnExec runs an execution in the background unless the engine is
-// closing.
-func (e *Engine) spawnExec(fn func(ctx context.Context)) bool {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	if e.closed {
-		return false
-	}
-	e.execWG.Add(1)
-	go func() {
-		defer e.execWG.Done()
-		fn(e.execCtx)
-	}()
-	return true
 }
 
 // spawnJob runs a job in the background unless the engine has stopped
@@ -257,65 +235,51 @@ func (e *Engine) observe(events []Event) {
 	}
 }
 
+// followExecution lets the card and the thread catch up with what an
+// execution stored.
+func (e *Engine) followExecution(r *Request, events []Event) {
+	e.observe(events)
+	if !r.CardCurrent {
+		e.refreshCard(r.ID)
+	}
+	if !r.StartedAt.IsZero() && (len(events) > 0 || !r.StartAnnounced) {
+		e.kickReports(r.ID) // a result or the outcome may now be owed to the thread
+	}
+}
+
 func (e *Engine) now() time.Time { return e.clock.Now().UTC() }
 
 // Create validates a new request, looks its instances up, stores it and
 // posts its card. Every refusal is audited as a rejected event and returned
-// as an *Error. The same delivery key again returns the first answer.
+// as an *Error. The same delivery key again returns the first answer;
+// concurrent Creates with one key run once and share its answer.
 func (e *Engine) Create(ctx context.Context, in CreateInput) (*Request, error) {
-	if in.Key != "" {
-		release, r, err, done := e.joinCreate(ctx, in.Key)
-		if done {
-			return r, err
-		}
-		defer release()
+	if in.Key == "" {
+		return e.createLogged(ctx, in)
 	}
+	v, err, _ := e.creating.Do(in.Key, func() (any, error) {
+		reply, seen, err := e.store.Reply(ctx, in.Key)
+		switch {
+		case err != nil:
+			return nil, err
+		case !seen:
+			return e.createLogged(ctx, in)
+		case reply.Kind != "":
+			return nil, reply.Err()
+		}
+		return e.store.Get(ctx, reply.RequestID)
+	})
+	r, _ := v.(*Request)
+	return r, err
+}
+
+// createLogged is create with its internal errors logged.
+func (e *Engine) createLogged(ctx context.Context, in CreateInput) (*Request, error) {
 	r, err := e.create(ctx, in)
 	if err != nil && ErrorKind(err) == Internal {
 		e.log.Error("create request", "requester", in.Requester, "err", err)
 	}
 	return r, err
-}
-
-// joinCreate makes concurrent Creates with one key run once: the first
-// proceeds (done false, release to be called when it is finished), the
-// others wait for it and return its stored answer.
-func (e *Engine) joinCreate(ctx context.Context, key string) (release func(), r *Request, err error, done bool) {
-	for {
-		e.mu.Lock()
-		ch, busy := e.creating[key]
-		if !busy {
-			ch = make(chan struct{})
-			e.creating[key] = ch
-			e.mu.Unlock()
-			break
-		}
-		e.mu.Unlock()
-		select {
-		case <-ch:
-		case <-ctx.Done():
-			return nil, nil, ctx.Err(), true
-		}
-	}
-	release = func() {
-		e.mu.Lock()
-		close(e.creating[key])
-		delete(e.creating, key)
-		e.mu.Unlock()
-	}
-	reply, seen, err := e.store.Reply(ctx, key)
-	if err != nil || seen {
-		release()
-		if err != nil {
-			return nil, nil, err, true
-		}
-		if reply.Kind != "" {
-			return nil, nil, reply.Err(), true
-		}
-		r, err := e.store.Get(ctx, reply.RequestID)
-		return nil, r, err, true
-	}
-	return release, nil, nil, false
 }
 
 func (e *Engine) create(ctx context.Context, in CreateInput) (*Request, error) {
@@ -802,7 +766,7 @@ func (e *Engine) decide(ctx context.Context, key, id, user, action string, fn de
 		e.refreshCard(id)
 	}
 	if executing {
-		e.startExecution(id)
+		e.exec.Start(id)
 	}
 	if reply.Kind != "" {
 		return Result{Request: r}, reply.Err()

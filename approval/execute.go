@@ -3,6 +3,8 @@ package approval
 import (
 	"context"
 	"fmt"
+	"log/slog"
+	"maps"
 	"slices"
 	"sync"
 	"time"
@@ -12,79 +14,125 @@ import (
 // instances whose reboot call has no known outcome.
 const maxCallRounds = 3
 
-// startExecution runs request id's execution in the background unless one
-// already runs in this process. The store's compare-and-set on EXECUTING
-// guarantees a request starts once; this guard keeps the approval that
-// started it and a restart's resume from running it side by side.
-func (e *Engine) startExecution(id string) {
-	e.mu.Lock()
-	if e.executing[id] {
-		e.mu.Unlock()
-		return
-	}
-	e.executing[id] = true
-	e.mu.Unlock()
-	done := func() {
-		e.mu.Lock()
-		delete(e.executing, id)
-		e.mu.Unlock()
-	}
-	if !e.spawnExec(func(ctx context.Context) {
-		defer done()
-		if err := e.execute(ctx, id); err != nil && ctx.Err() == nil {
-			e.log.Error("execute request", "request", id, "err", err)
-		}
-	}) {
-		done()
-	}
+// Executor carries approved requests out: it stores each instance's intent
+// to reboot with what the one look before the call showed, has the
+// Rebooter reboot them, waits for each instance, and stores every result
+// and the outcome. Every step is stored before the next begins, so that
+// after a crash an execution can run again and neither repeats a reboot nor
+// loses a result. The engine decides; the executor executes.
+type Executor struct {
+	store   Store
+	cloud   Rebooter
+	clock   Clock
+	log     *slog.Logger
+	poll    time.Duration
+	timeout time.Duration
+	// follow is told of every change an execution stored, so that the
+	// card and the thread can catch up.
+	follow func(r *Request, events []Event)
+
+	ctx    context.Context // ended by Close when the drain runs out
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	mu      sync.Mutex
+	closed  bool            // no new executions
+	running map[string]bool // requests with an execution in this process
 }
 
-// save changes request id in one transaction with the events fn returns.
-// stale marks the card as owing an update: the change shows on the card.
-func (e *Engine) save(ctx context.Context, id string, stale bool, fn func(r *Request) ([]Event, error)) (*Request, error) {
-	var events []Event
-	r, _, _, err := e.store.Update(ctx, id, "", func(r *Request) (Change, error) {
-		var err error
-		events, err = fn(r)
-		if err != nil {
-			return Change{}, err
+func newExecutor(store Store, cloud Rebooter, clock Clock, log *slog.Logger, poll, timeout time.Duration, follow func(*Request, []Event)) *Executor {
+	x := &Executor{store: store, cloud: cloud, clock: clock, log: log, poll: poll, timeout: timeout, follow: follow,
+		running: map[string]bool{}}
+	x.ctx, x.cancel = context.WithCancel(context.Background())
+	return x
+}
+
+// Start runs request id's execution in the background unless one already
+// runs in this process or the executor is closed. The store's
+// compare-and-set on EXECUTING guarantees a request starts once; this
+// guard keeps the approval that started it and a restart's resume from
+// running it side by side.
+func (x *Executor) Start(id string) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if x.closed || x.running[id] {
+		return
+	}
+	x.running[id] = true
+	x.wg.Add(1)
+	go func() {
+		defer x.wg.Done()
+		if err := x.execute(x.ctx, id); err != nil && x.ctx.Err() == nil {
+			x.log.Error("execute request", "request", id, "err", err)
 		}
-		if stale {
-			r.CardCurrent = false
-			r.Version++
+		x.mu.Lock()
+		delete(x.running, id)
+		x.mu.Unlock()
+	}()
+}
+
+// Close starts no more executions and waits for the running ones until
+// ctx ends; then it cancels them and returns ctx's error. What a cancelled
+// execution leaves is in the store, and the next start resumes it.
+func (x *Executor) Close(ctx context.Context) error {
+	x.mu.Lock()
+	x.closed = true
+	x.mu.Unlock()
+	defer x.cancel()
+	if waitGroup(ctx, &x.wg) {
+		return nil
+	}
+	x.cancel()
+	x.wg.Wait()
+	return ctx.Err()
+}
+
+func (x *Executor) now() time.Time { return x.clock.Now().UTC() }
+
+// save changes request id in one transaction with the events fn returns.
+func (x *Executor) save(ctx context.Context, id string, fn func(r *Request) ([]Event, error)) (*Request, error) {
+	var events []Event
+	r, _, _, err := x.store.Update(ctx, id, "", func(r *Request) (Change, error) {
+		var err error
+		if events, err = fn(r); err != nil {
+			return Change{}, err
 		}
 		return Change{Save: true, Events: events}, nil
 	})
 	if err != nil {
 		return nil, err
 	}
-	e.observe(events)
-	if stale {
-		e.refreshCard(id)
-	}
-	if len(events) > 0 && !r.StartedAt.IsZero() {
-		e.kickReports(id) // a result or the outcome may now be owed to the thread
-	}
+	x.follow(r, events)
 	return r, nil
 }
 
-// execute drives an approved request to its outcome: it re-checks the
-// instances, stores the intent to reboot with each instance's latest
-// operation, calls RebootInstances, waits for each instance, and finishes.
-// Every step is stored before the next begins, so that after a crash it can
-// be called again and neither repeats a reboot nor loses a result.
-func (e *Engine) execute(ctx context.Context, id string) error {
-	r, err := e.store.Get(ctx, id)
+// saveShown is save for a change that shows on the card: the card then
+// owes an update.
+func (x *Executor) saveShown(ctx context.Context, id string, fn func(r *Request) ([]Event, error)) (*Request, error) {
+	return x.save(ctx, id, func(r *Request) ([]Event, error) {
+		events, err := fn(r)
+		if err != nil {
+			return nil, err
+		}
+		r.CardCurrent = false
+		r.Version++
+		return events, nil
+	})
+}
+
+// execute drives an approved request to its outcome.
+func (x *Executor) execute(ctx context.Context, id string) error {
+	r, err := x.store.Get(ctx, id)
 	if err != nil {
 		return err
 	}
 	if r.State == Approved {
-		if r, err = e.save(ctx, id, true, func(r *Request) ([]Event, error) {
+		if r, err = x.saveShown(ctx, id, func(r *Request) ([]Event, error) {
 			if err := r.transition(Executing); err != nil {
 				return nil, err
 			}
 			if r.StartedAt.IsZero() {
-				r.StartedAt = e.now()
+				r.StartedAt = x.now()
 			}
 			r.Runs = make([]Run, len(r.Instances))
 			for i, in := range r.Instances {
@@ -100,34 +148,34 @@ func (e *Engine) execute(ctx context.Context, id string) error {
 	}
 	// Thread messages are posted by their own job, so that a slow Slack
 	// delays the messages, never the reboots.
-	e.kickReports(id)
-	if err := e.callAll(ctx, r); err != nil {
+	x.follow(r, nil)
+	if err := x.callAll(ctx, r); err != nil {
 		return err
 	}
-	if err := e.waitAll(ctx, id); err != nil {
+	if err := x.waitAll(ctx, id); err != nil {
 		return err
 	}
-	_, err = e.finish(ctx, id)
+	_, err = x.finish(ctx, id)
 	return err
 }
 
 // callAll reboots every instance of r that has not been called yet, in
-// rounds: reconcile unknown outcomes, re-check states, store the intent,
-// call.
-func (e *Engine) callAll(ctx context.Context, r *Request) error {
+// rounds: reconcile unknown outcomes, look at the instances once, store
+// the intent, call.
+func (x *Executor) callAll(ctx context.Context, r *Request) error {
 	for round := 0; ; round++ {
 		var err error
-		if r, err = e.reconcile(ctx, r, round >= maxCallRounds); err != nil {
+		if r, err = x.reconcile(ctx, r, round >= maxCallRounds); err != nil {
 			return err
 		}
 		waiting := runsIn(r, RunWaiting)
 		if len(waiting) == 0 {
 			return nil
 		}
-		if r, err = e.intend(ctx, r, waiting); err != nil {
+		if r, err = x.intend(ctx, r, waiting); err != nil {
 			return err
 		}
-		if r, err = e.call(ctx, r, runsIn(r, RunIntent)); err != nil {
+		if r, err = x.call(ctx, r); err != nil {
 			return err
 		}
 	}
@@ -144,23 +192,19 @@ func runsIn(r *Request, s RunState) []string {
 	return ids
 }
 
-// describe looks instances up, retrying until it works or ctx ends: while
-// an execution cannot see the cloud it must not guess.
-func (e *Engine) describe(ctx context.Context, region string, ids []string) (map[string]Instance, error) {
+// look looks instances up, retrying until it works or ctx ends: while an
+// execution cannot see the cloud it must not guess.
+func (x *Executor) look(ctx context.Context, region string, ids []string) (map[string]Instance, error) {
 	for attempt := 0; ; attempt++ {
-		found, _, err := e.cloud.Describe(ctx, region, ids)
+		seen, err := x.cloud.Look(ctx, region, ids)
 		if err == nil {
-			byID := make(map[string]Instance, len(found))
-			for _, in := range found {
-				byID[in.ID] = in
-			}
-			return byID, nil
+			return seen, nil
 		}
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
 		}
-		e.log.Warn("describe instances; retrying", "err", err)
-		if !pause(ctx, min(e.poll, backoff(attempt))) {
+		x.log.Warn("look instances up; retrying", "err", err)
+		if !pause(ctx, min(x.poll, backoff(attempt))) {
 			return nil, ctx.Err()
 		}
 	}
@@ -171,17 +215,17 @@ func (e *Engine) describe(ctx context.Context, region string, ids []string) (map
 // latest operation is now a reboot other than the one recorded with the
 // intent, or that is rebooting, was rebooted by that call; the others go
 // back to waiting, unless giveUp, when they are failed instead.
-func (e *Engine) reconcile(ctx context.Context, r *Request, giveUp bool) (*Request, error) {
+func (x *Executor) reconcile(ctx context.Context, r *Request, giveUp bool) (*Request, error) {
 	intents := runsIn(r, RunIntent)
 	if len(intents) == 0 {
 		return r, nil
 	}
-	seen, err := e.describe(ctx, r.Region, intents)
+	seen, err := x.look(ctx, r.Region, intents)
 	if err != nil {
 		return nil, err
 	}
 	calledAt := time.Now().UTC()
-	return e.save(ctx, r.ID, false, func(r *Request) ([]Event, error) {
+	return x.save(ctx, r.ID, func(r *Request) ([]Event, error) {
 		var events []Event
 		byCall := map[string][]string{}
 		for i := range r.Runs {
@@ -192,7 +236,7 @@ func (e *Engine) reconcile(ctx context.Context, r *Request, giveUp bool) (*Reque
 			in, ok := seen[run.InstanceID]
 			switch {
 			case !ok:
-				events = append(events, e.fail(r, run, "InstanceNotFound", "", "The instance no longer exists."))
+				events = append(events, fail(r, run, "InstanceNotFound", "", "The instance no longer exists."))
 			case rebootedSince(in, run.PriorOpRequestID):
 				run.State, run.CalledAt = RunCalled, calledAt
 				if in.LatestOperation == OpReboot {
@@ -200,13 +244,13 @@ func (e *Engine) reconcile(ctx context.Context, r *Request, giveUp bool) (*Reque
 				}
 				byCall[run.CallRequestID] = append(byCall[run.CallRequestID], run.InstanceID)
 			case giveUp:
-				events = append(events, e.fail(r, run, "RebootNotConfirmed", "",
+				events = append(events, fail(r, run, "RebootNotConfirmed", "",
 					"The reboot call could not be confirmed after several tries, so it was not repeated."))
 			default:
 				run.State = RunWaiting
 			}
 		}
-		for _, reqID := range sortedKeys(byCall) {
+		for _, reqID := range slices.Sorted(maps.Keys(byCall)) {
 			events = append(events, Event{RequestID: r.ID, Type: EventRebootCalled, Actor: ActorBot, Instances: byCall[reqID],
 				Details: Details{CloudRequestID: reqID, StopType: r.StopType, Note: "found rebooted by an earlier call whose answer was not recorded"}})
 		}
@@ -224,7 +268,7 @@ func rebootedSince(in Instance, prior string) bool {
 }
 
 // fail marks run failed and returns its audit event.
-func (e *Engine) fail(r *Request, run *Run, code, requestID, explanation string) Event {
+func fail(r *Request, run *Run, code, requestID, explanation string) Event {
 	run.State = RunFailed
 	run.ErrorCode, run.Explanation = code, explanation
 	if requestID != "" {
@@ -243,15 +287,16 @@ func firstNonEmpty(s ...string) string {
 	return ""
 }
 
-// intend re-checks the waiting instances right before the call, fails
+// intend looks at the waiting instances right before the call, fails
 // those that left RUNNING or vanished, and stores the intent to reboot the
-// rest together with each one's latest operation.
-func (e *Engine) intend(ctx context.Context, r *Request, waiting []string) (*Request, error) {
-	seen, err := e.describe(ctx, r.Region, waiting)
+// rest together with each one's latest operation. That look is the only
+// one before the call: the Rebooter trusts what the intent recorded.
+func (x *Executor) intend(ctx context.Context, r *Request, waiting []string) (*Request, error) {
+	seen, err := x.look(ctx, r.Region, waiting)
 	if err != nil {
 		return nil, err
 	}
-	r, err = e.save(ctx, r.ID, false, func(r *Request) ([]Event, error) {
+	return x.save(ctx, r.ID, func(r *Request) ([]Event, error) {
 		var events []Event
 		var intended []string
 		for i := range r.Runs {
@@ -262,9 +307,9 @@ func (e *Engine) intend(ctx context.Context, r *Request, waiting []string) (*Req
 			in, ok := seen[run.InstanceID]
 			switch {
 			case !ok:
-				events = append(events, e.fail(r, run, "InstanceNotFound", "", "The instance no longer exists, so it was not rebooted."))
+				events = append(events, fail(r, run, "InstanceNotFound", "", "The instance no longer exists, so it was not rebooted."))
 			case in.State != InstanceRunning:
-				events = append(events, e.fail(r, run, "InstanceNotRunning", "",
+				events = append(events, fail(r, run, "InstanceNotRunning", "",
 					fmt.Sprintf("The instance was %s when its reboot was due; only RUNNING instances are rebooted, so it was left alone.", in.State)))
 			default:
 				run.State, run.PriorOpRequestID = RunIntent, in.LatestOperationRequestID
@@ -277,20 +322,22 @@ func (e *Engine) intend(ctx context.Context, r *Request, waiting []string) (*Req
 		}
 		return events, nil
 	})
-	if err != nil {
-		return nil, err
-	}
-	return r, nil
 }
 
-// call asks the cloud to reboot ids and stores each instance's answer.
-// Instances without an answer (the call was cut short) stay in intent for
-// the next reconcile.
-func (e *Engine) call(ctx context.Context, r *Request, ids []string) (*Request, error) {
-	if len(ids) == 0 {
+// call hands r's intents to the Rebooter and stores each instance's
+// answer. Instances without an answer (the call was cut short) stay in
+// intent for the next reconcile.
+func (x *Executor) call(ctx context.Context, r *Request) (*Request, error) {
+	var targets []RebootTarget
+	for _, run := range r.Runs {
+		if run.State == RunIntent {
+			targets = append(targets, RebootTarget{InstanceID: run.InstanceID, PriorOpRequestID: run.PriorOpRequestID})
+		}
+	}
+	if len(targets) == 0 {
 		return r, nil
 	}
-	results, _ := e.cloud.Reboot(ctx, r.Region, ids, r.StopType)
+	results := x.cloud.Reboot(ctx, r.Region, r.StopType, targets)
 	if ctx.Err() != nil {
 		// Shutting down: what happened is reconciled on the next start.
 		return nil, ctx.Err()
@@ -300,7 +347,7 @@ func (e *Engine) call(ctx context.Context, r *Request, ids []string) (*Request, 
 	for _, res := range results {
 		byID[res.InstanceID] = res
 	}
-	r, err := e.save(ctx, r.ID, false, func(r *Request) ([]Event, error) {
+	return x.save(ctx, r.ID, func(r *Request) ([]Event, error) {
 		var events []Event
 		byCall := map[string][]string{}
 		for i := range r.Runs {
@@ -311,37 +358,24 @@ func (e *Engine) call(ctx context.Context, r *Request, ids []string) (*Request, 
 			}
 			if res.Err != nil {
 				run.ErrorMessage = res.Err.Message
-				events = append(events, e.fail(r, run, res.Err.Code, res.Err.RequestID, res.Err.Explanation))
+				events = append(events, fail(r, run, res.Err.Code, res.Err.RequestID, res.Err.Explanation))
 				continue
 			}
 			run.State, run.CallRequestID, run.CalledAt = RunCalled, res.RequestID, calledAt
 			byCall[res.RequestID] = append(byCall[res.RequestID], run.InstanceID)
 		}
-		for _, reqID := range sortedKeys(byCall) {
+		for _, reqID := range slices.Sorted(maps.Keys(byCall)) {
 			events = append(events, Event{RequestID: r.ID, Type: EventRebootCalled, Actor: ActorBot, Instances: byCall[reqID],
 				Details: Details{CloudRequestID: reqID, StopType: r.StopType, Region: r.Region}})
 		}
 		return events, nil
 	})
-	if err != nil {
-		return nil, err
-	}
-	return r, nil
-}
-
-func sortedKeys(m map[string][]string) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	return keys
 }
 
 // waitAll waits for every called instance of request id to finish its
-// reboot, storing and reporting each result as it comes.
-func (e *Engine) waitAll(ctx context.Context, id string) error {
-	r, err := e.store.Get(ctx, id)
+// reboot, storing each poll's results together and reporting them.
+func (x *Executor) waitAll(ctx context.Context, id string) error {
+	r, err := x.store.Get(ctx, id)
 	if err != nil {
 		return err
 	}
@@ -361,21 +395,18 @@ func (e *Engine) waitAll(ctx context.Context, id string) error {
 	}
 	// The timeout counts from each target's Since, so a request resumed
 	// after a restart does not get a fresh one.
-	var mu sync.Mutex // report may be called from several goroutines
-	err = e.cloud.Wait(ctx, r.Region, targets, WaitOptions{Timeout: e.timeout, PollInterval: e.poll}, func(res WaitResult) {
-		mu.Lock()
-		defer mu.Unlock()
-		e.record(ctx, id, res)
+	err = x.cloud.Wait(ctx, r.Region, targets, WaitOptions{Timeout: x.timeout, PollInterval: x.poll}, func(res []WaitResult) {
+		x.record(ctx, id, res)
 	})
 	if err != nil {
 		return err
 	}
 	// Anything Wait did not report counts as timed out.
-	_, err = e.save(ctx, id, false, func(r *Request) ([]Event, error) {
+	_, err = x.save(ctx, id, func(r *Request) ([]Event, error) {
 		var events []Event
 		for i := range r.Runs {
 			if run := &r.Runs[i]; run.State == RunCalled {
-				events = append(events, e.fail(r, run, "Timeout", run.CallRequestID, "No result came back before the reboot timeout."))
+				events = append(events, fail(r, run, "Timeout", run.CallRequestID, "No result came back before the reboot timeout."))
 			}
 		}
 		return events, nil
@@ -383,36 +414,42 @@ func (e *Engine) waitAll(ctx context.Context, id string) error {
 	return err
 }
 
-// record stores one instance's wait result; saving it kicks its report.
-func (e *Engine) record(ctx context.Context, id string, res WaitResult) {
-	_, err := e.save(ctx, id, false, func(r *Request) ([]Event, error) {
-		run := r.Run(res.InstanceID)
-		if run == nil || run.State != RunCalled {
-			return nil, nil
+// record stores instances' wait results in one transaction; saving them
+// kicks their reports.
+func (x *Executor) record(ctx context.Context, id string, results []WaitResult) {
+	_, err := x.save(ctx, id, func(r *Request) ([]Event, error) {
+		var events []Event
+		for _, res := range results {
+			run := r.Run(res.InstanceID)
+			if run == nil || run.State != RunCalled {
+				continue
+			}
+			run.Duration = res.Duration
+			if res.OK {
+				run.State = RunSucceeded
+				events = append(events, Event{RequestID: r.ID, Type: EventInstanceSucceeded, Actor: ActorBot, Instances: []string{run.InstanceID},
+					Details: Details{CloudRequestID: run.CallRequestID, Duration: res.Duration.Round(time.Millisecond).String()}})
+				continue
+			}
+			code, msg, expl := "Timeout", "", "The instance did not come back in time."
+			if res.Err != nil {
+				code, msg, expl = res.Err.Code, res.Err.Message, firstNonEmpty(res.Err.Explanation, res.Err.Message)
+			}
+			run.ErrorMessage = msg
+			ev := fail(r, run, code, run.CallRequestID, expl)
+			ev.Details.Duration = res.Duration.Round(time.Millisecond).String()
+			events = append(events, ev)
 		}
-		run.Duration = res.Duration
-		if res.OK {
-			run.State = RunSucceeded
-			return []Event{{RequestID: r.ID, Type: EventInstanceSucceeded, Actor: ActorBot, Instances: []string{run.InstanceID},
-				Details: Details{CloudRequestID: run.CallRequestID, Duration: res.Duration.Round(time.Millisecond).String()}}}, nil
-		}
-		code, msg, expl := "Timeout", "", "The instance did not come back in time."
-		if res.Err != nil {
-			code, msg, expl = res.Err.Code, res.Err.Message, firstNonEmpty(res.Err.Explanation, res.Err.Message)
-		}
-		run.ErrorMessage = msg
-		ev := e.fail(r, run, code, run.CallRequestID, expl)
-		ev.Details.Duration = res.Duration.Round(time.Millisecond).String()
-		return []Event{ev}, nil
+		return events, nil
 	})
 	if err != nil {
-		e.log.Error("record instance result", "request", id, "instance", res.InstanceID, "err", err)
+		x.log.Error("record instance results", "request", id, "instances", len(results), "err", err)
 	}
 }
 
 // finish moves request id to its outcome once every instance is done.
-func (e *Engine) finish(ctx context.Context, id string) (*Request, error) {
-	return e.save(ctx, id, true, func(r *Request) ([]Event, error) {
+func (x *Executor) finish(ctx context.Context, id string) (*Request, error) {
+	return x.saveShown(ctx, id, func(r *Request) ([]Event, error) {
 		if r.State != Executing {
 			return nil, nil
 		}
@@ -437,7 +474,7 @@ func (e *Engine) finish(ctx context.Context, id string) (*Request, error) {
 		if err := r.transition(to); err != nil {
 			return nil, err
 		}
-		r.FinishedAt = e.now()
+		r.FinishedAt = x.now()
 		return []Event{{RequestID: r.ID, Type: EventCompleted, Actor: ActorBot, Instances: r.InstanceIDs(),
 			Details: Details{Outcome: string(to), Note: fmt.Sprintf("%d of %d rebooted", ok, len(r.Runs))}}}, nil
 	})

@@ -56,7 +56,16 @@ func (c *fakeCloud) Describe(ctx context.Context, region string, ids []string) (
 	return found, missing, nil
 }
 
-func (c *fakeCloud) Reboot(ctx context.Context, region string, ids []string, stop approval.StopType) ([]approval.RebootResult, error) {
+func (c *fakeCloud) Look(ctx context.Context, region string, ids []string) (map[string]approval.Instance, error) {
+	found, _, err := c.Describe(ctx, region, ids)
+	seen := make(map[string]approval.Instance, len(found))
+	for _, in := range found {
+		seen[in.ID] = in
+	}
+	return seen, err
+}
+
+func (c *fakeCloud) Reboot(ctx context.Context, region string, stop approval.StopType, targets []approval.RebootTarget) []approval.RebootResult {
 	c.mu.Lock()
 	interrupt := c.interrupt
 	c.interrupt = ""
@@ -64,15 +73,19 @@ func (c *fakeCloud) Reboot(ctx context.Context, region string, ids []string, sto
 	if interrupt == "before" {
 		close(c.reached)
 		<-ctx.Done()
-		return nil, ctx.Err()
+		return nil
+	}
+	ids := make([]string, len(targets))
+	for i, t := range targets {
+		ids[i] = t.InstanceID
 	}
 	results := c.reboot(ids)
 	if interrupt == "after" {
 		close(c.reached)
 		<-ctx.Done()
-		return results, ctx.Err()
+		return nil
 	}
-	return results, nil
+	return results
 }
 
 func (c *fakeCloud) reboot(ids []string) []approval.RebootResult {
@@ -103,7 +116,7 @@ func (c *fakeCloud) reboot(ids []string) []approval.RebootResult {
 	return results
 }
 
-func (c *fakeCloud) Wait(ctx context.Context, region string, targets []approval.WaitTarget, opts approval.WaitOptions, report func(approval.WaitResult)) error {
+func (c *fakeCloud) Wait(ctx context.Context, region string, targets []approval.WaitTarget, opts approval.WaitOptions, report func([]approval.WaitResult)) error {
 	for _, t := range targets {
 		c.mu.Lock()
 		in := *c.instances[t.InstanceID]
@@ -119,7 +132,7 @@ func (c *fakeCloud) Wait(ctx context.Context, region string, targets []approval.
 		default:
 			res.Err = &approval.CloudError{Code: "Timeout", Explanation: "it did not come back in time"}
 		}
-		report(res)
+		report([]approval.WaitResult{res})
 	}
 	return ctx.Err()
 }
@@ -277,7 +290,7 @@ func mustWorld(t *testing.T, p *approval.Policy, cloud *fakeCloud, dbPath string
 	}
 	w := &world{store: db, cloud: cloud, slack: newFakeSlack(), clock: clock, policy: p}
 	w.engine, err = approval.NewEngine(approval.Config{
-		Store: db, Cloud: cloud, Notifier: w.slack, Policy: p, Clock: clock,
+		Store: db, Cloud: cloud, Rebooter: cloud, Notifier: w.slack, Policy: p, Clock: clock,
 		Groups: fakeGroups{"SSRE": {"UDAVE", "UERIN"}}, PollInterval: time.Millisecond, RebootTimeout: time.Minute,
 	})
 	if err != nil {

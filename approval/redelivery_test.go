@@ -60,7 +60,7 @@ func TestCommandRedeliveredAfterCrashAtCreate(t *testing.T) {
 	in := approval.CreateInput{Key: "trigger-1", Requester: "UREQ", Channel: "COPS", Reason: "kernel patch", Instances: []string{"ins-aaaaaaaa"}}
 
 	dying := &dyingStore{DB: db}
-	first, err := approval.NewEngine(approval.Config{Store: dying, Cloud: cloud, Notifier: newFakeSlack(), Policy: testPolicy(),
+	first, err := approval.NewEngine(approval.Config{Store: dying, Cloud: cloud, Rebooter: cloud, Notifier: newFakeSlack(), Policy: testPolicy(),
 		Groups: fakeGroups{}, PollInterval: time.Millisecond, RebootTimeout: time.Minute})
 	if err != nil {
 		t.Fatal(err)
@@ -71,7 +71,7 @@ func TestCommandRedeliveredAfterCrashAtCreate(t *testing.T) {
 	first.Close(cancelled)
 
 	slack := newFakeSlack()
-	second, err := approval.NewEngine(approval.Config{Store: db, Cloud: cloud, Notifier: slack, Policy: testPolicy(),
+	second, err := approval.NewEngine(approval.Config{Store: db, Cloud: cloud, Rebooter: cloud, Notifier: slack, Policy: testPolicy(),
 		Groups: fakeGroups{}, PollInterval: time.Millisecond, RebootTimeout: time.Minute})
 	if err != nil {
 		t.Fatal(err)

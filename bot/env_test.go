@@ -132,7 +132,7 @@ func mustEnv(t *testing.T, cfgs ...func(*envConfig)) *env {
 		Clock: e.clock, Backoff: 10 * time.Millisecond,
 	})
 	e.engine, err = approval.NewEngine(approval.Config{
-		Store: e.db, Cloud: cvm, Notifier: e.slack, Groups: e.slack, Policy: cfg.policy,
+		Store: e.db, Cloud: cvm, Rebooter: cloud.NewDispatcher(cvm), Notifier: e.slack, Groups: e.slack, Policy: cfg.policy,
 		Clock: e.clock, Logger: logger, PollInterval: 10 * time.Millisecond, RebootTimeout: 10 * time.Second,
 		Observer: e.metrics.ObserveEvent,
 	})

@@ -193,14 +193,14 @@ type attempt func(ctx context.Context) (requestID string, err error)
 // and no further attempt may be made.
 type retryHook func(ctx context.Context, ce *approval.CloudError, err error) (settled bool)
 
-// call runs one API call: each attempt waits for lim, runs with its own
+// call runs one API call: each attempt waits for pace, runs with its own
 // timeout and is reported to OnCall; transient failures are retried with
 // capped exponential backoff and full jitter, up to MaxAttempts. It returns
 // the RequestId of the successful attempt, or the last error. settled is
 // true when hook took over the outcome.
-func (c *CVM) call(ctx context.Context, action string, lim *Limiter, try attempt, hook retryHook) (requestID string, ce *approval.CloudError, settled bool) {
+func (c *CVM) call(ctx context.Context, action string, pace pacer, try attempt, hook retryHook) (requestID string, ce *approval.CloudError, settled bool) {
 	for n := 0; ; n++ {
-		if err := lim.Wait(ctx); err != nil {
+		if err := pace.Wait(ctx); err != nil {
 			return "", c.cloudError(err), false
 		}
 		actx, cancel := context.WithTimeout(ctx, c.cfg.RequestTimeout)
@@ -296,28 +296,42 @@ func (c *CVM) Describe(ctx context.Context, region string, ids []string) ([]appr
 func (c *CVM) describe(ctx context.Context, cl *cvm.Client, ids []string) (map[string]approval.Instance, *approval.CloudError) {
 	seen := make(map[string]approval.Instance, len(ids))
 	for _, batch := range chunks(ids, MaxIDsPerCall) {
-		var set []*cvm.Instance
-		_, ce, _ := c.call(ctx, ActionDescribe, c.cfg.DescribeLimiter, func(actx context.Context) (string, error) {
-			req := cvm.NewDescribeInstancesRequest()
-			req.InstanceIds = common.StringPtrs(batch)
-			req.Limit = common.Int64Ptr(int64(len(batch)))
-			resp, err := cl.DescribeInstancesWithContext(actx, req)
-			if err != nil {
-				return "", err
-			}
-			if resp.Response == nil {
-				return "", fmt.Errorf("DescribeInstances answered without a Response")
-			}
-			set = resp.Response.InstanceSet
-			return deref(resp.Response.RequestId), nil
-		}, nil)
+		got, ce := c.describeBatch(ctx, cl, batch, c.cfg.DescribeLimiter)
 		if ce != nil {
 			return nil, ce
 		}
-		for _, raw := range set {
-			if in := instanceFrom(raw); in.ID != "" {
-				seen[in.ID] = in
-			}
+		for id, in := range got {
+			seen[id] = in
+		}
+	}
+	return seen, nil
+}
+
+// describeBatch looks up at most 100 well-formed IDs in one call, with
+// retries paced by pace.
+func (c *CVM) describeBatch(ctx context.Context, cl *cvm.Client, batch []string, pace pacer) (map[string]approval.Instance, *approval.CloudError) {
+	var set []*cvm.Instance
+	_, ce, _ := c.call(ctx, ActionDescribe, pace, func(actx context.Context) (string, error) {
+		req := cvm.NewDescribeInstancesRequest()
+		req.InstanceIds = common.StringPtrs(batch)
+		req.Limit = common.Int64Ptr(int64(len(batch)))
+		resp, err := cl.DescribeInstancesWithContext(actx, req)
+		if err != nil {
+			return "", err
+		}
+		if resp.Response == nil {
+			return "", fmt.Errorf("DescribeInstances answered without a Response")
+		}
+		set = resp.Response.InstanceSet
+		return deref(resp.Response.RequestId), nil
+	}, nil)
+	if ce != nil {
+		return nil, ce
+	}
+	seen := make(map[string]approval.Instance, len(set))
+	for _, raw := range set {
+		if in := instanceFrom(raw); in.ID != "" {
+			seen[in.ID] = in
 		}
 	}
 	return seen, nil

@@ -11,89 +11,21 @@ import (
 	"rebootbot/approval"
 )
 
-// Reboot reboots ids with the given stop type, in calls of at most 100 IDs
-// paced by the shared limiter, and returns one result per distinct ID in
-// the order given.
-//
-// Before the first call of each batch it records every instance's
-// LatestOperationRequestId. When a call fails because of some instances
-// (their state, their ID, an operation in progress) it finds them — from
-// the error message, the recorded states or a fresh look-up, and by
-// bisection as a last resort — reports them with the refusing call's code
-// and RequestId, and reboots the rest. A call whose outcome is unknown (a
-// timeout after sending) is not repeated for instances that show a new
-// RebootInstances operation or are REBOOTING: no instance is rebooted
-// twice.
-//
-// err is set only when nothing could be tried at all (bad credentials, a
-// cancelled context, Tencent refusing every attempt); every result then
-// carries the same error.
-func (c *CVM) Reboot(ctx context.Context, region string, ids []string, stop approval.StopType) ([]approval.RebootResult, error) {
-	region = c.region(region)
-	ids = unique(ids)
-	if len(ids) == 0 {
-		return nil, nil
-	}
-	r := &rebooter{c: c, stop: stop, results: make(map[string]approval.RebootResult, len(ids))}
-	if !stop.Valid() {
-		ce := c.clientError(CodeInvalidRequest, fmt.Sprintf("stop type %q is not SOFT, HARD or SOFT_FIRST", printable(string(stop))))
-		return r.all(ids, ce), asError(ce, nil)
-	}
-	cl, ce := c.client(ctx, region)
-	if ce != nil {
-		return r.all(ids, ce), asError(ce, ctx.Err())
-	}
-	r.cl = cl
-	for _, batch := range chunks(ids, MaxIDsPerCall) {
-		r.batch(ctx, batch)
-	}
-	out := make([]approval.RebootResult, len(ids))
-	for i, id := range ids {
-		out[i] = r.results[id]
-	}
-	if ce := sameFailure(out); ce != nil && (!isolatable(ce.Code) || ambiguous(ce.Code)) {
-		return out, asError(ce, ctx.Err())
-	}
-	return out, nil
-}
-
-// sameFailure returns the error every result carries, or nil when some
-// instance was accepted or the errors differ.
-func sameFailure(results []approval.RebootResult) *approval.CloudError {
-	var first *approval.CloudError
-	for _, res := range results {
-		if res.Err == nil {
-			return nil
-		}
-		if first == nil {
-			first = res.Err
-		} else if res.Err.Code != first.Code {
-			return nil
-		}
-	}
-	return first
-}
-
-// rebooter carries one Reboot's state across its batches.
+// rebooter carries one RebootInstances call's state: the instances as seen
+// before it, its pacing, and each instance's outcome as it is settled.
 type rebooter struct {
 	c       *CVM
 	cl      *cvm.Client
 	stop    approval.StopType
+	pace    pacer // paces the RebootInstances attempts
 	results map[string]approval.RebootResult
 
-	// Per batch: the instances as seen before the first call, and whether
-	// they were looked up again after a refusal.
+	// The instances as seen before the call, and whether they were looked
+	// up again after a refusal.
 	before    map[string]approval.Instance
 	refreshed bool
 }
 
-func (r *rebooter) all(ids []string, ce *approval.CloudError) []approval.RebootResult {
-	out := make([]approval.RebootResult, len(ids))
-	for i, id := range ids {
-		out[i] = approval.RebootResult{InstanceID: id, RequestID: ce.RequestID, Err: ce}
-	}
-	return out
-}
 
 func (r *rebooter) accept(ids []string, requestID string) {
 	for _, id := range ids {
@@ -107,24 +39,6 @@ func (r *rebooter) refuse(ids []string, ce *approval.CloudError) {
 	}
 }
 
-// batch reboots at most 100 IDs.
-func (r *rebooter) batch(ctx context.Context, ids []string) {
-	var valid []string
-	for _, id := range ids {
-		if approval.ValidInstanceID(id) {
-			valid = append(valid, id)
-		}
-	}
-	before, ce := r.c.describe(ctx, r.cl, valid)
-	if ce != nil {
-		// Without the operations as they were, an unclear answer could not
-		// be told from a reboot; do not call at all.
-		r.refuse(ids, ce)
-		return
-	}
-	r.before, r.refreshed = before, false
-	r.process(ctx, ids)
-}
 
 // outcome is how one RebootInstances call ended.
 type outcome struct {
@@ -286,7 +200,7 @@ func stateName(camel string) string {
 // look-up before any retry.
 func (r *rebooter) send(ctx context.Context, ids []string) outcome {
 	var settled outcome
-	requestID, ce, wasSettled := r.c.call(ctx, ActionReboot, r.c.cfg.Limiter, func(actx context.Context) (string, error) {
+	requestID, ce, wasSettled := r.c.call(ctx, ActionReboot, r.pace, func(actx context.Context) (string, error) {
 		req := cvm.NewRebootInstancesRequest()
 		req.InstanceIds = common.StringPtrs(ids)
 		req.StopType = common.StringPtr(string(r.stop))

@@ -27,6 +27,13 @@ func (r *reports) add(res approval.WaitResult) {
 	r.got[res.InstanceID] = append(r.got[res.InstanceID], res)
 }
 
+// addAll records a poll's worth of reports.
+func (r *reports) addAll(results []approval.WaitResult) {
+	for _, res := range results {
+		r.add(res)
+	}
+}
+
 // only returns the single report for id, failing if there is not exactly
 // one.
 func (r *reports) only(t *testing.T, id string) approval.WaitResult {
@@ -65,7 +72,7 @@ func TestWaitToCompletion(t *testing.T) {
 	targets = append(targets, targets[0]) // a duplicate is reported once
 
 	var rep reports
-	if err := r.cvm.Wait(t.Context(), "", targets, fastPoll, rep.add); err != nil {
+	if err := NewDispatcher(r.cvm).Wait(t.Context(), "", targets, fastPoll, rep.addAll); err != nil {
 		t.Fatalf("Wait: %v", err)
 	}
 	for _, in := range ins {
@@ -88,7 +95,7 @@ func TestWaitAfterRestart(t *testing.T) {
 	ins := running(2)
 	r := mustRig(t, emulator.Config{RebootDuration: 50 * time.Millisecond}, nil, ins...)
 	first := mustReboot(t, r.cvm, idsOf(ins), approval.Soft)
-	if err := r.cvm.Wait(t.Context(), "", targetsOf(first, time.Now()), fastPoll, nil); err != nil {
+	if err := NewDispatcher(r.cvm).Wait(t.Context(), "", targetsOf(first, time.Now()), fastPoll, nil); err != nil {
 		t.Fatal(err)
 	}
 	// Only the first instance is rebooted again.
@@ -99,7 +106,7 @@ func TestWaitAfterRestart(t *testing.T) {
 	}
 	var rep reports
 	opts := approval.WaitOptions{Timeout: 300 * time.Millisecond, PollInterval: 10 * time.Millisecond}
-	if err := r.cvm.Wait(t.Context(), "", targets, opts, rep.add); err != nil {
+	if err := NewDispatcher(r.cvm).Wait(t.Context(), "", targets, opts, rep.addAll); err != nil {
 		t.Fatal(err)
 	}
 	if got := rep.only(t, ins[0].ID); !got.OK {
@@ -119,7 +126,7 @@ func TestWaitFailedReboot(t *testing.T) {
 	r.emu.FailNextReboot(ins[1].ID)
 	res := mustReboot(t, r.cvm, idsOf(ins), approval.Soft)
 	var rep reports
-	if err := r.cvm.Wait(t.Context(), "", targetsOf(res, time.Now()), fastPoll, rep.add); err != nil {
+	if err := NewDispatcher(r.cvm).Wait(t.Context(), "", targetsOf(res, time.Now()), fastPoll, rep.addAll); err != nil {
 		t.Fatal(err)
 	}
 	if got := rep.only(t, ins[0].ID); !got.OK {
@@ -150,7 +157,7 @@ func TestWaitTimeout(t *testing.T) {
 	var rep reports
 	done := make(chan error, 1)
 	opts := approval.WaitOptions{Timeout: 10 * time.Minute, PollInterval: 5 * time.Second}
-	go func() { done <- r.cvm.Wait(t.Context(), "", targetsOf(res, clock.Now()), opts, rep.add) }()
+	go func() { done <- NewDispatcher(r.cvm).Wait(t.Context(), "", targetsOf(res, clock.Now()), opts, rep.addAll) }()
 	polls := 0
 	for rep.count() == 0 {
 		eventually(t, "Wait to sleep or finish", func() bool { return clock.Waiters() == 1 || rep.count() > 0 })
@@ -193,7 +200,7 @@ func TestWaitLooksOnceEvenWhenLate(t *testing.T) {
 	var rep reports
 	longAgo := time.Now().Add(-time.Hour)
 	opts := approval.WaitOptions{Timeout: time.Minute, PollInterval: time.Second}
-	if err := r.cvm.Wait(t.Context(), "", targetsOf(res, longAgo), opts, rep.add); err != nil {
+	if err := NewDispatcher(r.cvm).Wait(t.Context(), "", targetsOf(res, longAgo), opts, rep.addAll); err != nil {
 		t.Fatal(err)
 	}
 	if got := rep.only(t, ins[0].ID); !got.OK {
@@ -208,7 +215,7 @@ func TestWaitRetriesFailedLookups(t *testing.T) {
 	// Four polls' worth of failures, then answers.
 	r.emu.SetFaults(emulator.Fault{Action: ActionDescribe, Code: "InternalError", Count: 8})
 	var rep reports
-	if err := r.cvm.Wait(t.Context(), "", targetsOf(res, time.Now()), fastPoll, rep.add); err != nil {
+	if err := NewDispatcher(r.cvm).Wait(t.Context(), "", targetsOf(res, time.Now()), fastPoll, rep.addAll); err != nil {
 		t.Fatal(err)
 	}
 	for _, in := range ins {
@@ -234,7 +241,7 @@ func TestWaitBatchesOf100(t *testing.T) {
 	eventually(t, "the reboots to finish", func() bool {
 		return r.status(t, ins[149].ID).LatestOperationState == approval.OpSuccess
 	})
-	if err := r.cvm.Wait(t.Context(), "", targetsOf(res, time.Now()), opts, rep.add); err != nil {
+	if err := NewDispatcher(r.cvm).Wait(t.Context(), "", targetsOf(res, time.Now()), opts, rep.addAll); err != nil {
 		t.Fatal(err)
 	}
 	if rep.count() != 150 {
@@ -253,7 +260,7 @@ func TestWaitHonoursContext(t *testing.T) {
 	var rep reports
 	done := make(chan error, 1)
 	go func() {
-		done <- r.cvm.Wait(ctx, "", targetsOf(res, time.Now()), approval.WaitOptions{Timeout: time.Hour, PollInterval: time.Hour}, rep.add)
+		done <- NewDispatcher(r.cvm).Wait(ctx, "", targetsOf(res, time.Now()), approval.WaitOptions{Timeout: time.Hour, PollInterval: time.Hour}, rep.addAll)
 	}()
 	eventually(t, "the first poll", func() bool { return r.emu.Calls(ActionDescribe) == 2 })
 	cancel()
@@ -263,7 +270,7 @@ func TestWaitHonoursContext(t *testing.T) {
 	if rep.count() != 0 {
 		t.Errorf("%d reports after cancellation, want none", rep.count())
 	}
-	if err := r.cvm.Wait(t.Context(), "", nil, fastPoll, rep.add); err != nil {
+	if err := NewDispatcher(r.cvm).Wait(t.Context(), "", nil, fastPoll, rep.addAll); err != nil {
 		t.Errorf("Wait for nothing = %v, want nil", err)
 	}
 }
@@ -275,7 +282,7 @@ func TestWaitInstanceGone(t *testing.T) {
 	// The instance is not in ap-shanghai: as far as that region is
 	// concerned, it no longer exists.
 	targets := []approval.WaitTarget{{InstanceID: ins[0].ID, RequestID: "whatever"}}
-	if err := r.cvm.Wait(t.Context(), "ap-shanghai", targets, fastPoll, rep.add); err != nil {
+	if err := NewDispatcher(r.cvm).Wait(t.Context(), "ap-shanghai", targets, fastPoll, rep.addAll); err != nil {
 		t.Fatal(err)
 	}
 	got := rep.only(t, ins[0].ID)

@@ -115,6 +115,9 @@ func start(ctx context.Context, cfg *config, log *slog.Logger, clock approval.Cl
 	if err != nil {
 		return nil, err
 	}
+	// Every reboot, wait poll and look-up of the account rides the
+	// dispatcher's shared calls.
+	dispatcher := cloud.NewDispatcher(cvm)
 	slack := bot.NewSlack(bot.SlackConfig{
 		Token: cfg.BotToken, APIURL: cfg.APIURL, Logger: log.With("component", "slack"), Metrics: counts, Clock: clock,
 	})
@@ -128,7 +131,7 @@ func start(ctx context.Context, cfg *config, log *slog.Logger, clock approval.Cl
 	}
 	log.Info("slack workspace", "team", self.Team, "team_id", self.TeamID, "bot_user", self.User, "bot_user_id", self.UserID, "bot_id", self.BotID)
 	a.engine, err = approval.NewEngine(approval.Config{
-		Store: db, Cloud: cvm, Notifier: slack, Groups: slack, Policy: cfg.Policy, Clock: clock,
+		Store: db, Cloud: dispatcher, Rebooter: dispatcher, Notifier: slack, Groups: slack, Policy: cfg.Policy, Clock: clock,
 		Logger: log.With("component", "engine"), PollInterval: cfg.PollInterval, RebootTimeout: cfg.RebootTimeout,
 		Observer: counts.ObserveEvent,
 	})
