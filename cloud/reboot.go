@@ -26,7 +26,6 @@ type rebooter struct {
 	refreshed bool
 }
 
-
 func (r *rebooter) accept(ids []string, requestID string) {
 	for _, id := range ids {
 		r.results[id] = approval.RebootResult{InstanceID: id, RequestID: requestID}
@@ -38,7 +37,6 @@ func (r *rebooter) refuse(ids []string, ce *approval.CloudError) {
 		r.results[id] = approval.RebootResult{InstanceID: id, RequestID: ce.RequestID, Err: ce}
 	}
 }
-
 
 // outcome is how one RebootInstances call ended.
 type outcome struct {

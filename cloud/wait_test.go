@@ -157,7 +157,9 @@ func TestWaitTimeout(t *testing.T) {
 	var rep reports
 	done := make(chan error, 1)
 	opts := approval.WaitOptions{Timeout: 10 * time.Minute, PollInterval: 5 * time.Second}
-	go func() { done <- NewDispatcher(r.cvm).Wait(t.Context(), "", targetsOf(res, clock.Now()), opts, rep.addAll) }()
+	go func() {
+		done <- NewDispatcher(r.cvm).Wait(t.Context(), "", targetsOf(res, clock.Now()), opts, rep.addAll)
+	}()
 	polls := 0
 	for rep.count() == 0 {
 		eventually(t, "Wait to sleep or finish", func() bool { return clock.Waiters() == 1 || rep.count() > 0 })
