@@ -24,16 +24,16 @@ const (
 func (e *Engine) runJob(kind, id string, fn func(ctx context.Context, id string)) {
 	key := kind + " " + id
 	e.mu.Lock()
-	if e.jobs[key] {
+	if e.running[key] {
 		e.rerun[key] = true
 		e.mu.Unlock()
 		return
 	}
-	e.jobs[key] = true
+	e.running[key] = true
 	e.mu.Unlock()
 	done := func() {
 		e.mu.Lock()
-		delete(e.jobs, key)
+		delete(e.running, key)
 		delete(e.rerun, key)
 		e.mu.Unlock()
 	}
@@ -63,14 +63,14 @@ func (e *Engine) holdJob(kind, id string, fn func(ctx context.Context, id string
 	key := kind + " " + id
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if e.jobs[key] {
+	if e.running[key] {
 		return nil, false
 	}
-	e.jobs[key] = true
+	e.running[key] = true
 	return func() {
 		e.mu.Lock()
 		again := e.rerun[key]
-		delete(e.jobs, key)
+		delete(e.running, key)
 		delete(e.rerun, key)
 		e.mu.Unlock()
 		if again {

@@ -13,6 +13,8 @@ import (
 	"unicode/utf8"
 
 	"golang.org/x/sync/singleflight"
+
+	"rebootbot/internal/background"
 )
 
 // Config is what an Engine is built from.
@@ -48,20 +50,17 @@ type Engine struct {
 	exec     *Executor
 	creating singleflight.Group // Create calls in flight, by delivery key
 
-	// Jobs (card updates, reports, the expiry loop) run in the background
-	// with their own context, so that Close can let executions finish
-	// while it stops jobs sooner: jobs keep everything they owe in the
-	// store, executions may be mid-call.
-	jobCtx    context.Context
-	jobCancel context.CancelFunc
-	jobWG     sync.WaitGroup
-	kick      chan struct{} // wakes the expiry loop
+	// Jobs (card updates, reports, the expiry loop) are background work
+	// of their own, apart from the executor's, so that Close can let
+	// executions finish while it stops jobs sooner: jobs keep everything
+	// they owe in the store, executions may be mid-call.
+	background *background.Group
+	kick       chan struct{} // wakes the expiry loop
 
-	mu       sync.Mutex
-	closed   bool            // no new sweeps
-	jobsDone bool            // no new jobs
-	jobs     map[string]bool // running jobs by kind and request
-	rerun    map[string]bool // jobs asked for again while running
+	mu      sync.Mutex
+	closed  bool            // no new sweeps
+	running map[string]bool // running jobs by kind and request
+	rerun   map[string]bool // jobs asked for again while running
 }
 
 // Result is the answer to an approval, denial or cancellation.
@@ -97,9 +96,10 @@ func NewEngine(cfg Config) (*Engine, error) {
 	e := &Engine{
 		store: cfg.Store, cloud: cfg.Cloud, notify: cfg.Notifier, groups: cfg.Groups,
 		policy: cfg.Policy, clock: cfg.Clock, log: cfg.Logger, observer: cfg.Observer,
-		kick:  make(chan struct{}, 1),
-		jobs:  map[string]bool{},
-		rerun: map[string]bool{},
+		kick:       make(chan struct{}, 1),
+		background: background.New(),
+		running:    map[string]bool{},
+		rerun:      map[string]bool{},
 	}
 	if e.clock == nil {
 		e.clock = SystemClock{}
@@ -115,7 +115,6 @@ func NewEngine(cfg Config) (*Engine, error) {
 		timeout = 10 * time.Minute
 	}
 	e.exec = newExecutor(e.store, cfg.Rebooter, e.clock, e.log, poll, timeout, e.followExecution)
-	e.jobCtx, e.jobCancel = context.WithCancel(context.Background())
 	return e, nil
 }
 
@@ -171,44 +170,15 @@ func (e *Engine) Close(ctx context.Context) error {
 	err := e.exec.Close(ctx)
 	grace, cancel := context.WithTimeout(ctx, jobGrace)
 	defer cancel()
-	if !waitGroup(grace, &e.jobWG) {
-		e.jobCancel()
-	}
-	e.mu.Lock()
-	e.jobsDone = true
-	e.mu.Unlock()
-	e.jobWG.Wait()
-	e.jobCancel()
+	e.background.Close(grace)
 	return err
-}
-
-// waitGroup waits for wg until ctx ends and reports whether wg finished.
-func waitGroup(ctx context.Context, wg *sync.WaitGroup) bool {
-	done := make(chan struct{})
-	go func() { wg.Wait(); close(done) }()
-	select {
-	case <-done:
-		return true
-	case <-ctx.Done():
-		return false
-	}
 }
 
 // spawnJob runs a job in the background unless the engine has stopped
 // them. Jobs may start while executions drain, so that a request that
 // finishes during shutdown still gets its card updated.
 func (e *Engine) spawnJob(fn func(ctx context.Context)) bool {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	if e.jobsDone {
-		return false
-	}
-	e.jobWG.Add(1)
-	go func() {
-		defer e.jobWG.Done()
-		fn(e.jobCtx)
-	}()
-	return true
+	return e.background.Go(fn)
 }
 
 // stopIdle wakes the expiry loop so that it sees the engine closing.

@@ -8,6 +8,8 @@ import (
 	"slices"
 	"sync"
 	"time"
+
+	"rebootbot/internal/background"
 )
 
 // maxCallRounds bounds how often one execution goes back to reconcile
@@ -31,20 +33,15 @@ type Executor struct {
 	// card and the thread can catch up.
 	follow func(r *Request, events []Event)
 
-	ctx    context.Context // ended by Close when the drain runs out
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
+	background *background.Group // the running executions
 
 	mu      sync.Mutex
-	closed  bool            // no new executions
 	running map[string]bool // requests with an execution in this process
 }
 
 func newExecutor(store Store, cloud Rebooter, clock Clock, log *slog.Logger, poll, timeout time.Duration, follow func(*Request, []Event)) *Executor {
-	x := &Executor{store: store, cloud: cloud, clock: clock, log: log, poll: poll, timeout: timeout, follow: follow,
-		running: map[string]bool{}}
-	x.ctx, x.cancel = context.WithCancel(context.Background())
-	return x
+	return &Executor{store: store, cloud: cloud, clock: clock, log: log, poll: poll, timeout: timeout, follow: follow,
+		background: background.New(), running: map[string]bool{}}
 }
 
 // Start runs request id's execution in the background unless one already
@@ -54,37 +51,33 @@ func newExecutor(store Store, cloud Rebooter, clock Clock, log *slog.Logger, pol
 // running it side by side.
 func (x *Executor) Start(id string) {
 	x.mu.Lock()
-	defer x.mu.Unlock()
-	if x.closed || x.running[id] {
+	if x.running[id] {
+		x.mu.Unlock()
 		return
 	}
 	x.running[id] = true
-	x.wg.Add(1)
-	go func() {
-		defer x.wg.Done()
-		if err := x.execute(x.ctx, id); err != nil && x.ctx.Err() == nil {
-			x.log.Error("execute request", "request", id, "err", err)
-		}
+	x.mu.Unlock()
+	done := func() {
 		x.mu.Lock()
 		delete(x.running, id)
 		x.mu.Unlock()
-	}()
+	}
+	started := x.background.Go(func(ctx context.Context) {
+		defer done()
+		if err := x.execute(ctx, id); err != nil && ctx.Err() == nil {
+			x.log.Error("execute request", "request", id, "err", err)
+		}
+	})
+	if !started {
+		done()
+	}
 }
 
 // Close starts no more executions and waits for the running ones until
 // ctx ends; then it cancels them and returns ctx's error. What a cancelled
 // execution leaves is in the store, and the next start resumes it.
 func (x *Executor) Close(ctx context.Context) error {
-	x.mu.Lock()
-	x.closed = true
-	x.mu.Unlock()
-	defer x.cancel()
-	if waitGroup(ctx, &x.wg) {
-		return nil
-	}
-	x.cancel()
-	x.wg.Wait()
-	return ctx.Err()
+	return x.background.Close(ctx)
 }
 
 func (x *Executor) now() time.Time { return x.clock.Now().UTC() }
