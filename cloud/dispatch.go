@@ -43,11 +43,13 @@ var (
 	_ approval.Cloud    = (*Dispatcher)(nil)
 )
 
-// LookCallsPerSecond is the share of the DescribeInstances budget that
-// look-ups (a new request's check, the look before a reboot) may take in a
-// region, so that wait polls always find room and look-ups that arrive
-// together share calls instead of spending the budget one ID at a time.
-const LookCallsPerSecond = 10
+// LookInterval spaces the look-ups (a new request's check, the look before
+// a reboot) of a region: one call at most every 100 ms, a quarter of the
+// DescribeInstances budget, so that wait polls always find room and
+// look-ups that arrive together share a call instead of spending the
+// budget one ID at a time. Spaced rather than bunched, a look-up waits at
+// most one interval for its call.
+const LookInterval = 100 * time.Millisecond
 
 // NewDispatcher returns the dispatcher for c's account.
 func NewDispatcher(c *CVM) *Dispatcher {
@@ -62,7 +64,7 @@ func (d *Dispatcher) lane(region string) *lane {
 	l, ok := d.lanes[region]
 	if !ok {
 		l = &lane{cvm: d.cvm, region: region, kick: make(chan struct{}, 1),
-			lookLimiter: NewLimiterWithClock(LookCallsPerSecond, d.cvm.cfg.Clock)}
+			lookLimiter: newSpacer(LookInterval, d.cvm.cfg.Clock)}
 		d.lanes[region] = l
 	}
 	return l

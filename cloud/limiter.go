@@ -66,6 +66,12 @@ func NewLimiterWithClock(perSecond int, clock approval.Clock) *Limiter {
 	return &Limiter{clock: clock, window: time.Second + limiterGuard, slots: make([]time.Time, perSecond)}
 }
 
+// newSpacer returns a Limiter that lets one call start every interval:
+// the same rate as a window of several calls, without the burst.
+func newSpacer(interval time.Duration, clock approval.Clock) *Limiter {
+	return &Limiter{clock: clock, window: interval, slots: make([]time.Time, 1)}
+}
+
 var (
 	sharedReboot   = NewLimiter(RebootCallsPerSecond)
 	sharedDescribe = NewLimiter(DescribeCallsPerSecond)
