@@ -123,7 +123,7 @@ func (e *Engine) postMissingCard(ctx context.Context, id string) {
 	}
 	ctx, cancel := context.WithTimeout(ctx, noticeTimeout)
 	defer cancel()
-	if _, err := e.postCard(ctx, r, false); err != nil {
+	if _, err := e.repostCard(ctx, r); err != nil {
 		e.log.Warn("post card; still owed", "request", id, "err", err)
 	}
 }

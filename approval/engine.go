@@ -280,7 +280,7 @@ func (e *Engine) create(ctx context.Context, in CreateInput) (*Request, error) {
 		return r, nil // a sweep got there first and posts it
 	}
 	defer release()
-	return e.postCard(ctx, r, true)
+	return e.postCard(ctx, r)
 }
 
 // firstCardWait bounds how long Create waits for Slack to take a new
@@ -461,44 +461,68 @@ func cloudUnavailable(doing string, err error) error {
 	return &Error{Kind: Unavailable, Message: fmt.Sprintf("Tencent Cloud could not be reached to %s; try again in a moment.", doing), Err: err}
 }
 
-// postCard posts r's card and stores where it is. A channel the bot cannot
-// post in rejects a pending request. created says r was created just now:
-// then another failure starts the background retry, and the card is known
-// to show r. Otherwise (the retry itself) the error is returned, and the
-// card is updated once more after it is stored, because the notifier may
-// have found a card posted before a crash rather than posted r afresh.
-func (e *Engine) postCard(ctx context.Context, r *Request, created bool) (*Request, error) {
-	callCtx := ctx
-	if created {
-		// The requester hears back once the card is up or firstCardWait
-		// has passed; a card still on its way is posted in the background.
-		var cancel context.CancelFunc
-		callCtx, cancel = context.WithTimeout(ctx, firstCardWait)
-		defer cancel()
-	}
+// postCard posts the card of r, created just now, and stores where it is.
+// The requester hears back once the card is up or firstCardWait has
+// passed. A channel the bot cannot post in rejects r; another failure (or
+// a card still on its way) leaves the card to the background retry
+// (repostCard) and still returns r.
+func (e *Engine) postCard(ctx context.Context, r *Request) (*Request, error) {
+	callCtx, cancel := context.WithTimeout(ctx, firstCardWait)
+	defer cancel()
 	card, err := e.notify.PostCard(callCtx, r)
 	if err != nil {
-		if kind := ErrorKind(err); kind == Forbidden || kind == Gone {
-			if r.State == Pending {
-				return nil, e.rejectPosted(ctx, r, err)
-			}
-			return nil, e.abandonCard(ctx, r, err)
-		}
-		if !created {
-			return nil, err
+		if cardRefused(err) {
+			return nil, e.giveUpCard(ctx, r, err)
 		}
 		e.log.Warn("post card; will retry", "request", r.ID, "err", err)
 		e.ensureCard(r.ID)
 		return r, nil
 	}
+	// A fresh card shows r; a change stored since (an approval that came
+	// while the card was being posted) is still owed.
+	return e.storeCard(ctx, r, card, func(stored *Request) bool { return stored.Version == r.Version })
+}
+
+// repostCard is the background retry of a stored request's card: it
+// returns the error of a failed post for the caller to retry. The card is
+// updated once more after it is stored, because the notifier may have
+// found a card posted before a crash rather than posted r afresh.
+func (e *Engine) repostCard(ctx context.Context, r *Request) (*Request, error) {
+	card, err := e.notify.PostCard(ctx, r)
+	if err != nil {
+		if cardRefused(err) {
+			return nil, e.giveUpCard(ctx, r, err)
+		}
+		return nil, err
+	}
+	return e.storeCard(ctx, r, card, func(*Request) bool { return false })
+}
+
+// cardRefused reports whether Slack will never take the card (a channel
+// the bot cannot post in, or one that is gone).
+func cardRefused(err error) bool {
+	kind := ErrorKind(err)
+	return kind == Forbidden || kind == Gone
+}
+
+// giveUpCard ends what a card that Slack will never take leaves behind: a
+// pending request is rejected, a later one gives up on its card.
+func (e *Engine) giveUpCard(ctx context.Context, r *Request, cause error) error {
+	if r.State == Pending {
+		return e.rejectPosted(ctx, r, cause)
+	}
+	return e.abandonCard(ctx, r, cause)
+}
+
+// storeCard stores where r's card is, unless another was stored first;
+// shows reports whether the card, as posted, shows the stored request.
+func (e *Engine) storeCard(ctx context.Context, r *Request, card Card, shows func(stored *Request) bool) (*Request, error) {
 	saved, _, _, err := e.store.Update(ctx, r.ID, "", func(s *Request) (Change, error) {
 		if s.Card.TS != "" {
 			return Change{}, nil
 		}
 		s.Card = card
-		// A fresh card shows r; a change stored since (an approval that
-		// came while the card was being posted) is still owed.
-		s.CardCurrent = created && s.Version == r.Version
+		s.CardCurrent = shows(s)
 		return Change{Save: true}, nil
 	})
 	if err != nil {

@@ -28,7 +28,7 @@ func (h *Handler) Command(ctx context.Context, sc slack.SlashCommand) (any, erro
 		if requestAttempt(sc.Text) {
 			// A malformed request is still a request refused: audit it.
 			in := approval.CreateInput{Key: commandKey(sc), Requester: sc.UserID, Channel: sc.ChannelID, Reason: Unescape(sc.Text)}
-			err = h.engine.Refuse(ctx, in, err)
+			err = h.engine.RejectCommand(ctx, in, err)
 		}
 		return Ephemeral(approval.ErrorMessage(err) + "\n\n" + Usage), nil
 	}

@@ -10,7 +10,7 @@ import (
 // *approval.Engine implements it.
 type Engine interface {
 	Create(ctx context.Context, in approval.CreateInput) (*approval.Request, error)
-	Refuse(ctx context.Context, in approval.CreateInput, cause error) error
+	RejectCommand(ctx context.Context, in approval.CreateInput, cause error) error
 	Approve(ctx context.Context, key, id, user string) (approval.Result, error)
 	Deny(ctx context.Context, key, id, user string) (approval.Result, error)
 	Cancel(ctx context.Context, key, id, user string) (approval.Result, error)

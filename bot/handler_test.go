@@ -65,7 +65,7 @@ func (f *fakeEngine) Create(ctx context.Context, in approval.CreateInput) (*appr
 	return &approval.Request{ID: "R-1", Required: 1, Card: approval.Card{Channel: in.Channel, TS: "1.1"}}, nil
 }
 
-func (f *fakeEngine) Refuse(ctx context.Context, in approval.CreateInput, cause error) error {
+func (f *fakeEngine) RejectCommand(ctx context.Context, in approval.CreateInput, cause error) error {
 	return cause
 }
 

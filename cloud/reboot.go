@@ -32,7 +32,8 @@ func (r *rebooter) accept(ids []string, requestID string) {
 	}
 }
 
-func (r *rebooter) refuse(ids []string, ce *approval.CloudError) {
+// failWith gives ids the outcome ce: Tencent refused them.
+func (r *rebooter) failWith(ids []string, ce *approval.CloudError) {
 	for _, id := range ids {
 		r.results[id] = approval.RebootResult{InstanceID: id, RequestID: ce.RequestID, Err: ce}
 	}
@@ -61,11 +62,11 @@ func (r *rebooter) process(ctx context.Context, ids []string) {
 // refused handles a call for ids that Tencent turned down with ce.
 func (r *rebooter) refused(ctx context.Context, ids []string, ce *approval.CloudError) {
 	if len(ids) == 1 || !isolatable(ce.Code) || ctx.Err() != nil {
-		r.refuse(ids, ce)
+		r.failWith(ids, ce)
 		return
 	}
 	if bad := r.blame(ctx, ids, ce); len(bad) > 0 {
-		r.refuse(bad, ce)
+		r.failWith(bad, ce)
 		r.process(ctx, without(ids, bad))
 		return
 	}
@@ -76,8 +77,8 @@ func (r *rebooter) refused(ctx context.Context, ids []string, ce *approval.Cloud
 	outB := r.send(ctx, b)
 	if ambiguous(ce.Code) && refusedAs(outA, ce.Code) && refusedAs(outB, ce.Code) {
 		// Both halves refused alike: the refusal concerns them all.
-		r.refuse(a, outA.err)
-		r.refuse(b, outB.err)
+		r.failWith(a, outA.err)
+		r.failWith(b, outB.err)
 		return
 	}
 	for _, h := range []struct {
@@ -239,7 +240,7 @@ func (r *rebooter) checkUnknown(ctx context.Context, ids []string, cause *approv
 	if ce != nil {
 		unknown := r.c.clientError(CodeOutcomeUnknown, fmt.Sprintf("RebootInstances failed with %s and the look-up afterwards with %s", cause.Code, ce.Code))
 		r.c.log.Error("reboot outcome unknown; not retrying", "instances", ids, "code", cause.Code, "lookup_code", ce.Code)
-		r.refuse(ids, unknown)
+		r.failWith(ids, unknown)
 		return outcome{err: unknown, settled: true}
 	}
 	var taken []string

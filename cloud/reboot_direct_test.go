@@ -94,7 +94,7 @@ func (r *rebooter) batch(ctx context.Context, ids []string) {
 	if ce != nil {
 		// Without the operations as they were, an unclear answer could not
 		// be told from a reboot; do not call at all.
-		r.refuse(ids, ce)
+		r.failWith(ids, ce)
 		return
 	}
 	r.before, r.refreshed = before, false
