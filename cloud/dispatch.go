@@ -43,12 +43,12 @@ var (
 	_ approval.Cloud    = (*Dispatcher)(nil)
 )
 
-// LookInterval spaces the look-ups (a new request's check, the look before
-// a reboot) of a region: one call at most every 100 ms, a quarter of the
-// DescribeInstances budget, so that wait polls always find room and
-// look-ups that arrive together share a call instead of spending the
-// budget one ID at a time. Spaced rather than bunched, a look-up waits at
-// most one interval for its call.
+// LookInterval spaces the partial look-up calls (a new request's check,
+// the look before a reboot) of a region: one at most every 100 ms, a
+// quarter of the DescribeInstances budget, so that wait polls always find
+// room and look-ups that arrive together share a call instead of spending
+// the budget one ID at a time. Spaced rather than bunched, a look-up waits
+// at most one interval for its call. Full calls (100 IDs) are not spaced.
 const LookInterval = 100 * time.Millisecond
 
 // NewDispatcher returns the dispatcher for c's account.
@@ -340,9 +340,14 @@ func (l *lane) describe() {
 			l.mu.Unlock()
 			return
 		}
+		// A call that is full already gains nothing from waiting for
+		// others to join it; only partial calls are spaced.
+		full := l.queuedLookIDs() >= MaxIDsPerCall
 		l.mu.Unlock()
-		if err := l.lookLimiter.Wait(context.Background()); err != nil {
-			continue
+		if !full {
+			if err := l.lookLimiter.Wait(context.Background()); err != nil {
+				continue
+			}
 		}
 		if err := lim.Wait(context.Background()); err != nil {
 			continue
@@ -353,6 +358,18 @@ func (l *lane) describe() {
 		}
 		go l.answer(batch, ids, &prepaid{lim: lim})
 	}
+}
+
+// queuedLookIDs counts the IDs of the queued look-ups, up to one call's
+// worth. l.mu is held.
+func (l *lane) queuedLookIDs() int {
+	n := 0
+	for _, lk := range l.looks {
+		if n += len(lk.ids); n >= MaxIDsPerCall {
+			break
+		}
+	}
+	return n
 }
 
 // takeLooks removes whole look-ups, oldest first, while their IDs fit in

@@ -282,3 +282,39 @@ func TestDispatcherLooksShareCalls(t *testing.T) {
 		}
 	}
 }
+
+// TestDispatcherSharedCallAnswerLost: a call carrying three requests'
+// instances is carried out but its answer never comes back. The look-up
+// that follows, judged against each target's prior operation, settles
+// all three as rebooted by that call, and none is called again.
+func TestDispatcherSharedCallAnswerLost(t *testing.T) {
+	ins := running(4)
+	clock := approval.NewFakeClock(time.Now())
+	r := mustRig(t, emulator.Config{RebootDuration: time.Hour}, func(c *Config) {
+		c.Limiter = NewLimiterWithClock(1, clock)
+		c.RequestTimeout = 200 * time.Millisecond
+	}, ins...)
+	s := &spentRig{rig: r, clock: clock, d: NewDispatcher(r.cvm)}
+	s.spend(t, ins[3].ID)
+	// Tencent acts, then holds the answer past the adapter's timeout.
+	s.emu.SetFaults(emulator.Fault{Action: ActionReboot, Latency: time.Minute})
+
+	results := s.rebootAll(t, approval.Soft, [][]string{{ins[0].ID}, {ins[1].ID}, {ins[2].ID}})
+
+	for i, res := range results {
+		id := ins[i].ID
+		if len(res) != 1 || res[0].Err != nil || res[0].RequestID == "" {
+			t.Errorf("request %d: %+v, want accepted with the RequestId seen afterwards", i, res)
+			continue
+		}
+		if got, want := res[0].RequestID, s.status(t, id).LatestOperationRequestID; got != want {
+			t.Errorf("%s: RequestID %s, want the reboot's %s", id, got, want)
+		}
+		if n := s.emu.RebootCalls(id); n != 1 {
+			t.Errorf("%s rebooted %d times, want once", id, n)
+		}
+	}
+	if n := s.emu.Calls(ActionReboot); n != 2 {
+		t.Errorf("%d RebootInstances calls, want 2 (the budget's and the shared one)", n)
+	}
+}

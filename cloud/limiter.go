@@ -22,7 +22,7 @@ const (
 const limiterGuard = 100 * time.Millisecond
 
 // Limiter lets at most n calls start within any window of one second (plus
-// a small guard). Waiters are served in the order they arrive. A Limiter is
+// a guard), or, made by newSpacer, one call per interval. Waiters are served in the order they arrive. A Limiter is
 // safe for concurrent use; share one value between everything that calls
 // the same API with the same account.
 //

@@ -102,6 +102,7 @@ type benchResult struct {
 	limitRefusals             int
 	allSucceeded              time.Duration // from the last click
 	peakRSSKiB                int
+	peakAnonKiB, peakFileKiB  int // sampled every 100 ms
 }
 
 // callLog records the emulator's calls with their times.
@@ -198,6 +199,10 @@ func runBench(ctx context.Context, c benchConfig, stderr io.Writer) (*benchResul
 	defer proc.stop()
 
 	res := &benchResult{}
+	sampling, stopSampling := context.WithCancel(ctx)
+	sampled := make(chan struct{})
+	go func() { proc.sampleRSS(sampling, &res.peakAnonKiB, &res.peakFileKiB); close(sampled) }()
+	defer func() { stopSampling(); <-sampled }()
 	bot := &benchDriver{base: botURL, secret: secret, stub: stub}
 	sig := &benchDriver{base: sigOnly, secret: secret, stub: stub}
 
@@ -264,6 +269,8 @@ func runBench(ctx context.Context, c benchConfig, stderr io.Writer) (*benchResul
 		return nil, fmt.Errorf("not every card read Succeeded before the timeout")
 	}
 	res.allSucceeded = time.Since(lastClick)
+	stopSampling()
+	<-sampled
 	res.peakRSSKiB = proc.peakRSS()
 
 	log.mu.Lock()
@@ -368,18 +375,38 @@ func startBenchBot(ctx context.Context, c benchConfig, dir, secret, stubURL, emu
 }
 
 // peakRSS returns the process's peak resident set (VmHWM) in KiB, or 0.
-func (p *benchProcess) peakRSS() int {
+func (p *benchProcess) peakRSS() int { return p.status("VmHWM") }
+
+// status returns a size field of the process's /proc status in KiB, or 0.
+func (p *benchProcess) status(field string) int {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", p.cmd.Process.Pid))
 	if err != nil {
 		return 0
 	}
 	for _, line := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+		if v, ok := strings.CutPrefix(line, field+":"); ok {
 			n, _ := strconv.Atoi(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")))
 			return n
 		}
 	}
 	return 0
+}
+
+// sampleRSS records the largest anonymous (heap, stacks) and file-backed
+// (the store's memory map, the binary) resident sizes it sees until ctx
+// ends.
+func (p *benchProcess) sampleRSS(ctx context.Context, anon, file *int) {
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		*anon = max(*anon, p.status("RssAnon"))
+		*file = max(*file, p.status("RssFile"))
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
 }
 
 func (p *benchProcess) stop() {
@@ -585,5 +612,6 @@ func (r *benchResult) print(w io.Writer, c benchConfig) {
 	fmt.Fprintf(w, "  DescribeInstances %d calls (at most %d in one second, %d in one poll interval)\n", r.describeCall, r.describePeak, r.describePerRound)
 	fmt.Fprintf(w, "  rate refusals     %d RequestLimitExceeded\n", r.limitRefusals)
 	fmt.Fprintf(w, "  all Succeeded     %s after the last click\n", r.allSucceeded.Round(time.Millisecond))
-	fmt.Fprintf(w, "  bot peak RSS      %.1f MiB (VmHWM)\n", float64(r.peakRSSKiB)/1024)
+	fmt.Fprintf(w, "  bot peak RSS      %.1f MiB (VmHWM; sampled peaks: %.1f MiB anonymous, %.1f MiB file-backed)\n",
+		float64(r.peakRSSKiB)/1024, float64(r.peakAnonKiB)/1024, float64(r.peakFileKiB)/1024)
 }

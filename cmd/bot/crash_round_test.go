@@ -52,13 +52,16 @@ func waitIntents(w *world, ids []string) {
 	})
 }
 
-// TestCrashInsideSharedCall kills the bot inside a RebootInstances call
-// that carries the intents of three requests: once between the stored
-// intents and the call taking effect, then again the instant the call
-// that reboots them is answered, before the bot can store its result.
+// TestCrashThreeRequestsInOneRound approves three requests at once and
+// kills the bot inside their reboot: first while their intents are stored
+// and their calls are in flight but not carried out, then, after the
+// restart has reconciled them, the instant Tencent has answered the call
+// that rebooted them and before the bot can store its result. Whether the
+// dispatcher put them in one call or several depends on timing here (the
+// cloud package's tests force a shared call); the figures line says which.
 // After each restart every request must end Succeeded with each instance
 // rebooted exactly once: nothing rebooted twice, nothing lost.
-func TestCrashInsideSharedCall(t *testing.T) {
+func TestCrashThreeRequestsInOneRound(t *testing.T) {
 	t.Parallel()
 	instances := emulator.Generate(3, 3303)
 	w := newWorld(t, worldConfig{Instances: instances})
@@ -115,6 +118,6 @@ func TestCrashInsideSharedCall(t *testing.T) {
 	rep := w.checkWorld(ids, checkOptions{RebootOnce: true})
 	mu.Lock()
 	defer mu.Unlock()
-	logf(t, "shared call: the killed call carried %v; %d requests %v, %d accepted reboots, %d audit events",
+	logf(t, "three requests in one round: the killed call carried %v; %d requests %v, %d accepted reboots, %d audit events",
 		carried, rep.Requests, rep.Outcomes, rep.Reboots, rep.Events)
 }
