@@ -8,7 +8,7 @@ import (
 
 // maxGroup bounds how many writes share one transaction, so that one
 // commit never holds a caller back for long.
-const maxGroup = 256
+const maxGroup = 64
 
 // committer makes concurrent writes share transactions and so share one
 // fsync. A write is queued; when no transaction is being committed the
