@@ -32,6 +32,10 @@ type Rule struct {
 	Deny         bool     // instances matching it may not be rebooted through the bot
 }
 
+// DefaultRegion is the region a request is made in when neither it, the
+// policy nor TENCENTCLOUD_REGION names one.
+const DefaultRegion = "ap-guangzhou"
+
 // MaxInstancesPerRequest is the hard limit of one request, the API's limit
 // of one RebootInstances call.
 const MaxInstancesPerRequest = 100

@@ -55,7 +55,6 @@ func (AuditCommand) command()   {}
 
 // Limits of the grammar.
 const (
-	MaxReasonRunes    = 1000
 	DefaultAuditLimit = 10
 	MaxAuditLimit     = 50
 	// maxCommandInstances bounds what the parser accepts; the engine refuses
@@ -281,8 +280,8 @@ func parseCreate(raw string, toks []token) (Command, error) {
 	if c.Reason == "" {
 		return nil, invalid("A reason is required, for example `/reboot " + c.Instances[0] + " kernel update`.")
 	}
-	if n := utf8.RuneCountInString(c.Reason); n > MaxReasonRunes {
-		return nil, invalid(fmt.Sprintf("The reason is %d characters long; keep it under %d.", n, MaxReasonRunes))
+	if n := utf8.RuneCountInString(c.Reason); n > approval.MaxReasonLength {
+		return nil, invalid(fmt.Sprintf("The reason is %d characters long; keep it under %d.", n, approval.MaxReasonLength))
 	}
 	return c, nil
 }

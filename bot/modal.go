@@ -73,7 +73,7 @@ func RequestForm(p *approval.Policy, channel, responseURL string) slack.ModalVie
 
 	reason := slack.NewPlainTextInputBlockElement(plain("Why do these instances need a reboot?"), formValueAction)
 	reason.Multiline = true
-	reason.MaxLength = MaxReasonRunes
+	reason.MaxLength = approval.MaxReasonLength
 
 	regionBlock := slack.NewInputBlock(BlockRegion, plain("Region"), nil, region)
 	regionBlock.Optional = true
@@ -159,8 +159,8 @@ func ParseRequestForm(v *slack.View) (cmd CreateCommand, channel, responseURL st
 	switch n := utf8.RuneCountInString(cmd.Reason); {
 	case n == 0:
 		errs[BlockReason] = "A reason is required."
-	case n > MaxReasonRunes:
-		errs[BlockReason] = fmt.Sprintf("Keep the reason under %d characters.", MaxReasonRunes)
+	case n > approval.MaxReasonLength:
+		errs[BlockReason] = fmt.Sprintf("Keep the reason under %d characters.", approval.MaxReasonLength)
 	}
 	return cmd, meta.Channel, meta.ResponseURL, errs
 }

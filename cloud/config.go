@@ -13,7 +13,6 @@ import (
 
 // Defaults used when a Config field is zero.
 const (
-	DefaultRegion         = "ap-guangzhou"
 	DefaultMaxAttempts    = 6
 	DefaultBaseDelay      = 200 * time.Millisecond
 	DefaultMaxDelay       = 5 * time.Second
@@ -117,7 +116,7 @@ func (c Config) withDefaults() (Config, error) {
 		return c, errors.New("RequestTimeout must not be negative")
 	}
 	if c.DefaultRegion == "" {
-		c.DefaultRegion = DefaultRegion
+		c.DefaultRegion = approval.DefaultRegion
 	}
 	if !validRegion(c.DefaultRegion) {
 		return c, fmt.Errorf("default region %q is not a region name such as ap-guangzhou", printable(c.DefaultRegion))

@@ -4,6 +4,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"rebootbot/approval"
 )
 
 func envOf(m map[string]string) func(string) string {
@@ -100,7 +102,7 @@ func TestNewDefaultsAndValidation(t *testing.T) {
 		t.Fatalf("New: %v", err)
 	}
 	got := c.cfg
-	if got.DefaultRegion != DefaultRegion || got.MaxAttempts != DefaultMaxAttempts || got.BaseDelay != DefaultBaseDelay ||
+	if got.DefaultRegion != approval.DefaultRegion || got.MaxAttempts != DefaultMaxAttempts || got.BaseDelay != DefaultBaseDelay ||
 		got.MaxDelay != DefaultMaxDelay || got.RequestTimeout != DefaultRequestTimeout {
 		t.Errorf("defaults = %+v", got)
 	}

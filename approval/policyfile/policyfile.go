@@ -18,8 +18,7 @@ import (
 
 // Defaults of a policy that does not say otherwise.
 const (
-	DefaultRegion = "ap-guangzhou"
-	DefaultTTL    = 30 * time.Minute
+	DefaultTTL = 30 * time.Minute
 )
 
 // FromEnv returns the policy the environment configures: the file named by
@@ -29,7 +28,7 @@ const (
 func FromEnv(getenv func(string) string) (p *approval.Policy, warnings []string, err error) {
 	region := strings.TrimSpace(getenv("TENCENTCLOUD_REGION"))
 	if region == "" {
-		region = DefaultRegion
+		region = approval.DefaultRegion
 	}
 	if path := strings.TrimSpace(getenv("BOT_POLICY")); path != "" {
 		for _, v := range []string{"BOT_APPROVERS", "BOT_MIN_APPROVALS", "BOT_REQUEST_TTL"} {
@@ -195,7 +194,7 @@ func ids(name string, v *yaml.Node, valid func(string) bool, what string) ([]str
 
 func exampleFor(what string) string {
 	if strings.Contains(what, "region") {
-		return "ap-guangzhou"
+		return approval.DefaultRegion
 	}
 	if strings.Contains(what, "channel") {
 		return "C012AB3CD"

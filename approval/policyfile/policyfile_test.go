@@ -77,7 +77,7 @@ func TestParseErrors(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := Parse([]byte(tt.yaml), "policy.yml", DefaultRegion)
+			_, err := Parse([]byte(tt.yaml), "policy.yml", approval.DefaultRegion)
 			if err == nil || !strings.Contains(err.Error(), tt.want) {
 				t.Errorf("err = %v, want it to contain %q", err, tt.want)
 			}
@@ -137,7 +137,7 @@ func FuzzParse(f *testing.F) {
 	f.Add([]byte("approvers: [U1]\nrules: [{tags: {a: b}, deny: true}]\n"))
 	f.Add([]byte("{"))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		p, err := Parse(data, "fuzz.yml", DefaultRegion)
+		p, err := Parse(data, "fuzz.yml", approval.DefaultRegion)
 		if err == nil {
 			if verr := p.Validate(); verr != nil {
 				t.Fatalf("Parse accepted a policy that does not validate: %v", verr)
