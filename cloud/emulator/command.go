@@ -26,6 +26,17 @@ const (
 // DefaultListen is where `bot emulator` listens unless told otherwise.
 const DefaultListen = "127.0.0.1:9000"
 
+// UsageError is a command line Command cannot run with: a flag it does not
+// know, a flag's bad value, or an argument. The caller reports it in one
+// line and exits with status 2.
+type UsageError struct{ Err error }
+
+func (e *UsageError) Error() string { return "emulator: " + e.Err.Error() }
+func (e *UsageError) Unwrap() error { return e.Err }
+
+// usagef returns a *UsageError.
+func usagef(format string, a ...any) error { return &UsageError{Err: fmt.Errorf(format, a...)} }
+
 // Command runs `bot emulator`: it seeds an emulator from a file or with
 // generated instances, prints them and the address it listens on, and
 // serves, over HTTPS with a generated certificate when asked, until ctx
@@ -33,7 +44,7 @@ const DefaultListen = "127.0.0.1:9000"
 // "emulator".
 func Command(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("bot emulator", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs.SetOutput(io.Discard) // a bad flag is one line, from the caller
 	var (
 		listen     = fs.String("listen", DefaultListen, "`address` to listen on (host:port; port 0 picks a free one)")
 		secretID   = fs.String("secret-id", "", "SecretId to accept (default $TENCENTCLOUD_SECRET_ID, else "+DemoSecretID+")")
@@ -53,50 +64,50 @@ func Command(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		codes      codeList
 	)
 	fs.Var(&codes, "error-code", "error `code` to inject (repeatable or comma-separated; default InternalError)")
-	fs.Usage = func() {
-		fmt.Fprint(fs.Output(), usageIntro)
-		fs.PrintDefaults()
-		fmt.Fprint(fs.Output(), usageSeed)
-	}
+	fs.Usage = func() {}
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
+			fs.SetOutput(stdout)
+			fmt.Fprint(stdout, usageIntro)
+			fs.PrintDefaults()
+			fmt.Fprint(stdout, usageSeed)
 			return nil
 		}
-		return fmt.Errorf("emulator: %w", err)
+		return &UsageError{Err: err}
 	}
 	if fs.NArg() > 0 {
-		return fmt.Errorf("emulator: unexpected argument %q", fs.Arg(0))
+		return usagef("unexpected argument %q", fs.Arg(0))
 	}
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 
 	switch {
 	case *errorRate < 0 || *errorRate > 1:
-		return fmt.Errorf("emulator: --error-rate must be between 0 and 1")
+		return usagef("--error-rate must be between 0 and 1")
 	case *latency < 0:
-		return fmt.Errorf("emulator: --latency must not be negative")
+		return usagef("--latency must not be negative")
 	case *rebootTime <= 0:
-		return fmt.Errorf("emulator: --reboot-duration must be positive")
+		return usagef("--reboot-duration must be positive")
 	case *perSecond == 0:
-		return fmt.Errorf("emulator: --calls-per-second must not be 0 (use a negative value for no limit)")
+		return usagef("--calls-per-second must not be 0 (use a negative value for no limit)")
 	case *seedPath != "" && (set["instances"] || set["region"] || set["generate-seed"]):
-		return fmt.Errorf("emulator: --seed cannot be combined with --instances, --region or --generate-seed")
+		return usagef("--seed cannot be combined with --instances, --region or --generate-seed")
 	case *seedPath == "" && (*count < 1 || *count > 100000):
-		return fmt.Errorf("emulator: --instances must be between 1 and 100000")
+		return usagef("--instances must be between 1 and 100000")
 	case *seedPath == "" && !validRegionName(*region):
-		return fmt.Errorf("emulator: --region %q is not a region name such as ap-guangzhou", *region)
+		return usagef("--region %q is not a region name such as ap-guangzhou", *region)
 	case len(codes) > 0 && *errorRate == 0:
-		return fmt.Errorf("emulator: --error-code needs --error-rate")
+		return usagef("--error-code needs --error-rate")
 	case *tlsCert != "" && !*useTLS:
-		return fmt.Errorf("emulator: --tls-cert needs --tls")
+		return usagef("--tls-cert needs --tls")
 	}
 	for _, c := range codes {
 		if !validCode(c) {
-			return fmt.Errorf("emulator: --error-code %q is not an error code such as InternalError or RequestLimitExceeded", c)
+			return usagef("--error-code %q is not an error code such as InternalError or RequestLimitExceeded", c)
 		}
 	}
 	if *errorAct != "" && actions[*errorAct] == nil {
-		return fmt.Errorf("emulator: --error-action %q is not one of the emulated actions", *errorAct)
+		return usagef("--error-action %q is not one of the emulated actions", *errorAct)
 	}
 
 	id, key := *secretID, *secretKey

@@ -203,7 +203,7 @@ func TestCommandHelpDescribesFlagsAndSeedFormat(t *testing.T) {
 	if err := emulator.Command(context.Background(), []string{"--help"}, &stdout, &stderr); err != nil {
 		t.Fatalf("Command --help = %v, want nil", err)
 	}
-	help := stderr.String()
+	help := stdout.String()
 	flags := []string{"listen", "secret-id", "secret-key", "session-token", "tls", "tls-cert", "seed", "instances",
 		"generate-seed", "region", "reboot-duration", "error-rate", "error-action", "error-code", "latency", "calls-per-second"}
 	for _, f := range flags {

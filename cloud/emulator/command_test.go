@@ -183,6 +183,9 @@ func TestCommandBadFlags(t *testing.T) {
 			if !strings.Contains(err.Error(), tt.want) {
 				t.Errorf("error = %q, want it to mention %q", err, tt.want)
 			}
+			if stdout.String() != "" || stderr.String() != "" {
+				t.Errorf("Command printed on a bad command line; the caller reports it in one line:\nstdout: %s\nstderr: %s", stdout.String(), stderr.String())
+			}
 		})
 	}
 }
@@ -192,7 +195,7 @@ func TestCommandHelp(t *testing.T) {
 	if err := emulator.Command(context.Background(), []string{"-h"}, &stdout, &stderr); err != nil {
 		t.Fatalf("Command -h = %v, want nil", err)
 	}
-	if !strings.Contains(stderr.String(), "--listen") && !strings.Contains(stderr.String(), "-listen") {
-		t.Errorf("help does not describe --listen:\n%s", stderr.String())
+	if !strings.Contains(stdout.String(), "-listen") || stderr.String() != "" {
+		t.Errorf("help does not describe --listen on stdout:\n%s\nstderr: %s", stdout.String(), stderr.String())
 	}
 }

@@ -47,14 +47,13 @@ through its loopback admin endpoint (announced in PATH.admin).
 // running bot instead.
 const lockWait = 200 * time.Millisecond
 
-// audit runs `bot audit <args>`: list or verify. Output goes to stdout;
-// usage to stderr on a usage error. It returns an *exitError with status 1
-// when `audit verify` found a bad record and 2 for a usage error; any other
-// error means the command could not run.
+// audit runs `bot audit <args>`: list or verify. Output goes to stdout. It
+// returns an *exitError with status 1 when `audit verify` found a bad
+// record and 2 for a usage error; any other error means the command could
+// not run.
 func audit(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
-		io.WriteString(stderr, auditUsage)
-		return &exitError{Code: 2, Msg: "audit: say list or verify"}
+		return usageError("bot audit", errors.New("say list or verify"))
 	}
 	switch args[0] {
 	case "list":
@@ -64,10 +63,11 @@ func audit(ctx context.Context, args []string, getenv func(string) string, stdou
 	case "help", "-h", "-help", "--help":
 		io.WriteString(stdout, auditUsage)
 		return nil
-	default:
-		io.WriteString(stderr, auditUsage)
-		return &exitError{Code: 2, Msg: fmt.Sprintf("audit: unknown command %q", args[0])}
 	}
+	if strings.HasPrefix(args[0], "-") {
+		return usageError("bot audit", fmt.Errorf("flag provided but not defined: %s", args[0]))
+	}
+	return usageError("bot audit", fmt.Errorf("unknown command %q", args[0]))
 }
 
 // auditSource is where events come from: the file itself, or the running
@@ -92,14 +92,14 @@ func parseList(args []string, getenv func(string) string, now time.Time) (listOp
 		since, until            string
 		limit                   int
 		oldest                  bool
-		fs                      = newFlagSet("audit list")
+		fs                      = newFlagSet("bot audit list")
 	)
 	fs.StringVar(&request, "request", "", "")
 	fs.StringVar(&instance, "instance", "", "")
 	fs.StringVar(&user, "user", "", "")
 	fs.StringVar(&since, "since", "", "")
 	fs.StringVar(&until, "until", "", "")
-	fs.IntVar(&limit, "limit", -1, "")
+	fs.IntVar(&limit, "limit", -1, "") // -1: not given
 	fs.BoolVar(&oldest, "oldest", false, "")
 	fs.StringVar(&o.format, "format", "table", "")
 	fs.StringVar(&o.db, "db", "", "")
@@ -109,6 +109,8 @@ func parseList(args []string, getenv func(string) string, now time.Time) (listOp
 	if fs.NArg() > 0 {
 		return o, fmt.Errorf("unexpected argument %q", fs.Arg(0))
 	}
+	limitSet := false
+	fs.Visit(func(f *flag.Flag) { limitSet = limitSet || f.Name == "limit" })
 	q := &o.query
 	q.Oldest = oldest
 	if request != "" {
@@ -147,9 +149,9 @@ func parseList(args []string, getenv func(string) string, now time.Time) (listOp
 		return o, fmt.Errorf("--format %q: say table, jsonl or csv", o.format)
 	}
 	switch {
-	case limit < -1:
+	case limit < 0 && limitSet:
 		return o, fmt.Errorf("--limit %d: say a number of events, or 0 for all", limit)
-	case limit == -1 && o.format == "table":
+	case limit < 0 && o.format == "table":
 		q.Limit = 50
 	case limit > 0:
 		q.Limit = limit
@@ -165,7 +167,7 @@ func parseList(args []string, getenv func(string) string, now time.Time) (listOp
 func auditList(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	o, err := parseList(args, getenv, time.Now())
 	if err != nil {
-		return usageError(stdout, stderr, "audit list", err)
+		return auditUsageError(stdout, "bot audit list", err)
 	}
 	src, done, err := openSource(o.db)
 	if err != nil {
@@ -203,14 +205,14 @@ func auditList(ctx context.Context, args []string, getenv func(string) string, s
 }
 
 func auditVerify(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("audit verify")
+	fs := newFlagSet("bot audit verify")
 	db := fs.String("db", "", "")
 	err := fs.Parse(args)
 	if err == nil && fs.NArg() > 0 {
 		err = fmt.Errorf("unexpected argument %q", fs.Arg(0))
 	}
 	if err != nil {
-		return usageError(stdout, stderr, "audit verify", err)
+		return auditUsageError(stdout, "bot audit verify", err)
 	}
 	src, done, err := openSource(dbPath(*db, getenv))
 	if err != nil {
@@ -237,15 +239,14 @@ func newFlagSet(name string) *flag.FlagSet {
 	return fs
 }
 
-// usageError answers a bad command line: help on stdout for -h, else the
-// usage on stderr and an exit status of 2.
-func usageError(stdout, stderr io.Writer, cmd string, err error) error {
+// auditUsageError answers a bad command line: help on stdout for -h, else
+// a usageError.
+func auditUsageError(stdout io.Writer, cmd string, err error) error {
 	if errors.Is(err, flag.ErrHelp) {
 		io.WriteString(stdout, auditUsage)
 		return nil
 	}
-	io.WriteString(stderr, auditUsage)
-	return &exitError{Code: 2, Msg: fmt.Sprintf("%s: %v", cmd, err)}
+	return usageError(cmd, err)
 }
 
 // dbPath picks the database: the flag, else BOT_DB, else rebootbot.db.

@@ -337,37 +337,39 @@ func TestAuditUsageErrors(t *testing.T) {
 	tests := []struct {
 		name string
 		args []string
+		help string // the command whose --help the error points to
 	}{
-		{"NoCommand", nil},
-		{"UnknownCommand", []string{"show"}},
-		{"UnknownFlag", []string{"list", "--colour"}},
-		{"BadFormat", []string{"list", "--format", "xml"}},
-		{"BadRequest", []string{"list", "--request", "42"}},
-		{"BadInstance", []string{"list", "--instance", "ins-XYZ"}},
-		{"BadUser", []string{"list", "--user", "<@>"}},
-		{"BadSince", []string{"list", "--since", "yesterday"}},
-		{"NegativeSince", []string{"list", "--since", "-5h"}},
-		{"NaNDays", []string{"list", "--since", "NaNd"}},
-		{"BadLimit", []string{"list", "--limit", "-3"}},
-		{"ExtraArgument", []string{"list", "R-1"}},
-		{"VerifyArgument", []string{"verify", "now"}},
+		{"NoCommand", nil, "bot audit"},
+		{"UnknownCommand", []string{"show"}, "bot audit"},
+		{"FlagForCommand", []string{"--colour"}, "bot audit"},
+		{"UnknownFlag", []string{"list", "--colour"}, "bot audit"},
+		{"BadFormat", []string{"list", "--format", "xml"}, "bot audit"},
+		{"BadRequest", []string{"list", "--request", "42"}, "bot audit"},
+		{"BadInstance", []string{"list", "--instance", "ins-XYZ"}, "bot audit"},
+		{"BadUser", []string{"list", "--user", "<@>"}, "bot audit"},
+		{"BadSince", []string{"list", "--since", "yesterday"}, "bot audit"},
+		{"NegativeSince", []string{"list", "--since", "-5h"}, "bot audit"},
+		{"NaNDays", []string{"list", "--since", "NaNd"}, "bot audit"},
+		{"NegativeLimit", []string{"list", "--limit", "-3"}, "bot audit"},
+		{"LimitMinusOne", []string{"list", "--limit", "-1"}, "bot audit"},
+		{"LimitMinusOneJSONL", []string{"list", "--format", "jsonl", "--limit=-1"}, "bot audit"},
+		{"ExtraArgument", []string{"list", "R-1"}, "bot audit"},
+		{"VerifyArgument", []string{"verify", "now"}, "bot audit"},
+		{"VerifyFlag", []string{"verify", "--limit", "3"}, "bot audit"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			res := runAudit(nil, tt.args...)
-			var exit *exitError
-			if !errors.As(res.err, &exit) || exit.Code != 2 || exit.Msg == "" {
-				t.Fatalf("got %v, want an *exitError with code 2 and a message", res.err)
-			}
-			if !strings.Contains(res.stderr, "usage: bot audit") {
-				t.Errorf("stderr %q lacks the usage", res.stderr)
+			mustBeUsageError(t, res.err, tt.help)
+			if res.stdout != "" || res.stderr != "" {
+				t.Errorf("printed on a bad command line (main prints the one line):\nstdout %q\nstderr %q", res.stdout, res.stderr)
 			}
 		})
 	}
-	for _, args := range [][]string{{"help"}, {"list", "-h"}, {"verify", "--help"}} {
+	for _, args := range [][]string{{"help"}, {"--help"}, {"list", "-h"}, {"verify", "--help"}} {
 		res := runAudit(nil, args...)
-		if res.err != nil || !strings.Contains(res.stdout, "usage: bot audit") {
-			t.Errorf("audit %v = %v, stdout %q; want the usage", args, res.err, res.stdout)
+		if res.err != nil || !strings.Contains(res.stdout, "usage: bot audit") || res.stderr != "" {
+			t.Errorf("audit %v = %v, stdout %q; want the usage on stdout", args, res.err, res.stdout)
 		}
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -48,9 +49,7 @@ flags:
 
 // benchCommand runs `bot bench`.
 func benchCommand(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() { fmt.Fprint(stderr, benchUsage); fs.PrintDefaults() }
+	fs := flag.NewFlagSet("bot bench", flag.ContinueOnError)
 	var c benchConfig
 	fs.IntVar(&c.requests, "requests", 300, "reboot requests to file and approve")
 	fs.IntVar(&c.concurrency, "concurrency", 20, "commands and clicks in flight at once")
@@ -59,20 +58,26 @@ func benchCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	fs.DurationVar(&c.poll, "poll-interval", 250*time.Millisecond, "BOT_POLL_INTERVAL for the bot under test")
 	fs.StringVar(&c.botPath, "bot", "", "bot binary to measure (default: this one)")
 	fs.DurationVar(&c.timeout, "timeout", 5*time.Minute, "give up after this long")
-	if err := fs.Parse(args); err != nil {
+	var help strings.Builder
+	help.WriteString(benchUsage)
+	fs.SetOutput(&help)
+	fs.PrintDefaults()
+	if ok, err := parseFlags(fs, args, help.String(), stdout); !ok {
 		return err
 	}
+	var bad error
 	switch {
-	case fs.NArg() > 0:
-		return fmt.Errorf("bot bench takes no arguments, only flags; got %q", fs.Arg(0))
 	case c.requests < 1:
-		return fmt.Errorf("--requests must be at least 1")
+		bad = errors.New("--requests must be at least 1")
 	case c.concurrency < 1:
-		return fmt.Errorf("--concurrency must be at least 1")
+		bad = errors.New("--concurrency must be at least 1")
 	case c.instances < 1 || c.instances > 100:
-		return fmt.Errorf("--instances must be from 1 to 100")
+		bad = errors.New("--instances must be from 1 to 100")
 	case c.rebootTime <= 0 || c.poll < 100*time.Millisecond:
-		return fmt.Errorf("--reboot-time must be positive and --poll-interval at least 100ms")
+		bad = errors.New("--reboot-time must be positive and --poll-interval at least 100ms")
+	}
+	if bad != nil {
+		return usageError("bot bench", bad)
 	}
 	if c.botPath == "" {
 		exe, err := os.Executable()

@@ -34,11 +34,39 @@ func (c *config) LogValue() slog.Value {
 	if c.AppToken != "" {
 		mode = "socket"
 	}
+	// Durations are written as durations (30m0s): slog's JSON handler
+	// would write nanoseconds.
 	return slog.GroupValue(
 		slog.String("mode", mode), slog.String("listen", c.ListenAddr), slog.String("db", c.DBPath),
 		slog.String("slack_api", c.APIURL), slog.String("region", c.Policy.DefaultRegion),
-		slog.Int("min_approvals", c.Policy.MinApprovals), slog.Duration("request_ttl", c.Policy.RequestTTL),
+		slog.Int("min_approvals", c.Policy.MinApprovals), slog.String("request_ttl", c.Policy.RequestTTL.String()),
+		slog.String("poll_interval", c.PollInterval.String()), slog.String("reboot_timeout", c.RebootTimeout.String()),
 	)
+}
+
+// unknownRegion is a configured region that no Tencent Cloud region
+// matches, and where it was configured.
+type unknownRegion struct {
+	source, region, nearest string
+}
+
+// unknownRegions lists the configured regions the official SDK does not
+// name: likely typing mistakes that would fail every request there.
+func (c *config) unknownRegions() []unknownRegion {
+	var out []unknownRegion
+	add := func(source, region string) {
+		if region != "" && !cloud.KnownRegion(region) {
+			out = append(out, unknownRegion{source, region, cloud.NearestRegion(region)})
+		}
+	}
+	add("TENCENTCLOUD_REGION", c.Cloud.DefaultRegion)
+	for _, r := range c.Policy.Regions {
+		add("BOT_POLICY regions", r)
+	}
+	if c.Policy.DefaultRegion != c.Cloud.DefaultRegion {
+		add("BOT_POLICY default region", c.Policy.DefaultRegion)
+	}
+	return out
 }
 
 // loadConfig reads and checks the environment. Each error is one line that

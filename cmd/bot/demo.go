@@ -41,8 +41,8 @@ const (
 // drives it through its signed HTTP endpoints like Slack would, and prints
 // the conversation and the audit trail.
 func demo(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	if len(args) > 0 {
-		return fmt.Errorf("bot demo takes no arguments")
+	if ok, err := noFlags("bot demo", args, demoHelp, stdout); !ok {
+		return err
 	}
 	ctx, cancel := context.WithTimeout(ctx, demoTimeout)
 	defer cancel()
@@ -88,7 +88,7 @@ func demo(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		PollInterval: 250 * time.Millisecond, RebootTimeout: time.Minute,
 		Policy: &approval.Policy{
 			Approvers: []string{demoGroup}, MinApprovals: 1, HardMinApprovals: 2, RequestTTL: 30 * time.Minute,
-			MaxInstances: approval.MaxInstancesPerRequest, DefaultRegion: "ap-guangzhou",
+			MaxInstances: approval.MaxInstancesPerRequest, DefaultRegion: approval.DefaultRegion,
 		},
 		Cloud: cloud.Config{SecretID: secretID, SecretKey: secretKey, Endpoint: emuURL, BaseDelay: 50 * time.Millisecond},
 	}

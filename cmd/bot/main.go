@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 
 	"rebootbot/cloud/emulator"
@@ -34,17 +35,6 @@ func main() {
 	}
 }
 
-const usage = `usage: bot [command]
-
-commands:
-  serve      run the bot (the default)
-  demo       the whole flow on this machine, no credentials
-  emulator   run the CVM emulator alone
-  bench      measure the bot against the emulator and a Slack stand-in
-  audit      audit lookups: bot audit list|verify …
-  version    print the version
-`
-
 // run is the whole program; main only supplies the process's context,
 // arguments, environment and streams.
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
@@ -57,20 +47,30 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return serve(ctx, rest, getenv, stdout, stderr)
 	case "demo":
 		return demo(ctx, rest, stdout, stderr)
+	case "slack-standin":
+		return slackStandin(ctx, rest, stdout)
 	case "emulator":
-		return emulator.Command(ctx, rest, stdout, stderr)
+		err := emulator.Command(ctx, rest, stdout, stderr)
+		if ue, ok := errors.AsType[*emulator.UsageError](err); ok {
+			return usageError("bot emulator", ue.Err)
+		}
+		return err
 	case "bench":
 		return benchCommand(ctx, rest, stdout, stderr)
 	case "audit":
 		return audit(ctx, rest, getenv, stdout, stderr)
 	case "version", "--version", "-v":
+		if ok, err := noFlags("bot version", rest, versionHelp, stdout); !ok {
+			return err
+		}
 		fmt.Fprintln(stdout, "rebootbot", version)
 		return nil
-	case "help", "--help", "-h":
+	case "help", "--help", "-h", "-help":
 		fmt.Fprint(stdout, usage)
 		return nil
-	default:
-		fmt.Fprint(stderr, usage)
-		return &exitError{Code: 2, Msg: fmt.Sprintf("bot: unknown command %q", cmd)}
 	}
+	if strings.HasPrefix(cmd, "-") {
+		return usageError("bot", fmt.Errorf("flag provided but not defined: %s", cmd))
+	}
+	return usageError("bot", fmt.Errorf("unknown command %q", cmd))
 }

@@ -30,8 +30,8 @@ const writeProbeEvery = 15 * time.Second
 // server, the Socket Mode connection) dies; then it drains in-flight work
 // the same way, and returns the transport's error.
 func serve(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	if len(args) > 0 {
-		return &exitError{Code: 2, Msg: "bot serve takes no arguments; it is configured by environment variables (see README.md)"}
+	if ok, err := noFlags("bot serve", args, serveHelp(), stdout); !ok {
+		return err
 	}
 	cfg, err := loadConfig(getenv)
 	if err != nil {
@@ -39,7 +39,10 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	}
 	log := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	for _, w := range cfg.Warnings {
-		log.Warn(w)
+		log.Warn("configuration", "warning", w)
+	}
+	for _, r := range cfg.unknownRegions() {
+		log.Warn("no Tencent Cloud region has this name; requests there will fail", "source", r.source, "region", r.region, "nearest", r.nearest)
 	}
 	app, err := start(ctx, cfg, log, nil)
 	if err != nil {
