@@ -31,8 +31,9 @@ const demoTimeout = 30 * time.Second
 
 // The demo's people and places.
 const (
-	demoRequester = "UALICE"
+	demoRequester = "UALICE" // also an approver, so that her own click shows self-approval refused
 	demoApprover  = "UBOB"
+	demoOutsider  = "UCAROL"
 	demoChannel   = "COPS"
 	demoGroup     = "SSRE"
 )
@@ -87,7 +88,7 @@ func demo(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		ListenAddr: "127.0.0.1:0", DBPath: filepath.Join(dir, "rebootbot.db"),
 		PollInterval: 250 * time.Millisecond, RebootTimeout: time.Minute,
 		Policy: &approval.Policy{
-			Approvers: []string{demoGroup}, MinApprovals: 1, HardMinApprovals: 2, RequestTTL: 30 * time.Minute,
+			Approvers: []string{demoGroup, demoRequester}, MinApprovals: 1, HardMinApprovals: 2, RequestTTL: 30 * time.Minute,
 			MaxInstances: approval.MaxInstancesPerRequest, DefaultRegion: approval.DefaultRegion,
 		},
 		Cloud: cloud.Config{SecretID: secretID, SecretKey: secretKey, Endpoint: emuURL, BaseDelay: 50 * time.Millisecond},
@@ -100,7 +101,7 @@ func demo(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	defer app.stop()
 	d := &driver{base: "http://" + app.addr, secret: secret, stub: stub}
 	say("bot listening on http://%s, CVM emulator on %s, Slack stand-in on %s", app.addr, emuURL, stubURL)
-	say("policy: approvers = members of %s (%s), 1 approval (2 for --hard), requests expire after 30m\n", demoGroup, demoApprover)
+	say("policy: approvers = members of %s (%s) and %s, 1 approval (2 for --hard), requests expire after 30m\n", demoGroup, demoApprover, demoRequester)
 
 	// 1. A request that cannot be honoured: db-1 is stopped.
 	say("── <@%s> in #ops: /reboot ins-db000001 disk full", demoRequester)
@@ -132,9 +133,14 @@ func demo(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	say("   rebootbot posts the approval card in #ops:")
 	say("%s\n", indent(cardText(card), "   │ "))
 
-	// 3. The requester tries to approve their own request.
-	say("── <@%s> clicks Approve on R-1", demoRequester)
+	// 3. The requester, an approver herself, tries to approve her own
+	// request; then someone who is no approver tries.
+	say("── <@%s> (an approver, but the requester) clicks Approve on R-1", demoRequester)
 	if err := d.click(ctx, say, demoRequester, bot.ActionApprove, "R-1", card.TS); err != nil {
+		return err
+	}
+	say("── <@%s> (not an approver) clicks Approve on R-1", demoOutsider)
+	if err := d.click(ctx, say, demoOutsider, bot.ActionApprove, "R-1", card.TS); err != nil {
 		return err
 	}
 	// 4. Bob approves.

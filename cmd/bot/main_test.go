@@ -264,6 +264,7 @@ func TestDemo(t *testing.T) {
 		t.Fatalf("demo: %v\n%s", err, out.String())
 	}
 	for _, want := range []string{"ins-db000001 is STOPPED", "Reboot request R-1: Pending", "[Approve] [Deny]",
+		"You asked for R-1, so you can't approve it", "You are not one of the approvers of R-1",
 		"You approved R-1", "Reboot request R-1: Succeeded", "audit log intact", "ins-web00001 1, ins-web00002 1, ins-db000001 0"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("transcript lacks %q", want)
