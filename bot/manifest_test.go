@@ -71,7 +71,7 @@ func TestManifest(t *testing.T) {
 	if want := "ins-xxxxxxxx [--hard|--soft-first] [--region R] reason | help | status R-1 | pending | audit …"; cmd.UsageHint != want {
 		t.Errorf("usage_hint = %q, want %q", cmd.UsageHint, want)
 	}
-	if got, want := m.OAuthConfig.Scopes.Bot, []string{"commands", "chat:write", "users:read", "usergroups:read"}; !slices.Equal(got, want) {
+	if got, want := m.OAuthConfig.Scopes.Bot, []string{"commands", "chat:write", "usergroups:read"}; !slices.Equal(got, want) {
 		t.Errorf("bot scopes = %v, want %v", got, want)
 	}
 	in := m.Settings.Interactivity
