@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"rebootbot/approval"
+	"rebootbot/internal/testutil"
 	"rebootbot/store"
 )
 
@@ -253,7 +254,7 @@ type world struct {
 	store  *store.DB
 	cloud  *fakeCloud
 	slack  *fakeSlack
-	clock  *approval.FakeClock
+	clock  *testutil.FakeClock
 	policy *approval.Policy
 }
 
@@ -283,7 +284,7 @@ func mustWorld(t *testing.T, p *approval.Policy, cloud *fakeCloud, dbPath string
 	if dbPath == "" {
 		dbPath = filepath.Join(t.TempDir(), "bot.db")
 	}
-	clock := approval.NewFakeClock(epoch)
+	clock := testutil.NewFakeClock(epoch)
 	db, err := store.Open(dbPath, store.Options{NoSync: true, Now: clock.Now})
 	if err != nil {
 		t.Fatal(err)

@@ -22,6 +22,7 @@ import (
 	"rebootbot/cloud"
 	"rebootbot/cloud/emulator"
 	"rebootbot/cloud/emulator/emulatortest"
+	"rebootbot/internal/testutil"
 	"rebootbot/metrics"
 	"rebootbot/store"
 )
@@ -85,7 +86,7 @@ type env struct {
 	slack   *bot.Slack
 	handler *bot.Handler
 	srv     *httptest.Server
-	clock   *approval.FakeClock
+	clock   *testutil.FakeClock
 	metrics *metrics.Metrics
 	logs    *syncBuffer
 
@@ -106,7 +107,7 @@ func mustEnv(t *testing.T, cfgs ...func(*envConfig)) *env {
 	for _, f := range cfgs {
 		f(&cfg)
 	}
-	e := &env{t: t, stub: mustSlackStub(t), clock: approval.NewFakeClock(time.Now().UTC()), metrics: metrics.New(metrics.Options{CloudCodes: cloud.KnownCode}), logs: &syncBuffer{}}
+	e := &env{t: t, stub: mustSlackStub(t), clock: testutil.NewFakeClock(time.Now().UTC()), metrics: metrics.New(metrics.Options{CloudCodes: cloud.KnownCode}), logs: &syncBuffer{}}
 	e.stub.setGroup(sreGroup, sreMember)
 	logger := slog.New(slog.NewTextHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 

@@ -21,6 +21,7 @@ import (
 	"github.com/slack-go/slack"
 
 	"rebootbot/approval"
+	"rebootbot/internal/testutil"
 )
 
 var slackRateLimited = slack.RateLimitedError{RetryAfter: time.Second}
@@ -190,7 +191,7 @@ func TestSlackRetryStopsWithContext(t *testing.T) {
 }
 
 func TestSlackMembersCache(t *testing.T) {
-	clock := approval.NewFakeClock(time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC))
+	clock := testutil.NewFakeClock(time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC))
 	members := okJSON(`{"ok":true,"users":["U1","U2"]}`)
 	s, stub, _, _ := mustSlack(t, map[string][]func(http.ResponseWriter){
 		"usergroups.users.list": {members, members, status(500, ""), status(500, ""), status(500, ""), status(500, "")},
@@ -440,7 +441,7 @@ func TestPostCardAnswerLost(t *testing.T) {
 }
 
 func TestPostCardAfterRestart(t *testing.T) {
-	clock := approval.NewFakeClock(time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC))
+	clock := testutil.NewFakeClock(time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC))
 	s, stub, _, _ := mustSlack(t, map[string][]func(http.ResponseWriter){
 		"conversations.history": {cardMessage("R-7", "9.9"), noMessages},
 		"chat.postMessage":      {okJSON(`{"ok":true,"channel":"C1","ts":"10.1"}`)},
@@ -465,7 +466,7 @@ func TestPostCardAfterRestart(t *testing.T) {
 }
 
 func TestReportAfterRestart(t *testing.T) {
-	clock := approval.NewFakeClock(time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC))
+	clock := testutil.NewFakeClock(time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC))
 	replies := okJSON(`{"ok":true,"messages":[` +
 		`{"type":"message","ts":"1.1","text":"card"},` +
 		`{"type":"message","ts":"1.2","user":"UBOT","bot_id":"BBOT","metadata":{"event_type":"rebootbot_report","event_payload":{"request_id":"R-7","report":"started"}}},` +
@@ -498,7 +499,7 @@ func TestReportAfterRestart(t *testing.T) {
 }
 
 func TestHistoryRefused(t *testing.T) {
-	clock := approval.NewFakeClock(time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC))
+	clock := testutil.NewFakeClock(time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC))
 	posted := okJSON(`{"ok":true,"channel":"C1","ts":"2.1"}`)
 	s, stub, _, logs := mustSlack(t, map[string][]func(http.ResponseWriter){
 		"conversations.history": {okJSON(`{"ok":false,"error":"missing_scope"}`)},
@@ -542,7 +543,7 @@ func TestMayHaveLanded(t *testing.T) {
 // TestReportHistoryRefused: when the thread cannot be read, every report
 // is posted (best effort) and nothing breaks.
 func TestReportHistoryRefused(t *testing.T) {
-	clock := approval.NewFakeClock(time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC))
+	clock := testutil.NewFakeClock(time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC))
 	posted := okJSON(`{"ok":true,"channel":"C1","ts":"2.1"}`)
 	s, stub, _, _ := mustSlack(t, map[string][]func(http.ResponseWriter){
 		"conversations.replies": {okJSON(`{"ok":false,"error":"missing_scope"}`)},

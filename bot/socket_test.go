@@ -16,6 +16,7 @@ import (
 	"rebootbot/approval"
 	"rebootbot/bot"
 	"rebootbot/bot/slackstub"
+	"rebootbot/internal/testutil"
 )
 
 // socketPeer is Slack's end of a Socket Mode connection.
@@ -199,7 +200,7 @@ func TestSocketModeRefusedToken(t *testing.T) {
 // when it is back.
 func TestSocketModeHealth(t *testing.T) {
 	e := mustEnv(t)
-	clock := approval.NewFakeClock(time.Now())
+	clock := testutil.NewFakeClock(time.Now())
 	logs := &syncBuffer{}
 	h := bot.NewHandler(bot.HandlerConfig{
 		Engine: e.engine, Slack: e.slack, Clock: clock, Health: e.db.Check,

@@ -60,7 +60,8 @@ func NewLimiter(perSecond int) *Limiter {
 }
 
 // NewLimiterWithClock returns a Limiter that tells time with clock, so that
-// tests can drive it with an approval.FakeClock.
+// tests can drive it with a clock that moves only when told to
+// (testutil.FakeClock).
 func NewLimiterWithClock(perSecond int, clock approval.Clock) *Limiter {
 	perSecond = min(max(perSecond, 1), MaxLimiterRate)
 	return &Limiter{clock: clock, window: time.Second + limiterGuard, slots: make([]time.Time, perSecond)}

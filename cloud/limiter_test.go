@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"rebootbot/approval"
+	"rebootbot/internal/testutil"
 )
 
 // eventually polls cond until it holds or a generous deadline passes.
@@ -25,7 +25,7 @@ func eventually(t *testing.T, what string, cond func() bool) {
 
 func TestLimiterSchedule(t *testing.T) {
 	start := time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC)
-	clock := approval.NewFakeClock(start)
+	clock := testutil.NewFakeClock(start)
 	l := NewLimiterWithClock(10, clock)
 
 	const calls = 25
@@ -86,7 +86,7 @@ func countWithin(times []time.Time, from time.Time, d time.Duration) int {
 }
 
 func TestLimiterHonoursContext(t *testing.T) {
-	clock := approval.NewFakeClock(time.Unix(0, 0))
+	clock := testutil.NewFakeClock(time.Unix(0, 0))
 	l := NewLimiterWithClock(1, clock)
 	if err := l.Wait(context.Background()); err != nil {
 		t.Fatal(err)

@@ -15,6 +15,7 @@ import (
 	"rebootbot/approval"
 	"rebootbot/cloud/emulator"
 	"rebootbot/cloud/emulator/emulatortest"
+	"rebootbot/internal/testutil"
 )
 
 func TestRebootBatchesOf100(t *testing.T) {
@@ -405,7 +406,7 @@ func TestRebootHonoursContext(t *testing.T) {
 		}
 	})
 	t.Run("DuringBackoff", func(t *testing.T) {
-		clock := approval.NewFakeClock(time.Now())
+		clock := testutil.NewFakeClock(time.Now())
 		r := mustRig(t, emulator.Config{}, func(c *Config) {
 			c.Clock = clock
 			c.BaseDelay, c.MaxDelay = time.Hour, time.Hour
@@ -427,7 +428,7 @@ func TestRebootHonoursContext(t *testing.T) {
 		}
 	})
 	t.Run("WaitingForTheLimiter", func(t *testing.T) {
-		clock := approval.NewFakeClock(time.Now())
+		clock := testutil.NewFakeClock(time.Now())
 		lim := NewLimiterWithClock(1, clock)
 		if err := lim.Wait(t.Context()); err != nil { // use up the only slot
 			t.Fatal(err)
@@ -555,7 +556,7 @@ func TestRebootUnknownOutcome(t *testing.T) {
 func TestSharedLimiterAcrossRegionsAndAdapters(t *testing.T) {
 	// The emulator and the limiter share a fake clock, so the emulator's
 	// own 10-calls-a-second check sees the limiter's schedule exactly.
-	clock := approval.NewFakeClock(time.Now())
+	clock := testutil.NewFakeClock(time.Now())
 	lim := NewLimiterWithClock(RebootCallsPerSecond, clock)
 	var ins []emulator.Instance
 	for i := range 25 {

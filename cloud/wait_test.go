@@ -10,6 +10,7 @@ import (
 
 	"rebootbot/approval"
 	"rebootbot/cloud/emulator"
+	"rebootbot/internal/testutil"
 )
 
 // reports collects Wait's reports.
@@ -147,7 +148,7 @@ func TestWaitFailedReboot(t *testing.T) {
 
 func TestWaitTimeout(t *testing.T) {
 	ins := running(1)
-	clock := approval.NewFakeClock(time.Now())
+	clock := testutil.NewFakeClock(time.Now())
 	r := mustRig(t, emulator.Config{RebootDuration: time.Hour}, func(c *Config) {
 		c.Clock = clock
 		c.DescribeLimiter = NewLimiter(1000)

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"rebootbot/approval"
+	"rebootbot/internal/testutil"
 
 	bolt "go.etcd.io/bbolt"
 )
@@ -32,7 +33,7 @@ func mustOpenPath(t testing.TB, path string, opts Options) *DB {
 
 // tick returns a clock for Options.Now that moves one second a call.
 func tick(start time.Time) func() time.Time {
-	c := approval.NewFakeClock(start)
+	c := testutil.NewFakeClock(start)
 	return func() time.Time {
 		now := c.Now()
 		c.Advance(time.Second)
