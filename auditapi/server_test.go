@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"rebootbot/approval"
+	"rebootbot/internal/testutil"
 	"rebootbot/store"
 )
 
@@ -244,17 +245,10 @@ func TestAdminStopsWithContext(t *testing.T) {
 	t.Cleanup(func() { admin.Close() })
 	file := File(db.Path())
 	cancel()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	testutil.Eventually(t, 10*time.Second, func() bool {
 		_, err := os.Stat(file)
-		if errors.Is(err, os.ErrNotExist) {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("admin file still there after the context ended: %v", err)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+		return errors.Is(err, os.ErrNotExist)
+	}, "the admin file %s to go once the context ended", file)
 	if conn, err := net.Dial("tcp", admin.Addr()); err == nil {
 		conn.Close()
 		t.Error("endpoint still accepts connections")

@@ -1,7 +1,6 @@
 package cloud
 
 import (
-	"bytes"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -15,25 +14,8 @@ import (
 	"rebootbot/approval"
 	"rebootbot/cloud/emulator"
 	"rebootbot/cloud/emulator/emulatortest"
+	"rebootbot/internal/testutil"
 )
-
-// syncBuffer is a log sink that tests read while the adapter writes.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
 
 // callLog records what OnCall reports.
 type callLog struct {
@@ -64,7 +46,7 @@ type rig struct {
 	emu   *emulator.Emulator
 	url   string
 	cvm   *CVM
-	log   *syncBuffer
+	log   *testutil.SyncBuffer
 	calls *callLog
 	// emuCalls are the calls the emulator answered, in order.
 	emuMu    sync.Mutex
@@ -93,7 +75,7 @@ func (r *rig) testConfig(endpoint string) Config {
 // the adapter's Config.
 func mustRig(t *testing.T, ecfg emulator.Config, mod func(*Config), ins ...emulator.Instance) *rig {
 	t.Helper()
-	r := &rig{log: &syncBuffer{}, calls: &callLog{}}
+	r := &rig{log: &testutil.SyncBuffer{}, calls: &callLog{}}
 	if ecfg.RebootDuration == 0 {
 		ecfg.RebootDuration = 100 * time.Millisecond
 	}
@@ -162,15 +144,6 @@ func idsOf(ins []emulator.Instance) []string {
 		out[i] = in.ID
 	}
 	return out
-}
-
-// byID indexes results.
-func byID(results []approval.RebootResult) map[string]approval.RebootResult {
-	m := make(map[string]approval.RebootResult, len(results))
-	for _, r := range results {
-		m[r.InstanceID] = r
-	}
-	return m
 }
 
 // mustReboot reboots ids and fails the test on a call-level error.

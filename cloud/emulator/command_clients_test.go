@@ -20,6 +20,7 @@ import (
 	cvm "github.com/tencentcloud/tencentcloud-sdk-go/tencentcloud/cvm/v20170312"
 
 	"rebootbot/cloud/emulator"
+	"rebootbot/internal/testutil"
 )
 
 var certificateRE = regexp.MustCompile(`TLS certificate \(trust it as a CA\): (\S+)`)
@@ -184,7 +185,7 @@ func TestCommandTLSBadFlags(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			var stdout, stderr syncBuffer
+			var stdout, stderr testutil.SyncBuffer
 			ctx, cancel := context.WithCancel(context.Background())
 			cancel() // a bad flag must be reported without serving
 			err := emulator.Command(ctx, tt.args, &stdout, &stderr)
@@ -199,7 +200,7 @@ func TestCommandTLSBadFlags(t *testing.T) {
 }
 
 func TestCommandHelpDescribesFlagsAndSeedFormat(t *testing.T) {
-	var stdout, stderr syncBuffer
+	var stdout, stderr testutil.SyncBuffer
 	if err := emulator.Command(context.Background(), []string{"--help"}, &stdout, &stderr); err != nil {
 		t.Fatalf("Command --help = %v, want nil", err)
 	}

@@ -1,7 +1,6 @@
 package emulator_test
 
 import (
-	"bytes"
 	"context"
 	"regexp"
 	"strings"
@@ -13,34 +12,16 @@ import (
 
 	"rebootbot/cloud/emulator"
 	"rebootbot/cloud/emulator/emulatortest"
+	"rebootbot/internal/testutil"
 )
-
-// syncBuffer is a bytes.Buffer safe for the emulator's goroutines to write
-// while the test reads.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 var listeningRE = regexp.MustCompile(`listening on (https?://\S+)`)
 
 // runCommand starts Command with args and returns its endpoint, its output
 // and a function that stops it and returns its error.
-func runCommand(t *testing.T, args ...string) (endpoint string, stdout, stderr *syncBuffer, stop func() error) {
+func runCommand(t *testing.T, args ...string) (endpoint string, stdout, stderr *testutil.SyncBuffer, stop func() error) {
 	t.Helper()
-	stdout, stderr = &syncBuffer{}, &syncBuffer{}
+	stdout, stderr = &testutil.SyncBuffer{}, &testutil.SyncBuffer{}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- emulator.Command(ctx, args, stdout, stderr) }()
@@ -58,22 +39,18 @@ func runCommand(t *testing.T, args ...string) (endpoint string, stdout, stderr *
 		return stopErr
 	}
 	t.Cleanup(func() { stop() })
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		if m := listeningRE.FindStringSubmatch(stdout.String()); m != nil {
-			return m[1], stdout, stderr, stop
-		}
+	testutil.Eventually(t, 10*time.Second, func() bool {
 		select {
 		case err := <-done:
 			t.Fatalf("Command returned before listening: %v\nstderr: %s", err, stderr.String())
 		default:
 		}
-		if time.Now().After(deadline) {
-			cancel()
-			t.Fatalf("Command never printed its address; stdout: %s", stdout.String())
+		if m := listeningRE.FindStringSubmatch(stdout.String()); m != nil {
+			endpoint = m[1]
 		}
-		time.Sleep(5 * time.Millisecond)
-	}
+		return endpoint != ""
+	}, "Command to print its address")
+	return endpoint, stdout, stderr, stop
 }
 
 func TestCommandServesUntilCancelled(t *testing.T) {
@@ -173,7 +150,7 @@ func TestCommandBadFlags(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			var stdout, stderr syncBuffer
+			var stdout, stderr testutil.SyncBuffer
 			ctx, cancel := context.WithCancel(context.Background())
 			cancel() // a bad flag must be reported without serving
 			err := emulator.Command(ctx, tt.args, &stdout, &stderr)
@@ -191,7 +168,7 @@ func TestCommandBadFlags(t *testing.T) {
 }
 
 func TestCommandHelp(t *testing.T) {
-	var stdout, stderr syncBuffer
+	var stdout, stderr testutil.SyncBuffer
 	if err := emulator.Command(context.Background(), []string{"-h"}, &stdout, &stderr); err != nil {
 		t.Fatalf("Command -h = %v, want nil", err)
 	}

@@ -14,6 +14,7 @@ import (
 
 	"rebootbot/cloud/emulator"
 	"rebootbot/cloud/emulator/emulatortest"
+	"rebootbot/internal/testutil"
 )
 
 func TestFaultAlways(t *testing.T) {
@@ -99,13 +100,7 @@ func TestLatencyAfterAction(t *testing.T) {
 		done <- err
 	}()
 	// Wait until the emulator has performed the reboot, then give up.
-	deadline := time.Now().Add(10 * time.Second)
-	for e.RebootCalls(testID(0)) == 0 {
-		if time.Now().After(deadline) {
-			t.Fatal("the reboot never happened")
-		}
-		time.Sleep(time.Millisecond)
-	}
+	testutil.Eventually(t, 10*time.Second, func() bool { return e.RebootCalls(testID(0)) > 0 }, "the reboot to happen")
 	cancel()
 	err = <-done
 	if err == nil {

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"rebootbot/bot/slackstub"
+	"rebootbot/internal/testutil"
 )
 
 // waitLong bounds every wait for the bot: generous, because the machine may
@@ -105,16 +106,8 @@ func (w *world) waitSettled(id string) string {
 	return outcome
 }
 
-// waitUntil polls cond until it holds or the deadline passes.
+// waitUntil waits until cond holds, for at most waitLong.
 func (w *world) waitUntil(what string, cond func() bool) {
 	w.t.Helper()
-	deadline := time.Now().Add(waitLong)
-	tick := time.NewTicker(2 * time.Millisecond)
-	defer tick.Stop()
-	for !cond() {
-		if time.Now().After(deadline) {
-			w.t.Fatalf("timed out waiting for %s", what)
-		}
-		<-tick.C
-	}
+	testutil.Eventually(w.t, waitLong, cond, "%s", what)
 }

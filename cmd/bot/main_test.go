@@ -10,7 +10,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -20,53 +19,34 @@ import (
 	"rebootbot/bot/slackstub"
 	"rebootbot/cloud/emulator"
 	"rebootbot/cloud/emulator/emulatortest"
+	"rebootbot/internal/testutil"
 )
-
-// syncBuffer is a bytes.Buffer safe for a writer and a poller.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 var listening = regexp.MustCompile(`listening on (http://127\.0\.0\.1:\d+)`)
 
 // mustRun starts run in the background and returns the URL it announces
 // and a function that stops it and returns its error.
-func mustRun(t *testing.T, args []string, env map[string]string) (string, func() error, *syncBuffer) {
+func mustRun(t *testing.T, args []string, env map[string]string) (string, func() error, *testutil.SyncBuffer) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	var stdout, stderr syncBuffer
+	var stdout, stderr testutil.SyncBuffer
 	done := make(chan error, 1)
 	go func() { done <- run(ctx, args, func(k string) string { return env[k] }, &stdout, &stderr) }()
-	deadline := time.After(10 * time.Second)
-	for {
-		if m := listening.FindStringSubmatch(stdout.String()); m != nil {
-			stop := func() error { cancel(); return <-done }
-			t.Cleanup(func() { cancel() })
-			return m[1], stop, &stderr
-		}
+	t.Cleanup(cancel)
+	var base string
+	testutil.Eventually(t, 10*time.Second, func() bool {
 		select {
 		case err := <-done:
-			cancel()
 			t.Fatalf("%v exited early: %v\nstderr: %s", args, err, stderr.String())
-		case <-deadline:
-			cancel()
-			t.Fatalf("%v did not announce its address; stdout: %s", args, stdout.String())
-		case <-time.After(5 * time.Millisecond):
+		default:
 		}
-	}
+		m := listening.FindStringSubmatch(stdout.String())
+		if m != nil {
+			base = m[1]
+		}
+		return m != nil
+	}, "%v to announce its address", args)
+	return base, func() error { cancel(); return <-done }, &stderr
 }
 
 func TestVersionAndUsage(t *testing.T) {
@@ -259,7 +239,7 @@ func TestDemo(t *testing.T) {
 	if testing.Short() {
 		t.Skip("the demo takes a few seconds")
 	}
-	var out syncBuffer
+	var out testutil.SyncBuffer
 	if err := run(context.Background(), []string{"bot", "demo"}, nil, &out, io.Discard); err != nil {
 		t.Fatalf("demo: %v\n%s", err, out.String())
 	}

@@ -11,6 +11,7 @@ import (
 	"rebootbot/bot/slackstub"
 	"rebootbot/cloud/emulator"
 	"rebootbot/cloud/emulator/emulatortest"
+	"rebootbot/internal/testutil"
 )
 
 // TestServeStopsOnRefusedAppToken runs the real serve in Socket Mode
@@ -42,7 +43,7 @@ func TestServeStopsOnRefusedAppToken(t *testing.T) {
 			}
 			ctx, cancel := context.WithCancel(context.Background())
 			t.Cleanup(cancel)
-			var stdout, stderr syncBuffer
+			var stdout, stderr testutil.SyncBuffer
 			done := make(chan error, 1)
 			go func() {
 				done <- run(ctx, []string{"bot", "serve"}, func(k string) string { return env[k] }, &stdout, &stderr)

@@ -22,6 +22,7 @@ import (
 	"rebootbot/bot"
 	"rebootbot/bot/slackstub"
 	"rebootbot/cloud/emulator"
+	"rebootbot/internal/testutil"
 )
 
 // Soak sizes: REBOOTBOT_SOAK_REQUESTS=1000 for the full run.
@@ -155,20 +156,6 @@ func (s *soak) settled(id string) bool {
 	return false
 }
 
-// poll waits until cond holds, checking every interval, for at most d.
-func poll(d, interval time.Duration, cond func() bool) bool {
-	deadline := time.Now().Add(d)
-	tick := time.NewTicker(interval)
-	defer tick.Stop()
-	for !cond() {
-		if time.Now().After(deadline) {
-			return false
-		}
-		<-tick.C
-	}
-	return true
-}
-
 // exchange delivers d until the bot answers it with a text for which done
 // holds: in the HTTP answer or through d's response URL. While the bot is
 // down the delivery is retried; when an answer does not come (it was lost
@@ -182,7 +169,7 @@ func (s *soak) exchange(d delivery, done func(string) bool) (string, error) {
 		}
 		status, body, err := s.w.send(d)
 		if err != nil || status != http.StatusOK {
-			poll(time.Second, 50*time.Millisecond, func() bool { return false })
+			time.Sleep(time.Second) // the bot is down or refused: try again later, as Slack would
 			continue
 		}
 		if t := messageText([]byte(body)); t != "" && done(t) {
@@ -190,7 +177,7 @@ func (s *soak) exchange(d delivery, done func(string) bool) (string, error) {
 		}
 		gen := s.generation()
 		var got string
-		poll(20*time.Second, 50*time.Millisecond, func() bool {
+		testutil.Poll(20*time.Second, func() bool {
 			for _, r := range s.w.replies(d) {
 				if done(r) {
 					got = r
@@ -397,7 +384,7 @@ func (s *soak) one(rng *rand.Rand) error {
 				if strings.Contains(reply, "You cancelled") {
 					r2.acked = "cancelled"
 				}
-				if !poll(3*time.Minute, 100*time.Millisecond, func() bool { return s.settled(id2) }) {
+				if !testutil.Poll(3*time.Minute, func() bool { return s.settled(id2) }) {
 					return fmt.Errorf("%s did not settle", id2)
 				}
 				r2.died = s.generation()
@@ -406,7 +393,7 @@ func (s *soak) one(rng *rand.Rand) error {
 			}
 		}
 	}
-	if !poll(3*time.Minute, 100*time.Millisecond, func() bool { return s.settled(id) }) {
+	if !testutil.Poll(3*time.Minute, func() bool { return s.settled(id) }) {
 		return fmt.Errorf("%s (%s) did not settle", id, r.scenario)
 	}
 	r.died = s.generation()
