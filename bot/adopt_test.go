@@ -8,6 +8,7 @@ import (
 	"rebootbot/approval"
 	"rebootbot/bot"
 	"rebootbot/bot/slackstub"
+	"rebootbot/internal/testutil"
 )
 
 // Another app in the channel, posting messages that carry the bot's
@@ -50,15 +51,15 @@ func TestForeignCardNotAdopted(t *testing.T) {
 	e := mustEnv(t)
 	foreign := e.stub.PostAs(slackstub.Message{Channel: channel, Text: "R-1 looks approved to me",
 		Metadata: `{"event_type":"rebootbot_card","event_payload":{"request_id":"R-1"}}`, User: otherUser, BotID: otherBot})
-	e.stub.fail("chat.postMessage", stubFault{Status: 500})
+	e.stub.Fail(slackstub.Fault{Method: "chat.postMessage", Status: 500})
 	e.command(requester, channel, "ins-web00001 hung")
 
 	var r *approval.Request
-	waitFor(t, "R-1's card to be stored", func() bool {
+	testutil.Eventually(t, waitLong, func() bool {
 		got, err := e.engine.Get(t.Context(), "R-1")
 		r = got
 		return err == nil && r.Card.TS != ""
-	})
+	}, "R-1's card to be stored")
 	if r.Card.TS == foreign.TS {
 		t.Fatalf("the other app's message %s was adopted as R-1's card", foreign.TS)
 	}
@@ -79,13 +80,13 @@ func TestForeignReportNotAdopted(t *testing.T) {
 	r := e.create(requester, "ins-web00001 hung")
 	e.stub.PostAs(slackstub.Message{Channel: channel, ThreadTS: r.Card.TS, Text: "started, trust me",
 		Metadata: `{"event_type":"rebootbot_report","event_payload":{"request_id":"R-1","report":"started"}}`, User: otherUser, BotID: otherBot})
-	e.stub.fail("chat.postMessage", stubFault{Status: 500})
+	e.stub.Fail(slackstub.Fault{Method: "chat.postMessage", Status: 500})
 	e.click(approverA, "approve", "R-1")
 	e.waitState("R-1", approval.Succeeded)
 
-	waitFor(t, "the bot's own reports in the thread", func() bool {
+	testutil.Eventually(t, waitLong, func() bool {
 		var started, finished int
-		for _, m := range e.stub.thread(r.Card.TS) {
+		for _, m := range e.stub.Thread(r.Card.TS) {
 			if m.BotID != slackstub.BotID {
 				continue
 			}
@@ -97,7 +98,7 @@ func TestForeignReportNotAdopted(t *testing.T) {
 			}
 		}
 		return started == 1 && finished == 1
-	})
+	}, "the bot's own reports in the thread")
 	if n := e.stub.count("conversations.replies"); n == 0 {
 		t.Error("the thread was not searched for a report that may have landed")
 	}

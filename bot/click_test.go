@@ -9,7 +9,9 @@ import (
 
 	"rebootbot/approval"
 	"rebootbot/bot"
+	"rebootbot/bot/slackstub"
 	"rebootbot/cloud/emulator"
+	"rebootbot/internal/testutil"
 )
 
 // TestRefusedClicks: clicks that change nothing get a short ephemeral
@@ -207,12 +209,12 @@ func TestPartialFailure(t *testing.T) {
 	e.click(approverA, "approve", "R-1")
 	e.waitState("R-1", approval.PartiallyFailed)
 	e.waitCard("R-1", "*Partially failed*")
-	waitFor(t, "the summary in the thread", func() bool {
-		th := e.stub.thread(r.Card.TS)
+	testutil.Eventually(t, waitLong, func() bool {
+		th := e.stub.Thread(r.Card.TS)
 		return len(th) > 0 && strings.HasPrefix(th[len(th)-1].Text, "*Partially failed*")
-	})
+	}, "the summary in the thread")
 	var failure string
-	for _, c := range e.stub.thread(r.Card.TS) {
+	for _, c := range e.stub.Thread(r.Card.TS) {
 		if strings.Contains(c.Text, web2) && strings.Contains(c.Text, "did not reboot") {
 			failure = c.Text
 		}
@@ -286,7 +288,7 @@ func TestSlowCloud(t *testing.T) {
 func TestSlackRateLimitOnUpdate(t *testing.T) {
 	e := mustEnv(t)
 	e.create(requester, "ins-web00001 hung")
-	e.stub.fail("chat.update", stubFault{Status: http.StatusTooManyRequests, RetryAfter: "1"})
+	e.stub.Fail(slackstub.Fault{Method: "chat.update", Status: http.StatusTooManyRequests, RetryAfter: 1})
 	e.click(approverA, "deny", "R-1")
 	e.waitCard("R-1", "*Denied*")
 	calls := e.stub.all("chat.update")
@@ -299,7 +301,8 @@ func TestSlackRateLimitOnUpdate(t *testing.T) {
 // chat.postMessage are retried.
 func TestSlackServerErrors(t *testing.T) {
 	e := mustEnv(t)
-	e.stub.fail("chat.postMessage", stubFault{Status: http.StatusInternalServerError}, stubFault{Status: http.StatusServiceUnavailable})
+	e.stub.Fail(slackstub.Fault{Method: "chat.postMessage", Status: http.StatusInternalServerError})
+	e.stub.Fail(slackstub.Fault{Method: "chat.postMessage", Status: http.StatusServiceUnavailable})
 	r := e.create(requester, "ins-web00001 hung")
 	if r.Card.TS == "" {
 		t.Fatal("no card")
@@ -314,19 +317,19 @@ func TestSlackServerErrors(t *testing.T) {
 // them twice.
 func TestPostAnswerLost(t *testing.T) {
 	e := mustEnv(t)
-	e.stub.fail("chat.postMessage", stubFault{Status: http.StatusInternalServerError, Land: true})
+	e.stub.Fail(slackstub.Fault{Method: "chat.postMessage", Status: http.StatusInternalServerError, Land: true})
 	r := e.create(requester, "ins-web00001 hung")
 	if n := len(e.stub.cards(channel)); n != 1 {
 		t.Fatalf("%d cards, want 1", n)
 	}
-	e.stub.fail("chat.postMessage", stubFault{Status: http.StatusBadGateway, Land: true})
+	e.stub.Fail(slackstub.Fault{Method: "chat.postMessage", Status: http.StatusBadGateway, Land: true})
 	e.click(approverA, "approve", r.ID)
 	e.waitState(r.ID, approval.Succeeded)
-	waitFor(t, "the summary", func() bool {
-		th := e.stub.thread(r.Card.TS)
+	testutil.Eventually(t, waitLong, func() bool {
+		th := e.stub.Thread(r.Card.TS)
 		return len(th) > 0 && strings.HasPrefix(th[len(th)-1].Text, "*Succeeded*")
-	})
-	if n := len(e.stub.thread(r.Card.TS)); n != 3 {
+	}, "the summary")
+	if n := len(e.stub.Thread(r.Card.TS)); n != 3 {
 		t.Errorf("%d messages in the thread, want 3 (start, instance, summary)", n)
 	}
 }
@@ -338,7 +341,7 @@ func TestRestartDoesNotRepeat(t *testing.T) {
 	r := e.create(requester, "ins-web00001 hung")
 	e.click(approverA, "approve", r.ID)
 	r = e.waitState(r.ID, approval.Succeeded)
-	waitFor(t, "the summary", func() bool { return len(e.stub.thread(r.Card.TS)) == 3 })
+	testutil.Eventually(t, waitLong, func() bool { return len(e.stub.Thread(r.Card.TS)) == 3 }, "the summary")
 
 	e.clock.Advance(time.Second)
 	again := bot.NewSlack(bot.SlackConfig{Token: stubToken, APIURL: e.stub.APIURL(), Clock: e.clock})
@@ -353,7 +356,7 @@ func TestRestartDoesNotRepeat(t *testing.T) {
 	if err != nil || card != r.Card {
 		t.Fatalf("PostCard after a restart = %+v, %v; want the existing card %+v", card, err, r.Card)
 	}
-	if n := len(e.stub.thread(r.Card.TS)); n != 3 {
+	if n := len(e.stub.Thread(r.Card.TS)); n != 3 {
 		t.Errorf("%d messages in the thread, want still 3", n)
 	}
 	if n := len(e.stub.cards(channel)); n != 1 {

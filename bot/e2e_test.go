@@ -1,15 +1,14 @@
 package bot_test
 
 import (
-	"context"
 	"io"
 	"net/http"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 
 	"rebootbot/approval"
+	"rebootbot/internal/testutil"
 )
 
 func TestHappyPath(t *testing.T) {
@@ -68,9 +67,9 @@ func TestHappyPath(t *testing.T) {
 			t.Errorf("%s rebooted %d times, want 1", id, n)
 		}
 	}
-	waitFor(t, "the thread reports", func() bool { return len(e.stub.thread(r.Card.TS)) >= 4 })
+	testutil.Eventually(t, waitLong, func() bool { return len(e.stub.Thread(r.Card.TS)) >= 4 }, "the thread reports")
 	var thread []string
-	for _, m := range e.stub.thread(r.Card.TS) {
+	for _, m := range e.stub.Thread(r.Card.TS) {
 		thread = append(thread, m.Text)
 	}
 	if len(thread) != 4 || !strings.HasPrefix(thread[0], "Rebooting 2 instances") || !strings.HasPrefix(thread[3], "*Succeeded*") {
@@ -127,6 +126,3 @@ func TestHealthz(t *testing.T) {
 		t.Fatalf("healthz with a closed store = %d, want 503", resp.StatusCode)
 	}
 }
-
-var _ = context.Background
-var _ sync.Mutex

@@ -1,7 +1,6 @@
 package bot_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -37,6 +36,10 @@ const (
 	sreGroup      = "S0SREGROUP"
 	channel       = "C0OPS"
 )
+
+// waitLong bounds every wait for the bot's background work: generous,
+// because the machine may be busy with other tests.
+const waitLong = 20 * time.Second
 
 // Seeded instances.
 const (
@@ -88,7 +91,7 @@ type env struct {
 	srv     *httptest.Server
 	clock   *testutil.FakeClock
 	metrics *metrics.Metrics
-	logs    *syncBuffer
+	logs    *testutil.SyncBuffer
 
 	mu       sync.Mutex
 	triggers int
@@ -107,8 +110,8 @@ func mustEnv(t *testing.T, cfgs ...func(*envConfig)) *env {
 	for _, f := range cfgs {
 		f(&cfg)
 	}
-	e := &env{t: t, stub: mustSlackStub(t), clock: testutil.NewFakeClock(time.Now().UTC()), metrics: metrics.New(metrics.Options{CloudCodes: cloud.KnownCode}), logs: &syncBuffer{}}
-	e.stub.setGroup(sreGroup, sreMember)
+	e := &env{t: t, stub: mustSlackStub(t), clock: testutil.NewFakeClock(time.Now().UTC()), metrics: metrics.New(metrics.Options{CloudCodes: cloud.KnownCode}), logs: &testutil.SyncBuffer{}}
+	e.stub.SetGroup(sreGroup, sreMember)
 	logger := slog.New(slog.NewTextHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 
 	var endpoint string
@@ -181,24 +184,6 @@ func mustEnv(t *testing.T, cfgs ...func(*envConfig)) *env {
 	return e
 }
 
-// syncBuffer is a bytes.Buffer safe for concurrent writers.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 func (e *env) trigger() string {
 	e.mu.Lock()
 	defer e.mu.Unlock()
@@ -258,7 +243,7 @@ func (e *env) command(user, ch, text string) (reply, string) {
 
 func (e *env) commandWithTrigger(user, ch, text, trigger string) (reply, string) {
 	e.t.Helper()
-	responseURL := e.stub.newResponseURL()
+	responseURL := e.stub.ResponseURL()
 	form := url.Values{
 		"token": {"legacy"}, "team_id": {"T0TEAM"}, "team_domain": {"example"}, "channel_id": {ch},
 		"channel_name": {"ops"}, "user_id": {user}, "user_name": {strings.ToLower(user)}, "command": {"/reboot"},
@@ -276,7 +261,7 @@ func (e *env) click(user, action, id string) (reply, string) {
 
 func (e *env) clickWithTrigger(user, action, id, trigger string) (reply, string) {
 	e.t.Helper()
-	responseURL := e.stub.newResponseURL()
+	responseURL := e.stub.ResponseURL()
 	payload := map[string]any{
 		"type": "block_actions", "trigger_id": trigger, "response_url": responseURL, "api_app_id": "A0APP",
 		"user":      map[string]any{"id": user, "username": strings.ToLower(user), "team_id": "T0TEAM"},
@@ -304,7 +289,7 @@ func (e *env) interact(payload map[string]any) reply {
 // returns its text.
 func (e *env) responseText(responseURL string, n int) string {
 	e.t.Helper()
-	waitFor(e.t, fmt.Sprintf("message %d to the response_url", n), func() bool { return len(e.stub.responsesTo(responseURL)) >= n })
+	testutil.Eventually(e.t, waitLong, func() bool { return len(e.stub.responsesTo(responseURL)) >= n }, "message %d to the response_url", n)
 	return e.stub.responsesTo(responseURL)[n-1].Text()
 }
 
@@ -322,10 +307,10 @@ func (e *env) request(id string) *approval.Request {
 func (e *env) waitState(id string, state approval.State) *approval.Request {
 	e.t.Helper()
 	var r *approval.Request
-	waitFor(e.t, id+" to be "+string(state), func() bool {
+	testutil.Eventually(e.t, waitLong, func() bool {
 		r = e.request(id)
 		return r.State == state
-	})
+	}, "%s to be %s", id, state)
 	return r
 }
 
@@ -334,12 +319,12 @@ func (e *env) waitState(id string, state approval.State) *approval.Request {
 func (e *env) waitCard(id, text string) string {
 	e.t.Helper()
 	var blocks string
-	waitFor(e.t, id+"'s card to show "+text, func() bool {
+	testutil.Eventually(e.t, waitLong, func() bool {
 		r := e.request(id)
 		m, ok := e.stub.message(r.Card.TS)
 		blocks = m.Blocks
 		return ok && r.Card.TS != "" && strings.Contains(blocks, text)
-	})
+	}, "%s's card to show %q", id, text)
 	return blocks
 }
 

@@ -6,6 +6,8 @@ import (
 	"testing"
 
 	"rebootbot/approval"
+	"rebootbot/bot/slackstub"
+	"rebootbot/internal/testutil"
 )
 
 // TestCardGone: when Slack answers that the card can never be updated
@@ -25,7 +27,7 @@ func TestCardGone(t *testing.T) {
 	}{
 		{"Deleted", func(e *env, r *approval.Request) { e.stub.Delete(r.Card.TS) }, "message_not_found", channel},
 		{"ChannelArchived", func(e *env, r *approval.Request) {
-			e.stub.fail("chat.update", stubFault{Error: "is_archived"}, stubFault{Error: "is_archived"}, stubFault{Error: "is_archived"})
+			e.stub.Fail(slackstub.Fault{Method: "chat.update", Error: "is_archived", Count: 3})
 		}, "is_archived", requester},
 	}
 	for _, tt := range tests {
@@ -37,13 +39,13 @@ func TestCardGone(t *testing.T) {
 				t.Fatal("the approval was not counted")
 			}
 			e.waitState(r.ID, approval.Succeeded)
-			waitFor(t, r.ID+" to leave the open index", func() bool {
+			testutil.Eventually(t, waitLong, func() bool {
 				open, err := e.db.Open(t.Context())
 				if err != nil {
 					t.Fatal(err)
 				}
 				return !slices.ContainsFunc(open, func(o *approval.Request) bool { return o.ID == r.ID })
-			})
+			}, "%s", r.ID+" to leave the open index")
 			if n := len(e.stub.all("chat.update")); n != 1 {
 				t.Errorf("chat.update called %d times, want once: %s is not worth trying again", n, tt.code)
 			}
@@ -68,7 +70,7 @@ func TestCardGone(t *testing.T) {
 				}
 				return false
 			}
-			waitFor(t, "the requester to be told", told)
+			testutil.Eventually(t, waitLong, told, "the requester to be told")
 		})
 	}
 }

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"rebootbot/approval"
+	"rebootbot/bot/slackstub"
+	"rebootbot/internal/testutil"
 )
 
 // dbaGroup is a second approver group beside sreGroup.
@@ -33,7 +35,7 @@ func TestGroupLookupFailsClosed(t *testing.T) {
 		setup func(e *env)
 	}{
 		{"BothGroupsHang", func(e *env) {
-			e.stub.fail("usergroups.users.list", stubFault{Delay: time.Minute}, stubFault{Delay: time.Minute})
+			e.stub.Fail(slackstub.Fault{Method: "usergroups.users.list", Delay: time.Minute, Count: 2})
 		}},
 		{"CacheOlderThanTTL", func(e *env) {
 			// sreMember's group was read when they approved another
@@ -46,14 +48,14 @@ func TestGroupLookupFailsClosed(t *testing.T) {
 			e.waitState("R-1", approval.Succeeded)
 			e.clock.Advance(2 * time.Minute)
 			for range 20 {
-				e.stub.fail("usergroups.users.list", stubFault{Status: http.StatusInternalServerError})
+				e.stub.Fail(slackstub.Fault{Method: "usergroups.users.list", Status: http.StatusInternalServerError})
 			}
 		}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			e := mustEnv(t, twoGroups)
-			e.stub.setGroup(dbaGroup, "U0DBAMEMBER")
+			e.stub.SetGroup(dbaGroup, "U0DBAMEMBER")
 			tt.setup(e)
 			r := e.create(requester, "ins-web00001 hung")
 			ans, responseURL, took := e.clickTimed(sreMember, "approve", r.ID)
@@ -84,11 +86,11 @@ func TestGroupLookupFailsClosed(t *testing.T) {
 func TestConcurrentClicksShareLookups(t *testing.T) {
 	e := mustEnv(t, twoGroups, func(c *envConfig) { c.policy.MinApprovals = 5 })
 	members := []string{sreMember, "U0SRE2", "U0SRE3", "U0SRE4"}
-	e.stub.setGroup(sreGroup, members...)
-	e.stub.setGroup(dbaGroup, "U0DBAMEMBER")
+	e.stub.SetGroup(sreGroup, members...)
+	e.stub.SetGroup(dbaGroup, "U0DBAMEMBER")
 	e.create(requester, "ins-web00001 hung")
 	// Both first lookups are slow, so every click arrives while they run.
-	e.stub.fail("usergroups.users.list", stubFault{Delay: 300 * time.Millisecond}, stubFault{Delay: 300 * time.Millisecond})
+	e.stub.Fail(slackstub.Fault{Method: "usergroups.users.list", Delay: 300 * time.Millisecond, Count: 2})
 	urls := make([]string, len(members))
 	var wg sync.WaitGroup
 	for i, u := range members {
@@ -104,7 +106,7 @@ func TestConcurrentClicksShareLookups(t *testing.T) {
 		t.Errorf("R-1 has %d approvals, want %d", len(r.Approvals), len(members))
 	}
 	var n int
-	waitFor(t, "the group lookups to end", func() bool {
+	testutil.Eventually(t, waitLong, func() bool {
 		n = 0
 		for _, c := range e.stub.Calls() {
 			if c.Method != "usergroups.users.list" {
@@ -116,7 +118,7 @@ func TestConcurrentClicksShareLookups(t *testing.T) {
 			n++
 		}
 		return n >= 2
-	})
+	}, "the group lookups to end")
 	if n != 2 {
 		t.Errorf("usergroups.users.list called %d times for %d concurrent clicks, want once per group", n, len(members))
 	}

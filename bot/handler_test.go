@@ -12,6 +12,7 @@ import (
 
 	"rebootbot/approval"
 	"rebootbot/bot"
+	"rebootbot/internal/testutil"
 )
 
 // fakeEngine answers like the engine; calls block while its gate is
@@ -109,7 +110,7 @@ type fakeEnv struct {
 // mustFakeEnv serves the real handler in front of a fake engine.
 func mustFakeEnv(t *testing.T, budget time.Duration) *fakeEnv {
 	fake := newFakeEngine()
-	e := &env{t: t, stub: mustSlackStub(t), logs: &syncBuffer{}}
+	e := &env{t: t, stub: mustSlackStub(t), logs: &testutil.SyncBuffer{}}
 	e.slack = bot.NewSlack(bot.SlackConfig{Token: stubToken, APIURL: e.stub.APIURL()})
 	e.handler = bot.NewHandler(bot.HandlerConfig{Engine: fake, Slack: e.slack, SigningSecret: signingSecret, AckBudget: budget})
 	e.srv = httptest.NewServer(e.handler)

@@ -11,6 +11,7 @@ import (
 
 	"rebootbot/approval"
 	"rebootbot/bot"
+	"rebootbot/internal/testutil"
 )
 
 // TestRejectedDeliveries: requests that fail verification get 401,
@@ -18,7 +19,7 @@ import (
 func TestRejectedDeliveries(t *testing.T) {
 	e := mustEnv(t)
 	form := url.Values{"channel_id": {channel}, "user_id": {requester}, "command": {"/reboot"},
-		"text": {"ins-web00001 hung"}, "response_url": {e.stub.newResponseURL()}, "trigger_id": {"1.2.3"}}.Encode()
+		"text": {"ins-web00001 hung"}, "response_url": {e.stub.ResponseURL()}, "trigger_id": {"1.2.3"}}.Encode()
 	now := time.Now()
 	ts := strconv.FormatInt(now.Unix(), 10)
 	good := bot.Sign(signingSecret, ts, []byte(form))
@@ -191,7 +192,7 @@ func TestForm(t *testing.T) {
 	if ans.Status != http.StatusOK || ans.Raw != "" {
 		t.Fatalf("bare /reboot answered %d %q, want an empty acknowledgement", ans.Status, ans.Raw)
 	}
-	waitFor(t, "views.open", func() bool { return e.stub.count("views.open") == 1 })
+	testutil.Eventually(t, waitLong, func() bool { return e.stub.count("views.open") == 1 }, "views.open")
 	open := e.stub.all("views.open")[0]
 	if open.JSON["trigger_id"] != trigger {
 		t.Errorf("views.open trigger_id = %v, want %s", open.JSON["trigger_id"], trigger)

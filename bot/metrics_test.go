@@ -14,7 +14,7 @@ import (
 func TestRequestsCreatedCountsPostedCards(t *testing.T) {
 	e := mustEnv(t)
 	const refusing = "C0NOTIN"
-	e.stub.botNotIn(refusing)
+	e.stub.NotInChannel(refusing)
 	_, responseURL := e.command(requester, refusing, "ins-web00001 hung")
 	if got := e.responseText(responseURL, 1); !strings.Contains(got, "can't post in this channel") {
 		t.Fatalf("requester was told %q", got)

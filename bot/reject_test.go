@@ -102,7 +102,7 @@ func TestRejections(t *testing.T) {
 // do, the request is not left pending and holds no instance.
 func TestNotInChannel(t *testing.T) {
 	e := mustEnv(t)
-	e.stub.botNotIn("C0PRIVATE")
+	e.stub.NotInChannel("C0PRIVATE")
 	ans, responseURL := e.command(requester, "C0PRIVATE", "ins-web00001 hung")
 	if !strings.HasPrefix(ans.text(), "Checking") {
 		t.Fatalf("command answered %q", ans.Raw)

@@ -49,7 +49,7 @@ func (p *socketPeer) ack(id string) map[string]any {
 func TestSocketMode(t *testing.T) {
 	e := mustEnv(t)
 	conns := make(chan *websocket.Conn, 1)
-	e.stub.serveSocket(func(w http.ResponseWriter, r *http.Request) {
+	e.stub.SetSocket(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		// slack-go dials with Slack's own origin.
 		up := websocket.Upgrader{CheckOrigin: func(r *http.Request) bool { return r.Header.Get("Origin") == "https://api.slack.com" }}
 		c, err := up.Upgrade(w, r, nil)
@@ -58,7 +58,7 @@ func TestSocketMode(t *testing.T) {
 			return
 		}
 		conns <- c
-	})
+	}))
 
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -78,7 +78,7 @@ func TestSocketMode(t *testing.T) {
 	peer := &socketPeer{t: t, conn: conn}
 	peer.send(map[string]any{"type": "hello", "num_connections": 1, "connection_info": map[string]any{"app_id": "A0APP"}})
 
-	responseURL := e.stub.newResponseURL()
+	responseURL := e.stub.ResponseURL()
 	peer.send(map[string]any{
 		"envelope_id": "env-1", "type": "slash_commands", "accepts_response_payload": true,
 		"payload": map[string]any{
@@ -98,13 +98,13 @@ func TestSocketMode(t *testing.T) {
 	peer.send(map[string]any{
 		"envelope_id": "env-2", "type": "slash_commands", "accepts_response_payload": true,
 		"payload": map[string]any{"channel_id": channel, "user_id": requester, "command": "/reboot", "text": "ins-oops hung",
-			"response_url": e.stub.newResponseURL(), "trigger_id": "9.9.socket2"},
+			"response_url": e.stub.ResponseURL(), "trigger_id": "9.9.socket2"},
 	})
 	if p, _ := peer.ack("env-2")["payload"].(map[string]any); !strings.Contains(toString(p), "is not a valid instance ID") {
 		t.Errorf("syntax error ack payload = %v", p)
 	}
 
-	clickURL := e.stub.newResponseURL()
+	clickURL := e.stub.ResponseURL()
 	peer.send(map[string]any{
 		"envelope_id": "env-3", "type": "interactive", "accepts_response_payload": false,
 		"payload": map[string]any{
@@ -201,7 +201,7 @@ func TestSocketModeRefusedToken(t *testing.T) {
 func TestSocketModeHealth(t *testing.T) {
 	e := mustEnv(t)
 	clock := testutil.NewFakeClock(time.Now())
-	logs := &syncBuffer{}
+	logs := &testutil.SyncBuffer{}
 	h := bot.NewHandler(bot.HandlerConfig{
 		Engine: e.engine, Slack: e.slack, Clock: clock, Health: e.db.Check,
 		Logger: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
@@ -213,12 +213,12 @@ func TestSocketModeHealth(t *testing.T) {
 		return rec.Code
 	}
 	conns := make(chan *websocket.Conn, 4)
-	e.stub.serveSocket(func(w http.ResponseWriter, r *http.Request) {
+	e.stub.SetSocket(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		up := websocket.Upgrader{CheckOrigin: func(*http.Request) bool { return true }}
 		if c, err := up.Upgrade(w, r, nil); err == nil {
 			conns <- c
 		}
-	})
+	}))
 	awaitConn := func() *websocket.Conn {
 		t.Helper()
 		select {
@@ -236,7 +236,7 @@ func TestSocketModeHealth(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- h.RunSocketMode(ctx, "xapp-test-token") }()
-	waitFor(t, "a failed connection", func() bool { return strings.Contains(logs.String(), "socket mode connection failed") })
+	testutil.Eventually(t, waitLong, func() bool { return strings.Contains(logs.String(), "socket mode connection failed") }, "a failed connection")
 	if got := health(); got != http.StatusOK {
 		t.Errorf("healthz right after start = %d, want 200", got)
 	}
@@ -247,15 +247,15 @@ func TestSocketModeHealth(t *testing.T) {
 
 	e.stub.ClearFaults()
 	conn := awaitConn()
-	waitFor(t, "healthz 200 once connected", func() bool { return health() == http.StatusOK })
+	testutil.Eventually(t, waitLong, func() bool { return health() == http.StatusOK }, "healthz 200 once connected")
 
 	// The connection drops and cannot be opened again.
 	before := strings.Count(logs.String(), "socket mode connection failed")
 	e.stub.Fail(slackstub.Fault{Method: "apps.connections.open", Status: http.StatusServiceUnavailable, Count: 1000})
 	conn.Close()
-	waitFor(t, "another failed connection", func() bool {
+	testutil.Eventually(t, waitLong, func() bool {
 		return strings.Count(logs.String(), "socket mode connection failed") > before
-	})
+	}, "another failed connection")
 	clock.Advance(bot.SocketDownLimit - time.Second)
 	if got := health(); got != http.StatusOK {
 		t.Errorf("healthz %s after the drop = %d, want 200", bot.SocketDownLimit-time.Second, got)
@@ -267,7 +267,7 @@ func TestSocketModeHealth(t *testing.T) {
 
 	e.stub.ClearFaults()
 	awaitConn()
-	waitFor(t, "healthz 200 once reconnected", func() bool { return health() == http.StatusOK })
+	testutil.Eventually(t, waitLong, func() bool { return health() == http.StatusOK }, "healthz 200 once reconnected")
 
 	cancel()
 	select {

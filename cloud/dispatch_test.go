@@ -9,6 +9,7 @@ import (
 
 	"rebootbot/approval"
 	"rebootbot/cloud/emulator"
+	"rebootbot/internal/testutil"
 )
 
 // spentRig is a rig whose reboot budget is one call a second on a clock
@@ -16,13 +17,13 @@ import (
 // everything submitted before then rides it.
 type spentRig struct {
 	*rig
-	clock *approval.FakeClock
+	clock *testutil.FakeClock
 	d     *Dispatcher
 }
 
 func mustSpentRig(t *testing.T, ins ...emulator.Instance) *spentRig {
 	t.Helper()
-	clock := approval.NewFakeClock(time.Now())
+	clock := testutil.NewFakeClock(time.Now())
 	r := mustRig(t, emulator.Config{RebootDuration: 50 * time.Millisecond}, func(c *Config) {
 		c.Limiter = NewLimiterWithClock(1, clock)
 	}, ins...)
@@ -42,11 +43,11 @@ func (s *spentRig) spend(t *testing.T, id string) {
 func (s *spentRig) queued(t *testing.T, n int) {
 	t.Helper()
 	l := s.d.lane("")
-	eventually(t, "intents to queue", func() bool {
+	testutil.Eventually(t, 10*time.Second, func() bool {
 		l.mu.Lock()
 		defer l.mu.Unlock()
 		return len(l.intents) >= n
-	})
+	}, "intents to queue")
 }
 
 // rebootAll submits each request's targets concurrently and returns each
@@ -109,7 +110,7 @@ func TestDispatcherSeparatesStopTypes(t *testing.T) {
 	}
 	s.queued(t, 2)
 	s.clock.Advance(2 * time.Second) // one call now …
-	eventually(t, "the first call", func() bool { return len(s.answered(ActionReboot)) == before+1 })
+	testutil.Eventually(t, 10*time.Second, func() bool { return len(s.answered(ActionReboot)) == before+1 }, "the first call")
 	s.clock.Advance(2 * time.Second) // … the other a second later
 	wg.Wait()
 	calls := s.answered(ActionReboot)[before:]
@@ -130,9 +131,7 @@ func TestDispatcherIsolatesAnotherRequestsStoppedInstance(t *testing.T) {
 	before := len(s.answered(ActionReboot))
 	go func() {
 		// Isolation's second call waits for the next second's budget.
-		for deadline := time.Now().Add(10 * time.Second); len(s.answered(ActionReboot)) <= before && time.Now().Before(deadline); {
-			time.Sleep(time.Millisecond)
-		}
+		testutil.Poll(10*time.Second, func() bool { return len(s.answered(ActionReboot)) > before })
 		s.clock.Advance(2 * time.Second)
 	}()
 
@@ -248,7 +247,7 @@ func mostInASecond(ts []time.Time) int {
 
 func TestDispatcherLooksShareCalls(t *testing.T) {
 	ins := running(6)
-	clock := approval.NewFakeClock(time.Now())
+	clock := testutil.NewFakeClock(time.Now())
 	r := mustRig(t, emulator.Config{}, func(c *Config) { c.DescribeLimiter = NewLimiterWithClock(1, clock) }, ins...)
 	d := NewDispatcher(r.cvm)
 	if _, err := d.Look(t.Context(), "", []string{ins[5].ID}); err != nil {
@@ -266,11 +265,11 @@ func TestDispatcherLooksShareCalls(t *testing.T) {
 		})
 	}
 	l := d.lane("")
-	eventually(t, "look-ups to queue", func() bool {
+	testutil.Eventually(t, 10*time.Second, func() bool {
 		l.mu.Lock()
 		defer l.mu.Unlock()
 		return len(l.looks) == 3
-	})
+	}, "look-ups to queue")
 	clock.Advance(2 * time.Second)
 	wg.Wait()
 	if n := len(r.answered(ActionDescribe)) - before; n != 1 {
@@ -289,7 +288,7 @@ func TestDispatcherLooksShareCalls(t *testing.T) {
 // all three as rebooted by that call, and none is called again.
 func TestDispatcherSharedCallAnswerLost(t *testing.T) {
 	ins := running(4)
-	clock := approval.NewFakeClock(time.Now())
+	clock := testutil.NewFakeClock(time.Now())
 	r := mustRig(t, emulator.Config{RebootDuration: time.Hour}, func(c *Config) {
 		c.Limiter = NewLimiterWithClock(1, clock)
 		c.RequestTimeout = 200 * time.Millisecond
