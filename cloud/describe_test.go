@@ -11,6 +11,7 @@ import (
 	"rebootbot/approval"
 	"rebootbot/cloud/emulator"
 	"rebootbot/cloud/emulator/emulatortest"
+	"rebootbot/internal/testutil"
 )
 
 func TestDescribe(t *testing.T) {
@@ -195,7 +196,7 @@ func TestDescribeHonoursContext(t *testing.T) {
 		done <- err
 	}()
 	// The emulator counts the call when it arrives and then holds it.
-	eventually(t, "the call to arrive", func() bool { return r.emu.Calls(ActionDescribe) == 1 })
+	testutil.Eventually(t, 10*time.Second, func() bool { return r.emu.Calls(ActionDescribe) == 1 }, "the call to arrive")
 	cancel()
 	err := <-done
 	if !errors.Is(err, context.Canceled) {

@@ -6,72 +6,72 @@ import (
 	"sort"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"rebootbot/internal/testutil"
 )
 
-// eventually polls cond until it holds or a generous deadline passes.
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(time.Millisecond)
-	}
-}
-
+// TestLimiterSchedule lets 25 callers through a limiter of 10 a second
+// and checks that no second of its clock saw more than 10. The callers run
+// in a synctest bubble, so synctest.Wait tells when every one of them has
+// either been let through or gone to sleep on the clock.
 func TestLimiterSchedule(t *testing.T) {
-	start := time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC)
-	clock := testutil.NewFakeClock(start)
-	l := NewLimiterWithClock(10, clock)
+	synctest.Test(t, func(t *testing.T) {
+		start := time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC)
+		clock := testutil.NewFakeClock(start)
+		l := NewLimiterWithClock(10, clock)
 
-	const calls = 25
-	var mu sync.Mutex
-	var grants []time.Time
-	var wg sync.WaitGroup
-	for range calls {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := l.Wait(context.Background()); err != nil {
-				t.Error(err)
-				return
-			}
-			mu.Lock()
-			grants = append(grants, clock.Now())
-			mu.Unlock()
-		}()
-	}
-	granted := func(n int) func() bool {
-		return func() bool { mu.Lock(); defer mu.Unlock(); return len(grants) == n }
-	}
-	eventually(t, "the first 10 calls", granted(10))
-	eventually(t, "15 callers waiting", func() bool { return clock.Waiters() == 15 })
-	clock.Advance(time.Second + limiterGuard)
-	eventually(t, "20 calls", granted(20))
-	eventually(t, "5 callers waiting", func() bool { return clock.Waiters() == 5 })
-	clock.Advance(time.Second + limiterGuard)
-	wg.Wait()
-
-	sort.Slice(grants, func(i, j int) bool { return grants[i].Before(grants[j]) })
-	for i, g := range grants {
-		if n := countWithin(grants, g, time.Second); n > 10 {
-			t.Errorf("%d calls within one second of call %d", n, i)
+		const calls = 25
+		var mu sync.Mutex
+		var grants []time.Time
+		var wg sync.WaitGroup
+		for range calls {
+			wg.Go(func() {
+				if err := l.Wait(context.Background()); err != nil {
+					t.Error(err)
+					return
+				}
+				mu.Lock()
+				grants = append(grants, clock.Now())
+				mu.Unlock()
+			})
 		}
-	}
-	st := l.Stats()
-	if st.Calls != calls {
-		t.Errorf("Stats.Calls = %d, want %d", st.Calls, calls)
-	}
-	if span := st.Last.Sub(st.First); span < 2*time.Second {
-		t.Errorf("25 calls spanned %v of limiter time, want at least 2s", span)
-	}
-	if st.Waited <= 0 {
-		t.Errorf("Stats.Waited = %v, want callers to have waited", st.Waited)
-	}
+		// expect checks, once every caller is through or asleep, how many
+		// were let through and how many wait on the clock.
+		expect := func(through, waiting int) {
+			t.Helper()
+			synctest.Wait()
+			mu.Lock()
+			got := len(grants)
+			mu.Unlock()
+			if got != through || clock.Waiters() != waiting {
+				t.Fatalf("%d calls through and %d waiting, want %d and %d", got, clock.Waiters(), through, waiting)
+			}
+		}
+		expect(10, 15)
+		clock.Advance(time.Second + limiterGuard)
+		expect(20, 5)
+		clock.Advance(time.Second + limiterGuard)
+		wg.Wait()
+
+		sort.Slice(grants, func(i, j int) bool { return grants[i].Before(grants[j]) })
+		for i, g := range grants {
+			if n := countWithin(grants, g, time.Second); n > 10 {
+				t.Errorf("%d calls within one second of call %d", n, i)
+			}
+		}
+		st := l.Stats()
+		if st.Calls != calls {
+			t.Errorf("Stats.Calls = %d, want %d", st.Calls, calls)
+		}
+		if span := st.Last.Sub(st.First); span < 2*time.Second {
+			t.Errorf("25 calls spanned %v of limiter time, want at least 2s", span)
+		}
+		if st.Waited <= 0 {
+			t.Errorf("Stats.Waited = %v, want callers to have waited", st.Waited)
+		}
+	})
 }
 
 // countWithin counts the times in [from, from+d).
@@ -86,28 +86,34 @@ func countWithin(times []time.Time, from time.Time, d time.Duration) int {
 }
 
 func TestLimiterHonoursContext(t *testing.T) {
-	clock := testutil.NewFakeClock(time.Unix(0, 0))
-	l := NewLimiterWithClock(1, clock)
-	if err := l.Wait(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- l.Wait(ctx) }()
-	eventually(t, "the second caller to wait", func() bool { return clock.Waiters() == 1 })
-	cancel()
-	if err := <-done; !errors.Is(err, context.Canceled) {
-		t.Errorf("Wait = %v, want context.Canceled", err)
-	}
-	cancelled, stop := context.WithCancel(context.Background())
-	stop()
-	if err := l.Wait(cancelled); !errors.Is(err, context.Canceled) {
-		t.Errorf("Wait on a done context = %v, want context.Canceled", err)
-	}
+	synctest.Test(t, func(t *testing.T) {
+		clock := testutil.NewFakeClock(time.Unix(0, 0))
+		l := NewLimiterWithClock(1, clock)
+		if err := l.Wait(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- l.Wait(ctx) }()
+		synctest.Wait()
+		if n := clock.Waiters(); n != 1 {
+			t.Fatalf("%d callers wait on the clock, want the second caller", n)
+		}
+		cancel()
+		if err := <-done; !errors.Is(err, context.Canceled) {
+			t.Errorf("Wait = %v, want context.Canceled", err)
+		}
+		cancelled, stop := context.WithCancel(context.Background())
+		stop()
+		if err := l.Wait(cancelled); !errors.Is(err, context.Canceled) {
+			t.Errorf("Wait on a done context = %v, want context.Canceled", err)
+		}
+	})
 }
 
 func TestSharedLimiters(t *testing.T) {
-	if SharedLimiter() != SharedLimiter() || SharedLimiter() == SharedDescribeLimiter() {
+	first, again := SharedLimiter(), SharedLimiter()
+	if first != again || first == SharedDescribeLimiter() {
 		t.Fatal("shared limiters are not single process-wide values")
 	}
 	if got := len(SharedLimiter().slots); got != RebootCallsPerSecond {

@@ -418,7 +418,7 @@ func TestRebootHonoursContext(t *testing.T) {
 			_, err := r.cvm.Reboot(ctx, "", idsOf(running(1)), approval.Soft)
 			done <- err
 		}()
-		eventually(t, "the adapter to back off", func() bool { return clock.Waiters() == 1 })
+		testutil.Eventually(t, 10*time.Second, func() bool { return clock.Waiters() == 1 }, "the adapter to back off")
 		cancel()
 		if err := <-done; !errors.Is(err, context.Canceled) {
 			t.Errorf("error = %v, want context.Canceled", err)
@@ -440,7 +440,7 @@ func TestRebootHonoursContext(t *testing.T) {
 			_, err := r.cvm.Reboot(ctx, "", idsOf(running(1)), approval.Soft)
 			done <- err
 		}()
-		eventually(t, "the adapter to wait for the limiter", func() bool { return clock.Waiters() == 1 })
+		testutil.Eventually(t, 10*time.Second, func() bool { return clock.Waiters() == 1 }, "the adapter to wait for the limiter")
 		cancel()
 		if err := <-done; !errors.Is(err, context.Canceled) {
 			t.Errorf("error = %v, want context.Canceled", err)
@@ -593,13 +593,13 @@ func TestSharedLimiterAcrossRegionsAndAdapters(t *testing.T) {
 			}
 		}()
 	}
-	eventually(t, "10 calls through and 15 waiting", func() bool {
+	testutil.Eventually(t, 10*time.Second, func() bool {
 		return r.emu.Calls(ActionReboot) == 10 && clock.Waiters() == 15
-	})
+	}, "10 calls through and 15 waiting")
 	clock.Advance(time.Second + limiterGuard)
-	eventually(t, "20 calls through and 5 waiting", func() bool {
+	testutil.Eventually(t, 10*time.Second, func() bool {
 		return r.emu.Calls(ActionReboot) == 20 && clock.Waiters() == 5
-	})
+	}, "20 calls through and 5 waiting")
 	clock.Advance(time.Second + limiterGuard)
 	wg.Wait()
 	close(errs)

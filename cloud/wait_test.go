@@ -163,7 +163,7 @@ func TestWaitTimeout(t *testing.T) {
 	}()
 	polls := 0
 	for rep.count() == 0 {
-		eventually(t, "Wait to sleep or finish", func() bool { return clock.Waiters() == 1 || rep.count() > 0 })
+		testutil.Eventually(t, 10*time.Second, func() bool { return clock.Waiters() == 1 || rep.count() > 0 }, "Wait to sleep or finish")
 		if rep.count() > 0 {
 			break
 		}
@@ -197,9 +197,9 @@ func TestWaitLooksOnceEvenWhenLate(t *testing.T) {
 	ins := running(1)
 	r := mustRig(t, emulator.Config{RebootDuration: time.Millisecond}, nil, ins...)
 	res := mustReboot(t, r.cvm, idsOf(ins), approval.Soft)
-	eventually(t, "the reboot to finish", func() bool {
+	testutil.Eventually(t, 10*time.Second, func() bool {
 		return r.status(t, ins[0].ID).LatestOperationState == approval.OpSuccess
-	})
+	}, "the reboot to finish")
 	var rep reports
 	longAgo := time.Now().Add(-time.Hour)
 	opts := approval.WaitOptions{Timeout: time.Minute, PollInterval: time.Second}
@@ -241,9 +241,9 @@ func TestWaitBatchesOf100(t *testing.T) {
 	before := r.emu.Calls(ActionDescribe)
 	var rep reports
 	opts := approval.WaitOptions{Timeout: 30 * time.Second, PollInterval: time.Second}
-	eventually(t, "the reboots to finish", func() bool {
+	testutil.Eventually(t, 10*time.Second, func() bool {
 		return r.status(t, ins[149].ID).LatestOperationState == approval.OpSuccess
-	})
+	}, "the reboots to finish")
 	if err := NewDispatcher(r.cvm).Wait(t.Context(), "", targetsOf(res, time.Now()), opts, rep.addAll); err != nil {
 		t.Fatal(err)
 	}
@@ -265,7 +265,7 @@ func TestWaitHonoursContext(t *testing.T) {
 	go func() {
 		done <- NewDispatcher(r.cvm).Wait(ctx, "", targetsOf(res, time.Now()), approval.WaitOptions{Timeout: time.Hour, PollInterval: time.Hour}, rep.addAll)
 	}()
-	eventually(t, "the first poll", func() bool { return r.emu.Calls(ActionDescribe) == 2 })
+	testutil.Eventually(t, 10*time.Second, func() bool { return r.emu.Calls(ActionDescribe) == 2 }, "the first poll")
 	cancel()
 	if err := <-done; !errors.Is(err, context.Canceled) {
 		t.Errorf("Wait = %v, want context.Canceled", err)
