@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"rebootbot/approval"
@@ -341,27 +342,33 @@ func TestDenyCancelAndDecidedClicks(t *testing.T) {
 	}
 }
 
+// TestExpiryRunsByItself moves the clock past a request's TTL and checks
+// that the engine expires it without being asked. The engine runs in a
+// synctest bubble: synctest.Wait returns once its goroutines have done all
+// they can and sleep on the clock, so each step is checked when it is over.
 func TestExpiryRunsByItself(t *testing.T) {
-	w := mustWorld(t, testPolicy(), newFakeCloud(testInstances()...), "")
-	r := w.mustCreate(t, approval.CreateInput{Instances: []string{"ins-aaaaaaaa"}})
-	// Let the expiry loop go to sleep on the clock, then move past the TTL.
-	deadline := time.Now().Add(5 * time.Second)
-	for w.clock.Waiters() == 0 && time.Now().Before(deadline) {
-		time.Sleep(time.Millisecond)
-	}
-	w.clock.Advance(29 * time.Minute)
-	if got, _ := w.store.Get(context.Background(), r.ID); got.State != approval.Pending {
-		t.Fatalf("state after 29m = %s, want PENDING", got.State)
-	}
-	w.clock.Advance(2 * time.Minute)
-	w.waitState(t, r.ID, approval.Expired)
-	if got := w.slack.card(r.ID); got.State != approval.Expired || got.DecidedBy != approval.ActorBot {
-		t.Errorf("card = %s by %s, want EXPIRED by bot", got.State, got.DecidedBy)
-	}
-	if _, err := w.engine.Approve(context.Background(), "late", r.ID, "UALICE"); approval.ErrorKind(err) != approval.Conflict {
-		t.Errorf("late approval: %v", err)
-	}
-	w.mustCreate(t, approval.CreateInput{Instances: []string{"ins-aaaaaaaa"}}) // released
+	synctest.Test(t, func(t *testing.T) {
+		w := mustWorld(t, testPolicy(), newFakeCloud(testInstances()...), "")
+		r := w.mustCreate(t, approval.CreateInput{Instances: []string{"ins-aaaaaaaa"}})
+		synctest.Wait()
+		w.clock.Advance(29 * time.Minute)
+		synctest.Wait()
+		if got := w.mustGet(t, r.ID); got.State != approval.Pending {
+			t.Fatalf("state after 29m = %s, want PENDING", got.State)
+		}
+		w.clock.Advance(2 * time.Minute)
+		synctest.Wait()
+		if got := w.mustGet(t, r.ID); got.State != approval.Expired || !got.Settled() {
+			t.Fatalf("state after 31m = %s (settled %v), want EXPIRED and settled", got.State, got.Settled())
+		}
+		if got := w.slack.card(r.ID); got.State != approval.Expired || got.DecidedBy != approval.ActorBot {
+			t.Errorf("card = %s by %s, want EXPIRED by bot", got.State, got.DecidedBy)
+		}
+		if _, err := w.engine.Approve(context.Background(), "late", r.ID, "UALICE"); approval.ErrorKind(err) != approval.Conflict {
+			t.Errorf("late approval: %v", err)
+		}
+		w.mustCreate(t, approval.CreateInput{Instances: []string{"ins-aaaaaaaa"}}) // released
+	})
 }
 
 func TestPartialFailure(t *testing.T) {

@@ -334,23 +334,28 @@ func (w *world) mustCreate(t *testing.T, in approval.CreateInput) *approval.Requ
 	return r
 }
 
-// waitState polls the store until request id reaches state s.
+// waitState waits until request id reaches state s, settled when s is
+// terminal.
 func (w *world) waitState(t *testing.T, id string, s approval.State) *approval.Request {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		r, err := w.store.Get(context.Background(), id)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if r.State == s && r.Settled() == s.Terminal() {
-			return r
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s is %s (settled %v), want %s", id, r.State, r.Settled(), s)
-		}
-		time.Sleep(2 * time.Millisecond)
+	var r *approval.Request
+	if !testutil.Poll(10*time.Second, func() bool {
+		r = w.mustGet(t, id)
+		return r.State == s && r.Settled() == s.Terminal()
+	}) {
+		t.Fatalf("%s is %s (settled %v), want %s", id, r.State, r.Settled(), s)
 	}
+	return r
+}
+
+// mustGet reads request id from the store.
+func (w *world) mustGet(t *testing.T, id string) *approval.Request {
+	t.Helper()
+	r, err := w.store.Get(context.Background(), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
 }
 
 // events returns the audit events of request id, oldest first.
