@@ -10,7 +10,6 @@ import (
 	"rebootbot/approval"
 	"rebootbot/bot"
 	"rebootbot/bot/slackstub"
-	"rebootbot/cloud/emulator"
 	"rebootbot/internal/testutil"
 )
 
@@ -259,22 +258,28 @@ func TestInjection(t *testing.T) {
 	}
 }
 
-// TestSlowCloud: with DescribeInstances taking 5 s, the command is still
-// acknowledged first and the card follows.
+// TestSlowCloud: while DescribeInstances has not answered, the command is
+// already acknowledged and nothing else has been sent; the card follows
+// the answer.
 func TestSlowCloud(t *testing.T) {
-	e := mustEnv(t)
-	e.emu.SetFaults(emulator.Fault{Action: "DescribeInstances", Latency: 5 * time.Second, Count: 1})
+	hold := newCloudHold("DescribeInstances")
+	e := mustEnv(t, func(c *envConfig) { c.hold = hold })
 	ans, responseURL := e.command(requester, channel, "ins-web00001 hung")
 	if ans.Status != http.StatusOK || !strings.HasPrefix(ans.text(), "Checking") {
 		t.Fatalf("command answered %d %q", ans.Status, ans.Raw)
 	}
-	// The answer arrived while the lookup was still running.
+	select {
+	case <-hold.arrived:
+	case <-time.After(waitLong):
+		t.Fatal("the bot never looked the instance up")
+	}
 	if n := len(e.stub.cards(channel)); n != 0 {
-		t.Fatalf("the card was posted before the command was answered")
+		t.Fatalf("a card was posted before the lookup answered")
 	}
 	if n := len(e.stub.responsesTo(responseURL)); n != 0 {
-		t.Fatalf("the outcome was sent before the command was answered")
+		t.Fatalf("the outcome was sent before the lookup answered")
 	}
+	hold.open()
 	if got := e.responseText(responseURL, 1); !strings.HasPrefix(got, "R-1 is waiting") {
 		t.Errorf("requester was told %q", got)
 	}

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"net/http/httputil"
 	"net/url"
 	"path/filepath"
 	"strconv"
@@ -100,6 +101,58 @@ type env struct {
 type envConfig struct {
 	policy *approval.Policy
 	emu    emulator.Config
+	hold   *cloudHold // nil: the bot talks to the emulator directly
+}
+
+// cloudHold stands between the bot and the emulator and keeps the calls of
+// one action waiting until the test lets them through (or waitLong has
+// passed): a cloud as slow as the test needs, without waiting out a real
+// delay.
+type cloudHold struct {
+	action  string
+	arrived chan struct{} // closed when the first call of action arrives
+	release chan struct{} // closed by the test to let the calls through
+	once    sync.Once
+}
+
+func newCloudHold(action string) *cloudHold {
+	return &cloudHold{action: action, arrived: make(chan struct{}), release: make(chan struct{})}
+}
+
+// front serves endpoint's API through the hold; the TC3 signature still
+// checks because the Host header is passed on as the client signed it.
+func (h *cloudHold) front(t *testing.T, endpoint string) string {
+	target, err := url.Parse(endpoint)
+	if err != nil {
+		t.Fatal(err)
+	}
+	proxy := httputil.NewSingleHostReverseProxy(target)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("X-TC-Action") == h.action {
+			h.once.Do(func() { close(h.arrived) })
+			// Bounded, so that a bot that waits for the lookup before
+			// answering fails the test instead of hanging it.
+			select {
+			case <-h.release:
+			case <-time.After(waitLong):
+			case <-r.Context().Done():
+				return
+			}
+		}
+		proxy.ServeHTTP(w, r)
+	}))
+	t.Cleanup(srv.Close)
+	t.Cleanup(h.open) // before srv.Close, so that no call stays held
+	return srv.URL
+}
+
+// open lets the held calls, and all later ones, through.
+func (h *cloudHold) open() {
+	select {
+	case <-h.release:
+	default:
+		close(h.release)
+	}
 }
 
 // mustEnv starts the whole bot for the test, torn down by t.Cleanup; cfgs
@@ -116,6 +169,9 @@ func mustEnv(t *testing.T, cfgs ...func(*envConfig)) *env {
 
 	var endpoint string
 	e.emu, endpoint = emulatortest.Start(t, cfg.emu, seed()...)
+	if cfg.hold != nil {
+		endpoint = cfg.hold.front(t, endpoint)
+	}
 	cvm, err := cloud.New(cloud.Config{
 		SecretID: emulatortest.SecretID, SecretKey: emulatortest.SecretKey, Endpoint: endpoint,
 		DefaultRegion: "ap-guangzhou", BaseDelay: 5 * time.Millisecond, MaxDelay: 50 * time.Millisecond,
