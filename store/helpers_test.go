@@ -2,7 +2,9 @@ package store
 
 import (
 	"context"
+	"errors"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
@@ -21,14 +23,51 @@ func mustOpen(t testing.TB, opts Options) *DB {
 	return mustOpenPath(t, filepath.Join(t.TempDir(), "bot.db"), opts)
 }
 
+// mustOpenPath opens the database at path, closed when the test ends; the
+// file is then checked with bbolt's Tx.Check.
 func mustOpenPath(t testing.TB, path string, opts Options) *DB {
 	t.Helper()
 	db, err := Open(path, opts)
 	if err != nil {
 		t.Fatalf("Open(%s): %v", path, err)
 	}
+	checkAtEnd(t, path)
 	t.Cleanup(func() { db.Close() })
 	return db
+}
+
+// checkedFiles holds the paths whose check checkAtEnd has set up, so that
+// a file a test opens twice is checked once, after both are closed.
+var checkedFiles sync.Map
+
+// checkAtEnd runs bbolt's consistency check (Tx.Check: every page
+// reachable once, none both free and in use, keys in order) on the file at
+// path when the test ends. Cleanups run last-registered first, so the
+// check runs after the handles opened later in the test are closed.
+func checkAtEnd(t testing.TB, path string) {
+	t.Helper()
+	if _, dup := checkedFiles.LoadOrStore(path, true); dup {
+		return
+	}
+	t.Cleanup(func() {
+		defer checkedFiles.Delete(path)
+		b, err := bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true, Timeout: 5 * time.Second})
+		if err != nil {
+			t.Errorf("open %s for bbolt's check: %v", path, err)
+			return
+		}
+		defer b.Close()
+		err = b.View(func(tx *bolt.Tx) error {
+			var errs []error
+			for err := range tx.Check() {
+				errs = append(errs, err)
+			}
+			return errors.Join(errs...)
+		})
+		if err != nil {
+			t.Errorf("bbolt's check of %s: %v", path, err)
+		}
+	})
 }
 
 // tick returns a clock for Options.Now that moves one second a call.
