@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"rebootbot/approval"
+	"rebootbot/internal/testutil"
 )
 
 // limitFileSize makes every write of this process past the first page of
@@ -118,11 +119,5 @@ func TestWriteProbeRuns(t *testing.T) {
 		t.Fatal("Create succeeded on a file that cannot grow")
 	}
 	restore()
-	deadline := time.Now().Add(30 * time.Second)
-	for db.Check(ctx) != nil {
-		if time.Now().After(deadline) {
-			t.Fatalf("the probe did not clear the failure: %v", db.Check(ctx))
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	testutil.Eventually(t, 30*time.Second, func() bool { return db.Check(ctx) == nil }, "the probe to clear the failure")
 }
