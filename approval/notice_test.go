@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"rebootbot/approval"
+	"rebootbot/internal/testutil"
 )
 
 // TestNoticesGone: a notifier that answers Gone is not asked again for
@@ -40,13 +41,7 @@ func TestNoticesGone(t *testing.T) {
 	if _, err := w.engine.Deny(context.Background(), "k2", "R-2", "UALICE"); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for w.slack.updateCalls() < 2 {
-		if time.Now().After(deadline) {
-			t.Fatal("R-2's card update was never tried")
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
+	testutil.Eventually(t, 10*time.Second, func() bool { return w.slack.updateCalls() >= 2 }, "R-2's card update to be tried")
 	r, err := w.store.Get(context.Background(), "R-2")
 	if err != nil {
 		t.Fatal(err)

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"rebootbot/approval"
+	"rebootbot/internal/testutil"
 
 	bolt "go.etcd.io/bbolt"
 )
@@ -31,19 +32,11 @@ func holdCommitter(t *testing.T, db *DB) (queued func(n int), release func()) {
 	<-inside
 	queued = func(n int) {
 		t.Helper()
-		deadline := time.Now().Add(5 * time.Second)
-		for {
+		testutil.Eventually(t, 5*time.Second, func() bool {
 			db.group.mu.Lock()
-			got := len(db.group.queue)
-			db.group.mu.Unlock()
-			if got >= n {
-				return
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("%d writes queued, want %d", got, n)
-			}
-			time.Sleep(time.Millisecond)
-		}
+			defer db.group.mu.Unlock()
+			return len(db.group.queue) >= n
+		}, "%d writes to be queued", n)
 	}
 	release = func() {
 		close(gate)
