@@ -14,14 +14,15 @@ import (
 	"time"
 
 	"rebootbot/bot"
+	"rebootbot/internal/testutil"
 )
 
 // startStandin runs `bot slack-standin` with args until the test ends and
 // returns what it prints.
-func startStandin(t *testing.T, args ...string) *syncBuffer {
+func startStandin(t *testing.T, args ...string) *testutil.SyncBuffer {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	var stdout syncBuffer
+	var stdout testutil.SyncBuffer
 	done := make(chan error, 1)
 	go func() { done <- run(ctx, append([]string{"bot", "slack-standin"}, args...), nil, &stdout, &stdout) }()
 	t.Cleanup(func() {
@@ -35,15 +36,9 @@ func startStandin(t *testing.T, args ...string) *syncBuffer {
 }
 
 // waitOutput waits until out contains want and returns it.
-func waitOutput(t *testing.T, out *syncBuffer, want string) string {
+func waitOutput(t *testing.T, out *testutil.SyncBuffer, want string) string {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for !strings.Contains(out.String(), want) {
-		if time.Now().After(deadline) {
-			t.Fatalf("output lacks %q:\n%s", want, out.String())
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	testutil.Eventually(t, 20*time.Second, func() bool { return strings.Contains(out.String(), want) }, "the output to contain %q", want)
 	return out.String()
 }
 
