@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -151,5 +153,38 @@ func TestServeHelpListsEveryVariable(t *testing.T) {
 		if !slices.Contains(asked, v.name) {
 			t.Errorf("bot serve --help lists %s, which serve does not read", v.name)
 		}
+	}
+}
+
+// TestUnknownRegionsReported checks that start-up finds every configured
+// region no Tencent Cloud region has, with the nearest known one.
+func TestUnknownRegionsReported(t *testing.T) {
+	policy := filepath.Join(t.TempDir(), "policy.yml")
+	if err := os.WriteFile(policy, []byte("approvers: [U012ABCDEF]\nregions: [ap-shanghai, ap-shangai]\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	env := map[string]string{
+		"SLACK_BOT_TOKEN": "xoxb-1", "SLACK_SIGNING_SECRET": "s", "BOT_POLICY": policy, "TENCENTCLOUD_REGION": "ap-guangzou",
+	}
+	cfg, err := loadConfig(func(k string) string { return env[k] })
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := cfg.unknownRegions()
+	want := []unknownRegion{
+		{"TENCENTCLOUD_REGION", "ap-guangzou", "ap-guangzhou"},
+		{"BOT_POLICY regions", "ap-shangai", "ap-shanghai"},
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("unknownRegions = %v, want %v", got, want)
+	}
+	env["TENCENTCLOUD_REGION"] = "ap-guangzhou"
+	env["BOT_POLICY"] = ""
+	env["BOT_APPROVERS"] = "U012ABCDEF"
+	if cfg, err = loadConfig(func(k string) string { return env[k] }); err != nil {
+		t.Fatal(err)
+	}
+	if got := cfg.unknownRegions(); len(got) != 0 {
+		t.Errorf("known regions reported: %v", got)
 	}
 }

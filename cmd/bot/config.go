@@ -34,13 +34,11 @@ func (c *config) LogValue() slog.Value {
 	if c.AppToken != "" {
 		mode = "socket"
 	}
-	// Durations are written as durations (30m0s): slog's JSON handler
-	// would write nanoseconds.
 	return slog.GroupValue(
 		slog.String("mode", mode), slog.String("listen", c.ListenAddr), slog.String("db", c.DBPath),
 		slog.String("slack_api", c.APIURL), slog.String("region", c.Policy.DefaultRegion),
-		slog.Int("min_approvals", c.Policy.MinApprovals), slog.String("request_ttl", c.Policy.RequestTTL.String()),
-		slog.String("poll_interval", c.PollInterval.String()), slog.String("reboot_timeout", c.RebootTimeout.String()),
+		slog.Int("min_approvals", c.Policy.MinApprovals), slog.Duration("request_ttl", c.Policy.RequestTTL),
+		slog.Duration("poll_interval", c.PollInterval), slog.Duration("reboot_timeout", c.RebootTimeout),
 	)
 }
 

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"io"
 	"net/http"
@@ -123,6 +124,22 @@ func TestServeHealthMetricsAndLock(t *testing.T) {
 		"TENCENTCLOUD_SECRET_ID": "AKIDtest", "TENCENTCLOUD_SECRET_KEY": "test-key", "TENCENTCLOUD_ENDPOINT": endpoint,
 	}
 	base, stop, stderr := mustRun(t, []string{"bot", "serve"}, env)
+	// Start-up logs are JSON lines, durations written as durations.
+	for line := range strings.Lines(stderr.String()) {
+		var rec map[string]any
+		if err := json.Unmarshal([]byte(line), &rec); err != nil {
+			t.Errorf("start-up log line is not JSON: %q", line)
+		}
+		if rec["msg"] == "rebootbot started" {
+			cfg, _ := rec["config"].(map[string]any)
+			if cfg["request_ttl"] != "30m0s" || cfg["poll_interval"] != "5s" || cfg["reboot_timeout"] != "10m0s" {
+				t.Errorf("start-up log writes durations as %v, %v, %v; want 30m0s, 5s, 10m0s", cfg["request_ttl"], cfg["poll_interval"], cfg["reboot_timeout"])
+			}
+		}
+	}
+	if !strings.Contains(stderr.String(), `"msg":"rebootbot started"`) {
+		t.Errorf("no start-up line in:\n%s", stderr.String())
+	}
 	for _, path := range []string{"/healthz", "/metrics"} {
 		resp, err := http.Get(base + path)
 		if err != nil {

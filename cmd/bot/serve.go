@@ -37,7 +37,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	if err != nil {
 		return err
 	}
-	log := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	log := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo, ReplaceAttr: durationText}))
 	for _, w := range cfg.Warnings {
 		log.Warn("configuration", "warning", w)
 	}
@@ -64,6 +64,15 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		log.Warn("stopping", "err", err)
 	}
 	return died
+}
+
+// durationText writes a duration as Go writes it (30m0s, 250ms): slog's
+// JSON handler would write nanoseconds, which nobody reads at a glance.
+func durationText(_ []string, a slog.Attr) slog.Attr {
+	if a.Value.Kind() == slog.KindDuration {
+		a.Value = slog.StringValue(a.Value.Duration().String())
+	}
+	return a
 }
 
 // app is a running bot: its parts, for stopping them in order.
