@@ -104,7 +104,10 @@ func TestSlackStandinDrivesServe(t *testing.T) {
 	if got := send(printedLine(t, after, "slack /slack/interactions ")); got != "" {
 		t.Errorf("the click was answered %q, want an empty acknowledgement", got)
 	}
-	final := waitOutput(t, out, "*Succeeded*: 1 of 1 instance rebooted.")
+	// The summary in the thread and the card's last update are two calls
+	// that may reach Slack in either order: wait for both.
+	waitOutput(t, out, "*Succeeded*: 1 of 1 instance rebooted.")
+	final := waitOutput(t, out, "Reboot request R-1 (Succeeded)")
 	for _, want := range []string{"slack: auth.test ok", "slack: chat.postMessage ok channel=C0OPS", "You approved R-1", "Reboot request R-1 (Succeeded)"} {
 		if !strings.Contains(final, want) {
 			t.Errorf("stand-in log lacks %q:\n%s", want, final)
