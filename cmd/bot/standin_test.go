@@ -89,7 +89,12 @@ func TestSlackStandinDrivesServe(t *testing.T) {
 	env["TENCENTCLOUD_ENDPOINT"] = emuURL
 	env["BOT_DB"] = filepath.Join(t.TempDir(), "rebootbot.db")
 	env["BOT_POLL_INTERVAL"] = "200ms"
-	botURL, _, _ := mustRun(t, []string{"bot", "serve"}, env)
+	botURL, stopBot, _ := mustRun(t, []string{"bot", "serve"}, env)
+	t.Cleanup(func() { // before the stand-in stops
+		if err := stopBot(); err != nil {
+			t.Errorf("serve: %v", err)
+		}
+	})
 
 	function := printedLine(t, printed, "slack() {")
 	function = strings.ReplaceAll(function, "http://127.0.0.1:8080", botURL)
