@@ -26,9 +26,7 @@ var t0 = time.Date(2026, 3, 1, 9, 0, 0, 0, time.UTC)
 // apart from t0, closed when the test ends.
 func mustOpen(t *testing.T) *store.DB {
 	t.Helper()
-	var n time.Duration
-	now := func() time.Time { n++; return t0.Add((n - 1) * time.Second) }
-	db, err := store.Open(filepath.Join(t.TempDir(), "bot.db"), store.Options{NoSync: true, Now: now})
+	db, err := store.Open(filepath.Join(t.TempDir(), "bot.db"), store.Options{NoSync: true, Now: testutil.Ticker(t0, time.Second)})
 	if err != nil {
 		t.Fatal(err)
 	}

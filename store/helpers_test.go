@@ -71,14 +71,7 @@ func checkAtEnd(t testing.TB, path string) {
 }
 
 // tick returns a clock for Options.Now that moves one second a call.
-func tick(start time.Time) func() time.Time {
-	c := testutil.NewFakeClock(start)
-	return func() time.Time {
-		now := c.Now()
-		c.Advance(time.Second)
-		return now
-	}
-}
+func tick(start time.Time) func() time.Time { return testutil.Ticker(start, time.Second) }
 
 // newRequest returns a pending request for instances by requester.
 func newRequest(requester string, instances ...string) *approval.Request {

@@ -18,6 +18,7 @@ import (
 
 	"rebootbot/approval"
 	"rebootbot/auditapi"
+	"rebootbot/internal/testutil"
 	"rebootbot/store"
 
 	bolt "go.etcd.io/bbolt"
@@ -52,9 +53,7 @@ func mustRunAudit(t *testing.T, env map[string]string, args ...string) cliResult
 // second apart from t0, closed when the test ends.
 func mustOpenStore(t *testing.T) *store.DB {
 	t.Helper()
-	var n time.Duration
-	now := func() time.Time { n++; return t0.Add((n - 1) * time.Second) }
-	db, err := store.Open(filepath.Join(t.TempDir(), "bot.db"), store.Options{NoSync: true, Now: now})
+	db, err := store.Open(filepath.Join(t.TempDir(), "bot.db"), store.Options{NoSync: true, Now: testutil.Ticker(t0, time.Second)})
 	if err != nil {
 		t.Fatal(err)
 	}

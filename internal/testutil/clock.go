@@ -66,3 +66,15 @@ func (c *FakeClock) Waiters() int {
 	defer c.mu.Unlock()
 	return len(c.waiters)
 }
+
+// Ticker returns a clock function that reads start at its first call and
+// one step later at each call after, so that records stored through it get
+// distinct, predictable times (store.Options.Now).
+func Ticker(start time.Time, step time.Duration) func() time.Time {
+	c := NewFakeClock(start)
+	return func() time.Time {
+		now := c.Now()
+		c.Advance(step)
+		return now
+	}
+}

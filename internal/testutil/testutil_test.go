@@ -129,3 +129,13 @@ func TestFakeClock(t *testing.T) {
 		t.Errorf("Now = %v, want %v", got, want)
 	}
 }
+
+func TestTicker(t *testing.T) {
+	start := time.Date(2026, 3, 1, 9, 0, 0, 0, time.UTC)
+	now := Ticker(start, time.Second)
+	for i := range 3 {
+		if got, want := now(), start.Add(time.Duration(i)*time.Second); !got.Equal(want) {
+			t.Errorf("call %d = %v, want %v", i+1, got, want)
+		}
+	}
+}
