@@ -65,7 +65,7 @@ func audit(ctx context.Context, args []string, getenv func(string) string, stdou
 		return nil
 	}
 	if strings.HasPrefix(args[0], "-") {
-		return usageError("bot audit", fmt.Errorf("flag provided but not defined: %s", args[0]))
+		return usageError("bot audit", unknownFlag(args[0]))
 	}
 	return usageError("bot audit", fmt.Errorf("unknown command %q", args[0]))
 }

@@ -109,6 +109,13 @@ func helpFor(cmd string) string {
 	return cmd
 }
 
+// unknownFlag is the error for a flag where a command was expected,
+// worded as the flag package words it.
+func unknownFlag(arg string) error {
+	name, _, _ := strings.Cut(strings.TrimLeft(arg, "-"), "=")
+	return fmt.Errorf("flag provided but not defined: -%s", name)
+}
+
 // parseFlags parses args into fs for cmd. It reports whether to go on:
 // after -h or --help it prints help to stdout and returns false. A bad
 // flag, or an argument when none is taken, is a usageError.

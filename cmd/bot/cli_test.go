@@ -80,7 +80,7 @@ func TestBadCommandLines(t *testing.T) {
 		help string
 		want string
 	}{
-		{[]string{"--colour"}, "bot", "flag provided but not defined: --colour"},
+		{[]string{"--colour"}, "bot", "flag provided but not defined: -colour"},
 		{[]string{"frobnicate"}, "bot", `unknown command "frobnicate"`},
 		{[]string{"serve", "--colour"}, "bot serve", "flag provided but not defined: -colour"},
 		{[]string{"serve", "extra"}, "bot serve", `unexpected argument "extra"`},
@@ -92,7 +92,7 @@ func TestBadCommandLines(t *testing.T) {
 		{[]string{"emulator", "--colour"}, "bot emulator", "flag provided but not defined"},
 		{[]string{"emulator", "--error-rate", "2"}, "bot emulator", "--error-rate"},
 		{[]string{"emulator", "serve"}, "bot emulator", `unexpected argument "serve"`},
-		{[]string{"audit", "--colour"}, "bot audit", "flag provided but not defined"},
+		{[]string{"audit", "--colour=red"}, "bot audit", "flag provided but not defined: -colour"},
 		{[]string{"audit", "list", "--colour"}, "bot audit", "flag provided but not defined"},
 		{[]string{"audit", "list", "--limit", "-1"}, "bot audit", "--limit -1"},
 		{[]string{"version", "--colour"}, "bot version", "flag provided but not defined"},

@@ -70,7 +70,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return nil
 	}
 	if strings.HasPrefix(cmd, "-") {
-		return usageError("bot", fmt.Errorf("flag provided but not defined: %s", cmd))
+		return usageError("bot", unknownFlag(cmd))
 	}
 	return usageError("bot", fmt.Errorf("unknown command %q", cmd))
 }
