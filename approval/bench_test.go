@@ -42,7 +42,7 @@ func BenchmarkCreateAndApprove(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		if _, err := e.Approve(ctx, fmt.Sprintf("click-%d", i), r.ID, "UALICE"); err != nil {
+		if _, err := e.Approve(ctx, fmt.Sprintf("click-%d", i), r.ID, "UALICE", r.Card); err != nil {
 			b.Fatal(err)
 		}
 	}

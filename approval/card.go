@@ -154,7 +154,15 @@ func (e *Engine) postReports(ctx context.Context, id string) {
 		return err == nil
 	}
 	if !r.StartAnnounced {
-		if e.report(ctx, r, Report{Kind: ReportStarted}) != nil || !mark(func(r *Request) { r.StartAnnounced = true }) {
+		// A request denied before its first call forgets when it started,
+		// as the thread is owed nothing; if the start was posted meanwhile,
+		// the summary is owed after all.
+		if e.report(ctx, r, Report{Kind: ReportStarted}) != nil || !mark(func(r *Request) {
+			r.StartAnnounced = true
+			if r.StartedAt.IsZero() {
+				r.StartedAt = e.now()
+			}
+		}) {
 			return
 		}
 	}

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -43,7 +44,7 @@ type Engine struct {
 	cloud    Cloud
 	notify   Notifier
 	groups   Groups
-	policy   *Policy
+	policy   atomic.Pointer[Policy] // the policy in force; swapped whole by SetPolicy
 	clock    Clock
 	log      *slog.Logger
 	observer func(*Event)
@@ -95,12 +96,13 @@ func NewEngine(cfg Config) (*Engine, error) {
 	}
 	e := &Engine{
 		store: cfg.Store, cloud: cfg.Cloud, notify: cfg.Notifier, groups: cfg.Groups,
-		policy: cfg.Policy, clock: cfg.Clock, log: cfg.Logger, observer: cfg.Observer,
+		clock: cfg.Clock, log: cfg.Logger, observer: cfg.Observer,
 		kick:       make(chan struct{}, 1),
 		background: background.New(),
 		running:    map[string]bool{},
 		rerun:      map[string]bool{},
 	}
+	e.policy.Store(cfg.Policy)
 	if e.clock == nil {
 		e.clock = SystemClock{}
 	}
@@ -114,12 +116,27 @@ func NewEngine(cfg Config) (*Engine, error) {
 	if timeout <= 0 {
 		timeout = 10 * time.Minute
 	}
-	e.exec = newExecutor(e.store, cfg.Rebooter, e.clock, e.log, poll, timeout, e.followExecution)
+	e.exec = newExecutor(e.store, cfg.Rebooter, e.clock, e.log, poll, timeout, e.followExecution, e.recheck)
 	return e, nil
 }
 
-// Policy returns the policy the engine enforces.
-func (e *Engine) Policy() *Policy { return e.policy }
+// Policy returns the policy in force. It must not be changed.
+func (e *Engine) Policy() *Policy { return e.policy.Load() }
+
+// SetPolicy puts p in force, if it is valid, for every decision from now
+// on: new requests, clicks on open ones, and executions that have not
+// called the cloud yet. An invalid p changes nothing. p must not be
+// changed afterwards.
+func (e *Engine) SetPolicy(p *Policy) error {
+	if p == nil {
+		return errors.New("approval: no policy")
+	}
+	if err := p.Validate(); err != nil {
+		return fmt.Errorf("approval: policy: %w", err)
+	}
+	e.policy.Store(p)
+	return nil
+}
 
 // Start resumes every request left open (posting missing cards, updating
 // stale ones, finishing executions) and starts the expiry loop.
@@ -290,7 +307,7 @@ const firstCardWait = 5 * time.Second
 // check validates in against the policy and the cloud and returns the
 // request to store.
 func (e *Engine) check(ctx context.Context, in CreateInput) (*Request, error) {
-	p := e.policy
+	p := e.policy.Load()
 	if !ValidUserID(in.Requester) {
 		return nil, Errorf(Invalid, "The request has no valid Slack user.")
 	}
@@ -596,34 +613,31 @@ func backoff(n int) time.Duration {
 	return min(d, 15*time.Second)
 }
 
-// eligible reports whether user may approve or deny r, resolving groups
-// outside any store transaction.
-func (e *Engine) eligible(ctx context.Context, id, user string) (bool, error) {
-	r, err := e.store.Get(ctx, id)
-	if err != nil {
-		return false, nil // the transaction reports the missing request
-	}
-	return MayApprove(ctx, e.groups, r, user)
-}
-
-// Approve records user's approval of request id. When it completes the
-// approvals, the request moves to EXECUTING in the same transaction (so it
-// can start only once) and the reboot begins in the background.
-func (e *Engine) Approve(ctx context.Context, key, id, user string) (Result, error) {
-	return e.decide(ctx, key, id, user, "approve", func(r *Request, ok bool, now time.Time) (Change, []Event, string, error) {
+// Approve records user's approval of request id, clicked on the card at
+// from. The click is judged by the policy in force: who may approve, how
+// many approvals are needed, whether the requester's own counts, and
+// whether a deny rule now protects an instance (then the request ends,
+// denied by the bot). When the approvals that count reach what is needed,
+// the request moves to EXECUTING in the same transaction (so it can start
+// only once) and the reboot begins in the background.
+func (e *Engine) Approve(ctx context.Context, key, id, user string, from Card) (Result, error) {
+	return e.decide(ctx, key, id, user, "approve", &from, func(r *Request, v *verdict, now time.Time) (Change, []Event, string, error) {
 		switch {
-		case !ok:
+		case !v.eligible[user]:
 			return refuse(r, user, Forbidden, fmt.Sprintf("You are not one of the approvers of %s.", r.ID))
-		case user == r.Requester && !r.SelfApproval:
+		case len(v.denied) > 0:
+			return denyByPolicy(r, user, v, now)
+		case user == r.Requester && !v.self:
 			return refuse(r, user, Forbidden, fmt.Sprintf("You asked for %s, so you can't approve it; someone else has to.", r.ID))
 		case r.HasApproved(user):
 			return refuse(r, user, Conflict, fmt.Sprintf("You have already approved %s.", r.ID))
 		}
 		r.Approvals = append(r.Approvals, Approval{User: user, At: now})
+		counted := len(r.Counted())
 		events := []Event{{RequestID: r.ID, Type: EventApproved, Actor: user, Instances: r.InstanceIDs(),
-			Details: Details{Approvals: approvers(r), Required: r.Required}}}
-		msg := fmt.Sprintf("You approved %s (%d of %d approvals).", r.ID, len(r.Approvals), r.Required)
-		if len(r.Approvals) >= r.Required {
+			Details: Details{Approvals: approvers(r), Required: r.Required, Note: lapsedNote(r)}}}
+		msg := fmt.Sprintf("You approved %s (%d of %d approvals).", r.ID, counted, r.Required)
+		if counted >= r.Required {
 			if err := r.transition(Approved); err != nil {
 				return Change{}, nil, "", err
 			}
@@ -643,10 +657,28 @@ func (e *Engine) Approve(ctx context.Context, key, id, user string) (Result, err
 	})
 }
 
-// Deny ends request id as denied by an eligible approver.
-func (e *Engine) Deny(ctx context.Context, key, id, user string) (Result, error) {
-	return e.decide(ctx, key, id, user, "deny", func(r *Request, ok bool, now time.Time) (Change, []Event, string, error) {
-		if !ok {
+// denyByPolicy ends a pending request that a deny rule of the policy in
+// force now protects: the bot denies it, saying why, and the approval
+// that brought it up is refused.
+func denyByPolicy(r *Request, user string, v *verdict, now time.Time) (Change, []Event, string, error) {
+	note := deniedByPolicy(v.denied)
+	if err := r.transition(Denied); err != nil {
+		return Change{}, nil, "", err
+	}
+	r.DecidedBy, r.DecidedAt, r.Note = ActorBot, now, note
+	events := []Event{
+		{RequestID: r.ID, Type: EventApprovalRefused, Actor: user, Instances: r.InstanceIDs(), Details: Details{Note: "approve: " + note}},
+		{RequestID: r.ID, Type: EventDenied, Actor: ActorBot, Instances: r.InstanceIDs(),
+			Details: Details{Approvals: approvers(r), Required: r.Required, Outcome: string(Denied), Note: note}},
+	}
+	return Change{Save: true}, events, fmt.Sprintf("%s is denied: %s", r.ID, note), nil
+}
+
+// Deny ends request id as denied by someone the policy in force lets
+// approve it, clicked on the card at from.
+func (e *Engine) Deny(ctx context.Context, key, id, user string, from Card) (Result, error) {
+	return e.decide(ctx, key, id, user, "deny", &from, func(r *Request, v *verdict, now time.Time) (Change, []Event, string, error) {
+		if !v.eligible[user] {
 			return refuse(r, user, Forbidden, fmt.Sprintf("Only an approver of %s can deny it.", r.ID))
 		}
 		if err := r.transition(Denied); err != nil {
@@ -660,7 +692,7 @@ func (e *Engine) Deny(ctx context.Context, key, id, user string) (Result, error)
 
 // Cancel ends request id at its requester's wish.
 func (e *Engine) Cancel(ctx context.Context, key, id, user string) (Result, error) {
-	return e.decide(ctx, key, id, user, "cancel", func(r *Request, _ bool, now time.Time) (Change, []Event, string, error) {
+	return e.decide(ctx, key, id, user, "cancel", nil, func(r *Request, _ *verdict, now time.Time) (Change, []Event, string, error) {
 		if user != r.Requester {
 			return refuse(r, user, Forbidden, fmt.Sprintf("Only the person who asked for %s can cancel it.", r.ID))
 		}
@@ -679,22 +711,41 @@ func refuse(r *Request, user string, kind Kind, msg string) (Change, []Event, st
 	return Change{Reply: Reply{Kind: kind, Message: msg, RequestID: r.ID}}, []Event{ev}, msg, nil
 }
 
+// approvers returns the people whose approvals of r count.
 func approvers(r *Request) []string {
-	users := make([]string, len(r.Approvals))
-	for i, a := range r.Approvals {
-		users[i] = a.User
+	var users []string
+	for _, a := range r.Counted() {
+		users = append(users, a.User)
 	}
 	return users
 }
 
+// lapsedNote names the approvals of r that no longer count, for the audit.
+func lapsedNote(r *Request) string {
+	var users []string
+	for _, a := range r.Approvals {
+		if a.Lapsed {
+			users = append(users, a.User)
+		}
+	}
+	if len(users) == 0 {
+		return ""
+	}
+	return "no longer counted under the policy in force: " + strings.Join(users, ", ")
+}
+
 // decideFunc applies one person's action to a pending request inside the
-// store transaction. ok reports whether the person may approve.
-type decideFunc func(r *Request, ok bool, now time.Time) (Change, []Event, string, error)
+// store transaction. v is the policy's verdict on the request with the
+// verdict applied (nil for a cancellation, which the policy does not
+// judge).
+type decideFunc func(r *Request, v *verdict, now time.Time) (Change, []Event, string, error)
 
 // decide runs an approval, denial or cancellation: the shared checks
-// (unknown request, already decided, expired), the store transaction with
-// the delivery key, the audit of refusals, and the follow-up work.
-func (e *Engine) decide(ctx context.Context, key, id, user, action string, fn decideFunc) (Result, error) {
+// (unknown request, a click from another request's card, already decided,
+// expired), the judgement by the policy in force, the store transaction
+// with the delivery key, the audit of refusals, and the follow-up work.
+// from is the card a click came from; nil for a command.
+func (e *Engine) decide(ctx context.Context, key, id, user, action string, from *Card, fn decideFunc) (Result, error) {
 	if !ValidUserID(user) {
 		return Result{}, Errorf(Invalid, "The click came without a valid Slack user.")
 	}
@@ -705,10 +756,11 @@ func (e *Engine) decide(ctx context.Context, key, id, user, action string, fn de
 			return replayed(ctx, e.store, reply)
 		}
 	}
-	ok := false
-	if action != "cancel" {
+	judged := action != "cancel"
+	var v *verdict
+	if judged {
 		var err error
-		if ok, err = e.eligible(ctx, id, user); err != nil {
+		if v, err = e.judgeClick(ctx, id, user, action); err != nil {
 			if ErrorKind(err) == Unavailable {
 				return e.refuseUnchecked(ctx, key, id, user, action, err)
 			}
@@ -716,13 +768,24 @@ func (e *Engine) decide(ctx context.Context, key, id, user, action string, fn de
 		}
 	}
 	var events []Event
-	var executing bool
+	var executing, saved bool
 	r, reply, wasReplayed, err := e.store.Update(ctx, id, key, func(r *Request) (Change, error) {
 		now := e.now()
-		events, executing = nil, false
+		events, executing, saved = nil, false, false
+		if from != nil && !r.cameFrom(*from) {
+			msg := fmt.Sprintf("This is not the current card of %s, so nothing was done; `/reboot status %s` shows %s as it is now.", r.ID, r.ID, r.ID)
+			events = []Event{{RequestID: r.ID, Type: EventApprovalRefused, Actor: user, Instances: r.InstanceIDs(),
+				Details: Details{Channel: from.Channel, Note: fmt.Sprintf("%s: clicked on message %q, not on the request's card", action, truncate(from.TS, 40))}}}
+			return Change{Events: events, Reply: Reply{Kind: Conflict, Message: msg, RequestID: r.ID}}, nil
+		}
+		if judged && v == nil {
+			// The request appeared after the click was judged.
+			return Change{}, Errorf(Unavailable, "%s could not be checked yet; try again in a moment.", r.ID)
+		}
 		if r.State == Pending && !now.Before(r.ExpiresAt) {
 			// Expired before anyone noticed: record that, refuse the action.
 			e.expire(r, now)
+			saved = true
 			msg := fmt.Sprintf("%s expired at %s; nothing was done.", r.ID, r.ExpiresAt.Format(time.RFC1123))
 			events = []Event{expiredEvent(r), {RequestID: r.ID, Type: EventApprovalRefused, Actor: user, Instances: r.InstanceIDs(), Details: Details{Note: msg}}}
 			return Change{Save: true, Events: events, Reply: Reply{Kind: Conflict, Message: msg, RequestID: r.ID}}, nil
@@ -732,7 +795,10 @@ func (e *Engine) decide(ctx context.Context, key, id, user, action string, fn de
 			events = []Event{{RequestID: r.ID, Type: EventApprovalRefused, Actor: user, Instances: r.InstanceIDs(), Details: Details{Note: action + ": " + msg}}}
 			return Change{Events: events, Reply: Reply{Kind: Conflict, Message: msg, RequestID: r.ID}}, nil
 		}
-		change, evs, msg, err := fn(r, ok, now)
+		if v != nil {
+			v.apply(r)
+		}
+		change, evs, msg, err := fn(r, v, now)
 		if err != nil {
 			return Change{}, err
 		}
@@ -742,7 +808,7 @@ func (e *Engine) decide(ctx context.Context, key, id, user, action string, fn de
 			r.CardCurrent = false
 			r.Version++
 			change.Reply = Reply{Message: msg, RequestID: r.ID}
-			executing = r.State == Executing
+			executing, saved = r.State == Executing, true
 		}
 		return change, nil
 	})
@@ -756,7 +822,7 @@ func (e *Engine) decide(ctx context.Context, key, id, user, action string, fn de
 		return replayed(ctx, e.store, reply)
 	}
 	e.observe(events)
-	if len(events) > 0 && events[0].Type != EventApprovalRefused {
+	if saved {
 		e.refreshCard(id)
 	}
 	if executing {
@@ -784,6 +850,23 @@ func (e *Engine) refuseUnchecked(ctx context.Context, key, id, user, action stri
 	}
 	e.observe([]Event{ev})
 	return Result{}, reply.Err()
+}
+
+// judgeClick judges request id by the policy in force for a click by
+// user; for an approval, everyone who approved it before is judged again
+// too. It returns nil when the request cannot be read: the transaction
+// then reports why.
+func (e *Engine) judgeClick(ctx context.Context, id, user, action string) (*verdict, error) {
+	p := e.policy.Load()
+	r, err := e.store.Get(ctx, id)
+	if err != nil {
+		return nil, nil
+	}
+	users := []string{user}
+	if action == "approve" {
+		users = append(users, approverIDs(r)...)
+	}
+	return judge(ctx, p, e.groups, r, users)
 }
 
 // unknownRequest audits an action on a request that does not exist.
@@ -864,18 +947,19 @@ func (e *Engine) Audit(ctx context.Context, q AuditQuery) ([]Event, error) {
 
 // MayRequest reports whether user may file requests in channel.
 func (e *Engine) MayRequest(ctx context.Context, user, channel string) error {
-	return e.policy.MayRequest(ctx, e.groups, user, channel)
+	return e.policy.Load().MayRequest(ctx, e.groups, user, channel)
 }
 
 // MayView reports whether user may look at requests and the audit log:
 // everyone who may request or approve.
 func (e *Engine) MayView(ctx context.Context, user, channel string) error {
-	reqErr := e.policy.MayRequest(ctx, e.groups, user, channel)
+	p := e.policy.Load()
+	reqErr := p.MayRequest(ctx, e.groups, user, channel)
 	if reqErr == nil {
 		return nil
 	}
-	lists := [][]string{e.policy.Approvers}
-	for _, r := range e.policy.Rules {
+	lists := [][]string{p.Approvers}
+	for _, r := range p.Rules {
 		lists = append(lists, r.Approvers)
 	}
 	for _, l := range lists {

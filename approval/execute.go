@@ -32,6 +32,10 @@ type Executor struct {
 	// follow is told of every change an execution stored, so that the
 	// card and the thread can catch up.
 	follow func(r *Request, events []Event)
+	// recheck is the engine's last word before an execution calls the
+	// cloud for the first time: it returns the request as it may go on,
+	// or ended.
+	recheck func(ctx context.Context, r *Request) (*Request, error)
 
 	background *background.Group // the running executions
 
@@ -39,8 +43,9 @@ type Executor struct {
 	running map[string]bool // requests with an execution in this process
 }
 
-func newExecutor(store Store, cloud Rebooter, clock Clock, log *slog.Logger, poll, timeout time.Duration, follow func(*Request, []Event)) *Executor {
-	return &Executor{store: store, cloud: cloud, clock: clock, log: log, poll: poll, timeout: timeout, follow: follow,
+func newExecutor(store Store, cloud Rebooter, clock Clock, log *slog.Logger, poll, timeout time.Duration,
+	follow func(*Request, []Event), recheck func(context.Context, *Request) (*Request, error)) *Executor {
+	return &Executor{store: store, cloud: cloud, clock: clock, log: log, poll: poll, timeout: timeout, follow: follow, recheck: recheck,
 		background: background.New(), running: map[string]bool{}}
 }
 
@@ -139,6 +144,11 @@ func (x *Executor) execute(ctx context.Context, id string) error {
 	if r.State != Executing {
 		return nil
 	}
+	if !anyCalled(r) {
+		if r, err = x.recheck(ctx, r); err != nil || r.State != Executing {
+			return err
+		}
+	}
 	// Thread messages are posted by their own job, so that a slow Slack
 	// delays the messages, never the reboots.
 	x.follow(r, nil)
@@ -150,6 +160,17 @@ func (x *Executor) execute(ctx context.Context, id string) error {
 	}
 	_, err = x.finish(ctx, id)
 	return err
+}
+
+// anyCalled reports whether r's execution has gone past waiting for any
+// instance: from then on it is finished, whatever the policy says now.
+func anyCalled(r *Request) bool {
+	for _, run := range r.Runs {
+		if run.State != RunWaiting {
+			return true
+		}
+	}
+	return false
 }
 
 // callAll reboots every instance of r that has not been called yet, in

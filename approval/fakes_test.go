@@ -372,3 +372,13 @@ func (w *world) events(t *testing.T, q approval.AuditQuery) []approval.EventType
 	}
 	return types
 }
+
+// cardOf returns where request id's card is, as a click on it would say;
+// nothing for a request that does not exist.
+func (w *world) cardOf(id string) approval.Card {
+	r, err := w.store.Get(context.Background(), id)
+	if err != nil {
+		return approval.Card{}
+	}
+	return r.Card
+}

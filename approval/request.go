@@ -32,10 +32,12 @@ const (
 )
 
 // transitions lists every allowed state change. Anything else is a conflict.
+// An executing request may still be denied, by the bot, when the policy in
+// force no longer allows it before any instance was called.
 var transitions = map[State][]State{
 	Pending:   {Approved, Denied, Cancelled, Expired, Rejected},
 	Approved:  {Executing},
-	Executing: {Succeeded, Failed, PartiallyFailed},
+	Executing: {Succeeded, Failed, PartiallyFailed, Denied},
 }
 
 // CanTransition reports whether a request may go from one state to another.
@@ -130,6 +132,12 @@ func ValidInstanceID(id string) bool {
 type Approval struct {
 	User string    `json:"user"`
 	At   time.Time `json:"at"`
+	// Lapsed reports whether the approval stopped counting: under the
+	// policy the request was last judged by, its author may no longer
+	// approve it (removed from the approvers, or the requester once self
+	// approval is off). It stays on record, and counts again if the policy
+	// lets its author approve again.
+	Lapsed bool `json:"lapsed,omitempty"`
 }
 
 // RunState is where one instance is in an execution.
@@ -171,7 +179,25 @@ type Run struct {
 // Card is where a request's approval card lives in Slack.
 type Card struct {
 	Channel string `json:"channel"`
-	TS      string `json:"ts"`
+	// TS is Slack's timestamp of the message: when Slack took it, in
+	// seconds and microseconds since the epoch.
+	TS string `json:"ts"`
+}
+
+// PostedAt returns when Slack took the card, read from its timestamp.
+func (c Card) PostedAt() (time.Time, bool) {
+	sec, frac, _ := strings.Cut(c.TS, ".")
+	s, err := strconv.ParseInt(sec, 10, 64)
+	if err != nil || s <= 0 || len(frac) > 6 {
+		return time.Time{}, false
+	}
+	var us int64
+	if frac != "" {
+		if us, err = strconv.ParseInt(frac+strings.Repeat("0", 6-len(frac)), 10, 64); err != nil || us < 0 {
+			return time.Time{}, false
+		}
+	}
+	return time.Unix(s, us*1000).UTC(), true
 }
 
 // Request is one reboot request from creation to its outcome.
@@ -183,7 +209,10 @@ type Request struct {
 	StopType  StopType   `json:"stop_type"`
 	Region    string     `json:"region"`
 	Instances []Instance `json:"instances"` // as looked up at creation
-	// Required is how many approvals the policy asks for.
+	// Required, ApproverGroups and SelfApproval are what the policy asked
+	// of the request when it was last judged (created, clicked, or checked
+	// before execution); every decision judges it again by the policy in
+	// force. Required is how many approvals it needs.
 	Required int `json:"required"`
 	// ApproverGroups lists, per distinct policy rule the instances matched,
 	// who may approve (user and user-group IDs); an approver must be in every
@@ -256,6 +285,17 @@ func (r *Request) HasApproved(user string) bool {
 	return false
 }
 
+// Counted returns the approvals that count: those that have not lapsed.
+func (r *Request) Counted() []Approval {
+	var out []Approval
+	for _, a := range r.Approvals {
+		if !a.Lapsed {
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
 // Run returns the run of instance id, or nil.
 func (r *Request) Run(id string) *Run {
 	for i := range r.Runs {
@@ -298,6 +338,21 @@ func (r *Request) transition(to State) error {
 	}
 	r.State = to
 	return nil
+}
+
+// cameFrom reports whether a click on the card at c can be meant for r:
+// c is r's card. While r's card is not stored (the bot died between
+// posting it and storing where it is), a card in r's channel that Slack
+// took after r was created can only be r's, since the bot stores a request
+// before posting its card; a card from before is another request's that
+// had the same number (before the database was lost or restored from a
+// backup).
+func (r *Request) cameFrom(c Card) bool {
+	if r.Card.TS != "" {
+		return c.Channel == r.Card.Channel && c.TS == r.Card.TS
+	}
+	posted, ok := c.PostedAt()
+	return ok && c.Channel == r.Channel && !posted.Before(r.CreatedAt)
 }
 
 // FormatRequestID returns the request ID for sequence number n.

@@ -67,7 +67,7 @@ func cardText(r *approval.Request) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "Reboot request %s (%s): %s, %s, %s", r.ID, Outcome(r.State), countInstances(len(r.Instances)), r.StopType, escapeText(r.Region))
 	if r.State == approval.Pending {
-		fmt.Fprintf(&b, "; %d of %d approvals", len(r.Approvals), r.Required)
+		fmt.Fprintf(&b, "; %d of %d approvals", len(r.Counted()), r.Required)
 	}
 	fmt.Fprintf(&b, ". Reason: %s", escapeText(truncate(oneLine(r.Reason), 200)))
 	return b.String()
@@ -99,7 +99,7 @@ func summaryFields(r *approval.Request, now time.Time) []*slack.TextBlockObject 
 		mrkdwn("*Requested by*\n" + userRef(r.Requester)),
 		mrkdwn("*Stop type*\n" + stopTypeText(r.StopType)),
 		mrkdwn("*Region*\n" + escapeText(r.Region)),
-		mrkdwn(fmt.Sprintf("*Approvals*\n%d of %d", len(r.Approvals), r.Required)),
+		mrkdwn(fmt.Sprintf("*Approvals*\n%d of %d", len(r.Counted()), r.Required)),
 	}
 	switch {
 	case r.State == approval.Pending:
@@ -228,20 +228,25 @@ func failureWords(run *approval.Run) string {
 	return "failed"
 }
 
-// approvalsText lists who approved and when, and while pending who may.
+// approvalsText lists who approved and when, saying which approvals no
+// longer count under the policy in force, and while pending who may
+// approve.
 func approvalsText(r *approval.Request) string {
 	var b strings.Builder
 	if len(r.Approvals) > 0 {
 		b.WriteString("*Approved by*")
 		for _, a := range r.Approvals {
 			b.WriteString("\n• " + userRef(a.User) + " " + slackDate(a.At))
+			if a.Lapsed {
+				b.WriteString(" _(no longer counts: the policy in force does not let them approve this)_")
+			}
 		}
 	}
 	if r.State == approval.Pending {
 		if b.Len() > 0 {
 			b.WriteString("\n")
 		}
-		need := max(0, r.Required-len(r.Approvals))
+		need := max(0, r.Required-len(r.Counted()))
 		fmt.Fprintf(&b, "*Waiting for %d more %s from*", need, plural(need, "approval", "approvals"))
 		switch len(r.ApproverGroups) {
 		case 0:

@@ -99,6 +99,29 @@ func failedRun(id string) approval.Run {
 		Explanation: "The instance is stopped, so it cannot be rebooted."}
 }
 
+// lapsedRequest is a HARD request approved twice, one of the approvers
+// since removed from the policy: their approval no longer counts.
+func lapsedRequest() *approval.Request {
+	r := hardRequest()
+	r.ID = "R-7"
+	r.ApproverGroups = [][]string{{approverB, sreGroup}}
+	r.Approvals = []approval.Approval{
+		{User: approverA, At: cardNow.Add(-3 * time.Minute), Lapsed: true},
+		{User: approverB, At: cardNow.Add(-time.Minute)},
+	}
+	return r
+}
+
+// deniedByPolicy is a request the bot ended because a deny rule of the
+// policy in force now protects one of its instances.
+func deniedByPolicy() *approval.Request {
+	r := decided(approval.Denied, approval.ActorBot)
+	r.ID = "R-8"
+	r.Approvals = []approval.Approval{{User: approverA, At: cardNow.Add(-3 * time.Minute)}}
+	r.Note = "The policy in force does not allow rebooting ins-5e6f7a8b through the bot, so nothing was rebooted."
+	return r
+}
+
 func injectionRequest() *approval.Request {
 	r := pendingRequest()
 	r.ID = "R-13"
@@ -125,6 +148,8 @@ var cardCases = []struct {
 	{"expired", decided(approval.Expired, approval.ActorBot)},
 	{"cancelled", decided(approval.Cancelled, requester)},
 	{"injection", injectionRequest()},
+	{"pending-lapsed", lapsedRequest()},
+	{"denied-by-policy", deniedByPolicy()},
 }
 
 func TestRenderCardGolden(t *testing.T) {

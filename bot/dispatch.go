@@ -238,10 +238,12 @@ func (h *Handler) decide(cb *slack.InteractionCallback, a *slack.BlockAction) {
 		res approval.Result
 		err error
 	)
+	// The engine acts only if this message is the request's card.
+	from := approval.Card{Channel: firstNonEmpty(cb.Container.ChannelID, cb.Channel.ID), TS: firstNonEmpty(cb.Container.MessageTs, cb.Message.Timestamp)}
 	if a.ActionID == ActionApprove {
-		res, err = h.engine.Approve(ctx, key, a.Value, cb.User.ID)
+		res, err = h.engine.Approve(ctx, key, a.Value, cb.User.ID, from)
 	} else {
-		res, err = h.engine.Deny(ctx, key, a.Value, cb.User.ID)
+		res, err = h.engine.Deny(ctx, key, a.Value, cb.User.ID, from)
 	}
 	msg := Ephemeral(res.Message)
 	if err != nil {

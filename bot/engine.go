@@ -11,8 +11,9 @@ import (
 type Engine interface {
 	Create(ctx context.Context, in approval.CreateInput) (*approval.Request, error)
 	RejectCommand(ctx context.Context, in approval.CreateInput, cause error) error
-	Approve(ctx context.Context, key, id, user string) (approval.Result, error)
-	Deny(ctx context.Context, key, id, user string) (approval.Result, error)
+	// Approve and Deny act on request id for a click on the card at from.
+	Approve(ctx context.Context, key, id, user string, from approval.Card) (approval.Result, error)
+	Deny(ctx context.Context, key, id, user string, from approval.Card) (approval.Result, error)
 	Cancel(ctx context.Context, key, id, user string) (approval.Result, error)
 	Get(ctx context.Context, id string) (*approval.Request, error)
 	Pending(ctx context.Context) ([]*approval.Request, error)

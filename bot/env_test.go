@@ -317,12 +317,24 @@ func (e *env) click(user, action, id string) (reply, string) {
 
 func (e *env) clickWithTrigger(user, action, id, trigger string) (reply, string) {
 	e.t.Helper()
+	ts := tsOf(1)
+	if e.engine != nil { // nil with a fake engine, which checks no card
+		if r, err := e.engine.Get(context.Background(), id); err == nil && r.Card.TS != "" {
+			ts = r.Card.TS
+		}
+	}
+	return e.clickOn(user, action, id, trigger, ts)
+}
+
+// clickOn presses action with value id on the message ts of the channel.
+func (e *env) clickOn(user, action, id, trigger, ts string) (reply, string) {
+	e.t.Helper()
 	responseURL := e.stub.ResponseURL()
 	payload := map[string]any{
 		"type": "block_actions", "trigger_id": trigger, "response_url": responseURL, "api_app_id": "A0APP",
 		"user":      map[string]any{"id": user, "username": strings.ToLower(user), "team_id": "T0TEAM"},
 		"team":      map[string]any{"id": "T0TEAM"},
-		"container": map[string]any{"type": "message", "message_ts": tsOf(1), "channel_id": channel, "is_ephemeral": false},
+		"container": map[string]any{"type": "message", "message_ts": ts, "channel_id": channel, "is_ephemeral": false},
 		"channel":   map[string]any{"id": channel, "name": "ops"},
 		"actions": []any{map[string]any{
 			"action_id": action, "block_id": "decide:" + id, "type": "button", "value": id, "action_ts": "1700000001.000100",

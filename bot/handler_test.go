@@ -70,14 +70,14 @@ func (f *fakeEngine) RejectCommand(ctx context.Context, in approval.CreateInput,
 	return cause
 }
 
-func (f *fakeEngine) Approve(ctx context.Context, key, id, user string) (approval.Result, error) {
+func (f *fakeEngine) Approve(ctx context.Context, key, id, user string, from approval.Card) (approval.Result, error) {
 	if err := f.wait(ctx, "Approve"); err != nil {
 		return approval.Result{}, err
 	}
 	return approval.Result{Message: "You approved " + id + "."}, nil
 }
 
-func (f *fakeEngine) Deny(ctx context.Context, key, id, user string) (approval.Result, error) {
+func (f *fakeEngine) Deny(ctx context.Context, key, id, user string, from approval.Card) (approval.Result, error) {
 	return approval.Result{}, approval.Errorf(approval.Forbidden, "Only an approver of %s can deny it.", id)
 }
 

@@ -28,7 +28,7 @@ func RenderPending(rs []*approval.Request, now time.Time) *Message {
 	for _, r := range rs {
 		lines = append(lines, fmt.Sprintf("• *%s* · %s · %s · %s · by %s · %d of %d approvals · expires %s (%s)\n    %s",
 			r.ID, countInstances(len(r.Instances)), r.StopType, escapeText(r.Region), userRef(r.Requester),
-			len(r.Approvals), r.Required, slackDate(r.ExpiresAt), until(r.ExpiresAt, now),
+			len(r.Counted()), r.Required, slackDate(r.ExpiresAt), until(r.ExpiresAt, now),
 			escapeText(truncate(oneLine(r.Reason), 120))))
 	}
 	return listMessage(fmt.Sprintf("%d %s waiting for approval.", len(rs), plural(len(rs), "request is", "requests are")), lines)

@@ -110,7 +110,8 @@ func TestSocketMode(t *testing.T) {
 		"payload": map[string]any{
 			"type": "block_actions", "trigger_id": "9.9.socket3", "response_url": clickURL,
 			"user": map[string]any{"id": approverA}, "channel": map[string]any{"id": channel},
-			"actions": []any{map[string]any{"action_id": bot.ActionApprove, "block_id": "decide:R-1", "type": "button", "value": "R-1", "action_ts": "1.2"}},
+			"container": map[string]any{"type": "message", "message_ts": e.request("R-1").Card.TS, "channel_id": channel},
+			"actions":   []any{map[string]any{"action_id": bot.ActionApprove, "block_id": "decide:R-1", "type": "button", "value": "R-1", "action_ts": "1.2"}},
 		},
 	})
 	if ack := peer.ack("env-3"); ack["payload"] != nil {
