@@ -48,6 +48,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	if err != nil {
 		return err
 	}
+	defer reloadOnHangup(getenv, app.engine, log)()
 	fmt.Fprintf(stdout, "rebootbot %s listening on http://%s\n", version, app.addr)
 	var died error
 	select {
