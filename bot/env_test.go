@@ -102,6 +102,7 @@ type envConfig struct {
 	policy *approval.Policy
 	emu    emulator.Config
 	hold   *cloudHold // nil: the bot talks to the emulator directly
+	stub   *slackStub // nil: a new one; set: Slack as another env left it
 }
 
 // cloudHold stands between the bot and the emulator and keeps the calls of
@@ -163,7 +164,10 @@ func mustEnv(t *testing.T, cfgs ...func(*envConfig)) *env {
 	for _, f := range cfgs {
 		f(&cfg)
 	}
-	e := &env{t: t, stub: mustSlackStub(t), clock: testutil.NewFakeClock(time.Now().UTC()), metrics: metrics.New(metrics.Options{CloudCodes: cloud.KnownCode}), logs: &testutil.SyncBuffer{}}
+	e := &env{t: t, stub: cfg.stub, clock: testutil.NewFakeClock(time.Now().UTC()), metrics: metrics.New(metrics.Options{CloudCodes: cloud.KnownCode}), logs: &testutil.SyncBuffer{}}
+	if e.stub == nil {
+		e.stub = mustSlackStub(t)
+	}
 	e.stub.SetGroup(sreGroup, sreMember)
 	logger := slog.New(slog.NewTextHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 
