@@ -125,8 +125,9 @@ func (e *Engine) Policy() *Policy { return e.policy.Load() }
 
 // SetPolicy puts p in force, if it is valid, for every decision from now
 // on: new requests, clicks on open ones, and executions that have not
-// called the cloud yet. An invalid p changes nothing. p must not be
-// changed afterwards.
+// called the cloud yet. Pending requests are judged by it in the
+// background, so that their cards show it. An invalid p changes nothing.
+// p must not be changed afterwards.
 func (e *Engine) SetPolicy(p *Policy) error {
 	if p == nil {
 		return errors.New("approval: no policy")
@@ -135,6 +136,7 @@ func (e *Engine) SetPolicy(p *Policy) error {
 		return fmt.Errorf("approval: policy: %w", err)
 	}
 	e.policy.Store(p)
+	e.spawnJob(e.rejudgePending)
 	return nil
 }
 
@@ -149,6 +151,7 @@ func (e *Engine) Start(ctx context.Context) error {
 		e.log.Info("resuming request", "request", r.ID, "state", r.State)
 		e.resume(r)
 	}
+	e.spawnJob(e.rejudgePending) // the policy may have changed while the bot was down
 	e.spawnJob(e.expiryLoop)
 	return nil
 }
@@ -629,13 +632,20 @@ func (e *Engine) Approve(ctx context.Context, key, id, user string, from Card) (
 			return denyByPolicy(r, user, v, now)
 		case user == r.Requester && !v.self:
 			return refuse(r, user, Forbidden, fmt.Sprintf("You asked for %s, so you can't approve it; someone else has to.", r.ID))
-		case r.HasApproved(user):
+		case r.HasApproved(user) && len(r.Counted()) < r.Required:
 			return refuse(r, user, Conflict, fmt.Sprintf("You have already approved %s.", r.ID))
 		}
-		r.Approvals = append(r.Approvals, Approval{User: user, At: now})
+		// An approver who approved before may click again when a policy
+		// change lowered what the request needs: the approvals that count
+		// are then enough, and the click starts the reboot.
+		again := r.HasApproved(user)
+		var events []Event
+		if !again {
+			r.Approvals = append(r.Approvals, Approval{User: user, At: now})
+			events = append(events, Event{RequestID: r.ID, Type: EventApproved, Actor: user, Instances: r.InstanceIDs(),
+				Details: Details{Approvals: approvers(r), Required: r.Required, Note: lapsedNote(r)}})
+		}
 		counted := len(r.Counted())
-		events := []Event{{RequestID: r.ID, Type: EventApproved, Actor: user, Instances: r.InstanceIDs(),
-			Details: Details{Approvals: approvers(r), Required: r.Required, Note: lapsedNote(r)}}}
 		msg := fmt.Sprintf("You approved %s (%d of %d approvals).", r.ID, counted, r.Required)
 		if counted >= r.Required {
 			if err := r.transition(Approved); err != nil {
@@ -652,6 +662,9 @@ func (e *Engine) Approve(ctx context.Context, key, id, user string, from Card) (
 			events = append(events, Event{RequestID: r.ID, Type: EventExecuting, Actor: ActorBot, Instances: r.InstanceIDs(),
 				Details: Details{Approvals: approvers(r), Required: r.Required, StopType: r.StopType, Region: r.Region}})
 			msg = fmt.Sprintf("You approved %s; that was the last approval needed, so the reboot starts now.", r.ID)
+			if again {
+				msg = fmt.Sprintf("The approvals %s needs under the policy in force are in, so the reboot starts now.", r.ID)
+			}
 		}
 		return Change{Save: true}, events, msg, nil
 	})

@@ -205,3 +205,69 @@ func judgement(r *Request) string {
 	return fmt.Sprint(r.Required, r.ApproverGroups, r.SelfApproval, lapsed)
 }
 
+// rejudgePending judges every pending request by the policy in force, so
+// that a change shows on the cards at once rather than at the next click:
+// the requirements, which approvals no longer count, and, when a deny rule
+// now protects an instance, the end of the request, denied by the bot.
+// Lowered requirements start nothing: a reboot starts only with a click.
+func (e *Engine) rejudgePending(ctx context.Context) {
+	open, err := e.store.Open(ctx)
+	if err != nil {
+		e.log.Error("judge pending requests by the policy in force", "err", err)
+		return
+	}
+	for _, r := range open {
+		if ctx.Err() != nil {
+			return
+		}
+		if r.State == Pending {
+			e.rejudge(ctx, r)
+		}
+	}
+}
+
+// rejudge judges pending request r by the policy in force and stores what
+// changed. When Slack cannot resolve a user group, r is left as it is: its
+// next click is judged anyway.
+func (e *Engine) rejudge(ctx context.Context, r *Request) {
+	v, err := judge(ctx, e.policy.Load(), e.groups, r, approverIDs(r))
+	if err != nil {
+		e.log.Warn("judge pending request by the policy in force; its next click will", "request", r.ID, "err", err)
+		return
+	}
+	var events []Event
+	saved, _, _, err := e.store.Update(ctx, r.ID, "", func(s *Request) (Change, error) {
+		events = nil
+		now := e.now()
+		if s.State != Pending || !now.Before(s.ExpiresAt) {
+			return Change{}, nil // decided meanwhile, or the expiry loop's
+		}
+		before := judgement(s)
+		v.apply(s)
+		if len(v.denied) > 0 {
+			note := deniedByPolicy(v.denied)
+			if err := s.transition(Denied); err != nil {
+				return Change{}, err
+			}
+			s.DecidedBy, s.DecidedAt, s.Note = ActorBot, now, note
+			events = []Event{{RequestID: s.ID, Type: EventDenied, Actor: ActorBot, Instances: s.InstanceIDs(),
+				Details: Details{Approvals: approvers(s), Required: s.Required, Outcome: string(Denied), Note: note}}}
+		} else if judgement(s) == before {
+			return Change{}, nil
+		}
+		s.CardCurrent = false
+		s.Version++
+		return Change{Save: true, Events: events}, nil
+	})
+	if err != nil {
+		e.log.Error("store the judgement of a pending request", "request", r.ID, "err", err)
+		return
+	}
+	if saved.Version != r.Version {
+		e.refreshCard(saved.ID)
+	}
+	if len(events) > 0 {
+		e.log.Info("request denied by the policy in force", "request", saved.ID, "reason", saved.Note)
+		e.observe(events)
+	}
+}

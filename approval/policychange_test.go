@@ -160,42 +160,26 @@ func TestSelfApprovalTurnedOff(t *testing.T) {
 	}
 }
 
-// TestNewDenyRuleEndsPendingRequest: an approval of a request made before
-// a deny rule now protecting its instance ends it, denied by the bot with
-// the reason; nothing reboots.
+// TestNewDenyRuleEndsPendingRequest: a new policy whose deny rule
+// protects an instance of a pending request ends it at once, denied by the
+// bot with the reason, without anyone clicking; nothing reboots.
 func TestNewDenyRuleEndsPendingRequest(t *testing.T) {
 	w := mustWorld(t, testPolicy(), newFakeCloud(testInstances()...), "")
-	r := w.mustCreate(t, approval.CreateInput{Instances: []string{"ins-aaaaaaaa", "ins-bbbbbbbb"}})
+	r := w.mustCreate(t, approval.CreateInput{Instances: []string{"ins-bbbbbbbb"}})
+	staging := w.mustCreate(t, approval.CreateInput{Instances: []string{"ins-aaaaaaaa"}})
 	if err := w.engine.SetPolicy(prodDenied()); err != nil {
 		t.Fatal(err)
 	}
-	ctx := context.Background()
-	// Someone the policy does not let approve changes nothing.
-	if _, err := w.engine.Approve(ctx, "click-0", r.ID, "UMALLORY", w.cardOf(r.ID)); approval.ErrorKind(err) != approval.Forbidden {
-		t.Fatalf("outsider's click: %v, want Forbidden", err)
-	}
-	res, err := w.engine.Approve(ctx, "click-1", r.ID, "UALICE", w.cardOf(r.ID))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !strings.Contains(res.Message, "does not allow rebooting ins-bbbbbbbb") {
-		t.Errorf("approver was told %q", res.Message)
-	}
 	got := w.waitState(t, r.ID, approval.Denied)
-	if got.DecidedBy != approval.ActorBot || !strings.Contains(got.Note, "ins-bbbbbbbb") || len(got.Runs) != 0 {
+	if got.DecidedBy != approval.ActorBot || !strings.Contains(got.Note, "does not allow rebooting ins-bbbbbbbb") || len(got.Runs) != 0 {
 		t.Errorf("denied by %q, note %q, runs %d; want the bot, naming ins-bbbbbbbb, no runs", got.DecidedBy, got.Note, len(got.Runs))
-	}
-	for _, id := range r.InstanceIDs() {
-		if n := w.cloud.rebootCalls(id); n != 0 {
-			t.Errorf("%s: %d reboot calls, want none", id, n)
-		}
 	}
 	evs := w.auditOf(t, r.ID)
 	var types []approval.EventType
 	for _, ev := range evs {
 		types = append(types, ev.Type)
 	}
-	if got, want := fmt.Sprint(types), "[requested approval_refused approval_refused denied]"; got != want {
+	if got, want := fmt.Sprint(types), "[requested denied]"; got != want {
 		t.Errorf("events = %s, want %s", got, want)
 	}
 	if last := evs[len(evs)-1]; last.Actor != approval.ActorBot || last.Details.Outcome != string(approval.Denied) || !strings.Contains(last.Details.Note, "ins-bbbbbbbb") {
@@ -204,8 +188,110 @@ func TestNewDenyRuleEndsPendingRequest(t *testing.T) {
 	if shown := w.slack.card(r.ID); shown == nil || shown.State != approval.Denied {
 		t.Error("the card does not show the denial")
 	}
+	if _, err := w.engine.Approve(context.Background(), "click-1", r.ID, "UALICE", w.cardOf(r.ID)); approval.ErrorKind(err) != approval.Conflict || !strings.Contains(err.Error(), "already denied") {
+		t.Errorf("approval after the denial: %v, want already denied", err)
+	}
+	for _, id := range r.InstanceIDs() {
+		if n := w.cloud.rebootCalls(id); n != 0 {
+			t.Errorf("%s: %d reboot calls, want none", id, n)
+		}
+	}
 	if reps := w.slack.reportsOf(r.ID); len(reps) != 0 {
 		t.Errorf("thread reports %v for a request that never started", reps)
+	}
+	// A request the rule does not touch goes on.
+	if got, _ := w.store.Get(context.Background(), staging.ID); got.State != approval.Pending {
+		t.Errorf("%s is %s, want still pending", staging.ID, got.State)
+	}
+}
+
+// TestApproveRacingDenyRule: an approval that arrives while a new deny
+// rule is being applied is judged by it too: whichever comes first, the
+// request ends denied by the bot, once, and nothing reboots.
+func TestApproveRacingDenyRule(t *testing.T) {
+	for i := range 20 {
+		w := mustWorld(t, testPolicy(), newFakeCloud(testInstances()...), "")
+		r := w.mustCreate(t, approval.CreateInput{Instances: []string{"ins-bbbbbbbb"}})
+		if err := w.engine.SetPolicy(prodDenied()); err != nil {
+			t.Fatal(err)
+		}
+		res, err := w.engine.Approve(context.Background(), "click", r.ID, "UALICE", w.cardOf(r.ID))
+		switch {
+		case err == nil && strings.Contains(res.Message, "does not allow rebooting ins-bbbbbbbb"):
+		case approval.ErrorKind(err) == approval.Conflict && strings.Contains(err.Error(), "already denied"):
+		default:
+			t.Fatalf("round %d: approval answered %q, %v", i, res.Message, err)
+		}
+		got := w.waitState(t, r.ID, approval.Denied)
+		if got.DecidedBy != approval.ActorBot || len(got.Approvals) != 0 {
+			t.Errorf("round %d: decided by %q with %d approvals, want the bot and none", i, got.DecidedBy, len(got.Approvals))
+		}
+		denied := 0
+		for _, ev := range w.auditOf(t, r.ID) {
+			if ev.Type == approval.EventDenied && ev.Actor == approval.ActorBot {
+				denied++
+			}
+		}
+		if denied != 1 || w.cloud.rebootCalls("ins-bbbbbbbb") != 0 {
+			t.Errorf("round %d: %d denied events and %d reboot calls, want 1 and none", i, denied, w.cloud.rebootCalls("ins-bbbbbbbb"))
+		}
+		w.stop(t)
+	}
+}
+
+// TestPolicyChangeShowsOnCards: a new policy shows on the cards of
+// pending requests without anyone clicking: what they now need, and which
+// approvals no longer count. Lowered requirements start nothing.
+func TestPolicyChangeShowsOnCards(t *testing.T) {
+	p := testPolicy()
+	p.MinApprovals = 2
+	w := mustWorld(t, p, newFakeCloud(testInstances()...), "")
+	r := w.mustCreate(t, approval.CreateInput{Instances: []string{"ins-aaaaaaaa"}})
+	if _, err := w.engine.Approve(context.Background(), "click-1", r.ID, "UALICE", w.cardOf(r.ID)); err != nil {
+		t.Fatal(err)
+	}
+	next := without("UALICE")
+	next.MinApprovals = 3
+	if err := w.engine.SetPolicy(next); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		shown := w.slack.card(r.ID)
+		if shown != nil && shown.Required == 3 && len(shown.Approvals) == 1 && shown.Approvals[0].Lapsed && !slices.Contains(shown.ApproverGroups[0], "UALICE") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the card shows %+v, want 3 needed and UALICE's approval lapsed", shown)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	// Back to a policy under which UALICE's approval is enough: it counts
+	// again, but only a click starts a reboot, such as UALICE's own.
+	if err := w.engine.SetPolicy(testPolicy()); err != nil {
+		t.Fatal(err)
+	}
+	deadline = time.Now().Add(10 * time.Second)
+	for {
+		shown := w.slack.card(r.ID)
+		if shown.Required == 1 && !shown.Approvals[0].Lapsed {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the card shows %+v, want 1 needed and UALICE's approval counted", shown)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	if got, _ := w.store.Get(context.Background(), r.ID); got.State != approval.Pending || w.cloud.rebootCalls("ins-aaaaaaaa") != 0 {
+		t.Errorf("%s is %s with %d reboot calls, want pending with none", r.ID, got.State, w.cloud.rebootCalls("ins-aaaaaaaa"))
+	}
+	res, err := w.engine.Approve(context.Background(), "click-2", r.ID, "UALICE", w.cardOf(r.ID))
+	if err != nil || !strings.Contains(res.Message, "the reboot starts now") {
+		t.Fatalf("UALICE's second click: %q, %v; want the reboot to start", res.Message, err)
+	}
+	w.waitState(t, r.ID, approval.Succeeded)
+	if got := fmt.Sprint(w.events(t, approval.AuditQuery{RequestID: r.ID})); !strings.HasPrefix(got, "[requested approved executing ") {
+		t.Errorf("events = %s, want one approval then the execution", got)
 	}
 }
 

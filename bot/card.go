@@ -247,7 +247,13 @@ func approvalsText(r *approval.Request) string {
 			b.WriteString("\n")
 		}
 		need := max(0, r.Required-len(r.Counted()))
-		fmt.Fprintf(&b, "*Waiting for %d more %s from*", need, plural(need, "approval", "approvals"))
+		if need == 0 {
+			// The policy in force lowered what the request needs; a reboot
+			// still starts only with a click.
+			b.WriteString("*The approvals needed are in*; Approve starts the reboot, by")
+		} else {
+			fmt.Fprintf(&b, "*Waiting for %d more %s from*", need, plural(need, "approval", "approvals"))
+		}
 		switch len(r.ApproverGroups) {
 		case 0:
 			b.WriteString("\nno one: the policy names no approvers")

@@ -122,6 +122,15 @@ func deniedByPolicy() *approval.Request {
 	return r
 }
 
+// approvalsInRequest is pending with enough approvals counting, because
+// the policy in force lowered what it needs: a click starts it.
+func approvalsInRequest() *approval.Request {
+	r := pendingRequest()
+	r.ID = "R-9"
+	r.Approvals = []approval.Approval{{User: approverA, At: cardNow.Add(-time.Minute)}}
+	return r
+}
+
 func injectionRequest() *approval.Request {
 	r := pendingRequest()
 	r.ID = "R-13"
@@ -150,6 +159,7 @@ var cardCases = []struct {
 	{"injection", injectionRequest()},
 	{"pending-lapsed", lapsedRequest()},
 	{"denied-by-policy", deniedByPolicy()},
+	{"pending-approvals-in", approvalsInRequest()},
 }
 
 func TestRenderCardGolden(t *testing.T) {
