@@ -141,7 +141,8 @@ func (e *Engine) SetPolicy(p *Policy) error {
 }
 
 // Start resumes every request left open (posting missing cards, updating
-// stale ones, finishing executions) and starts the expiry loop.
+// stale ones, finishing executions), judges the pending ones by the policy
+// in force, and starts the expiry loop.
 func (e *Engine) Start(ctx context.Context) error {
 	open, err := e.store.Open(ctx)
 	if err != nil {
