@@ -772,18 +772,9 @@ func (e *Engine) decide(ctx context.Context, key, id, user, action string, from 
 	}
 	judged := action != "cancel"
 	var v *verdict
-	if judged {
-		var err error
-		if v, err = e.judgeClick(ctx, id, user, action); err != nil {
-			if ErrorKind(err) == Unavailable {
-				return e.refuseUnchecked(ctx, key, id, user, action, err)
-			}
-			return Result{}, err
-		}
-	}
 	var events []Event
 	var executing, saved bool
-	r, reply, wasReplayed, err := e.store.Update(ctx, id, key, func(r *Request) (Change, error) {
+	decision := func(r *Request) (Change, error) {
 		now := e.now()
 		events, executing, saved = nil, false, false
 		if from != nil && !r.cameFrom(*from) {
@@ -792,9 +783,10 @@ func (e *Engine) decide(ctx context.Context, key, id, user, action string, from 
 				Details: Details{Channel: from.Channel, Note: fmt.Sprintf("%s: clicked on message %q, not on the request's card", action, truncate(from.TS, 40))}}}
 			return Change{Events: events, Reply: Reply{Kind: Conflict, Message: msg, RequestID: r.ID}}, nil
 		}
-		if judged && v == nil {
-			// The request appeared after the click was judged.
-			return Change{}, Errorf(Unavailable, "%s could not be checked yet; try again in a moment.", r.ID)
+		if judged && (v == nil || !v.inForce(e)) {
+			// The request appeared, or the policy changed, after the
+			// click was judged.
+			return Change{}, errStaleVerdict
 		}
 		if r.State == Pending && !now.Before(r.ExpiresAt) {
 			// Expired before anyone noticed: record that, refuse the action.
@@ -825,10 +817,33 @@ func (e *Engine) decide(ctx context.Context, key, id, user, action string, from 
 			executing, saved = r.State == Executing, true
 		}
 		return change, nil
-	})
+	}
+	var (
+		r           *Request
+		reply       Reply
+		wasReplayed bool
+		err         error
+	)
+	for attempt := 1; ; attempt++ {
+		if judged {
+			if v, err = e.judgeClick(ctx, id, user, action); err != nil {
+				if ErrorKind(err) == Unavailable {
+					return e.refuseUnchecked(ctx, key, id, user, action, err)
+				}
+				return Result{}, err
+			}
+		}
+		r, reply, wasReplayed, err = e.store.Update(ctx, id, key, decision)
+		if !errors.Is(err, errStaleVerdict) || attempt == maxJudgements {
+			break
+		}
+	}
 	if err != nil {
 		if ErrorKind(err) == NotFound {
 			return e.unknownRequest(ctx, key, id, user, action)
+		}
+		if errors.Is(err, errStaleVerdict) {
+			return Result{}, Errorf(Unavailable, "%s changed while your click was checked; try again in a moment.", id)
 		}
 		return Result{}, err
 	}

@@ -2,6 +2,7 @@ package approval
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -15,8 +16,17 @@ import (
 // ApproverGroups, SelfApproval, each approval's Lapsed) is the last
 // judgement, kept so that the card can show it.
 
+// errStaleVerdict refuses, inside a store transaction, a verdict made
+// under a policy that is no longer in force; the caller judges again.
+var errStaleVerdict = errors.New("approval: the policy changed while the request was judged")
+
+// maxJudgements bounds how often a click is judged again because the
+// policy changed meanwhile.
+const maxJudgements = 3
+
 // verdict is what one policy says of one request.
 type verdict struct {
+	policy   *Policy // the policy that judged
 	req      Requirements
 	self     bool            // the requester's own approval counts
 	denied   []string        // instances a deny rule protects
@@ -27,7 +37,7 @@ type verdict struct {
 // approve or deny it. It resolves user groups, so it runs outside any
 // store transaction.
 func judge(ctx context.Context, p *Policy, groups Groups, r *Request, users []string) (*verdict, error) {
-	v := &verdict{self: p.AllowSelfApproval, eligible: make(map[string]bool, len(users))}
+	v := &verdict{policy: p, self: p.AllowSelfApproval, eligible: make(map[string]bool, len(users))}
 	var allowed []Instance
 	for _, in := range r.Instances {
 		if rule := p.RuleFor(in); rule != nil && rule.Deny {
@@ -59,6 +69,11 @@ func judge(ctx context.Context, p *Policy, groups Groups, r *Request, users []st
 	}
 	return v, nil
 }
+
+// inForce reports whether the policy that made v is still the engine's.
+// A transaction applies only such a verdict, so that a judgement made
+// under an older policy never overwrites one made under a newer.
+func (v *verdict) inForce(e *Engine) bool { return v.policy == e.policy.Load() }
 
 // approverIDs returns the people who approved r, for judging them again.
 func approverIDs(r *Request) []string {
@@ -126,6 +141,19 @@ const maxRecheckAttempts = 6
 // When Slack cannot confirm the approvers' user groups after a few tries,
 // nothing is rebooted either.
 func (e *Engine) recheck(ctx context.Context, r *Request) (*Request, error) {
+	for {
+		saved, err := e.recheckOnce(ctx, r)
+		if !errors.Is(err, errStaleVerdict) {
+			return saved, err
+		}
+		// The policy changed while the request was judged: judge it by
+		// the new one.
+	}
+}
+
+// recheckOnce is one judgement of recheck, refused with errStaleVerdict
+// when the policy changed before it could be stored.
+func (e *Engine) recheckOnce(ctx context.Context, r *Request) (*Request, error) {
 	p := e.policy.Load()
 	var v *verdict
 	for attempt := 0; ; attempt++ {
@@ -150,6 +178,9 @@ func (e *Engine) recheck(ctx context.Context, r *Request) (*Request, error) {
 		events = nil
 		if s.State != Executing || anyCalled(s) {
 			return Change{}, nil
+		}
+		if p != e.policy.Load() {
+			return Change{}, errStaleVerdict
 		}
 		why := "Slack could not confirm the approvers' user groups before the reboot, so nothing was rebooted."
 		before := judgement(s)
@@ -239,8 +270,10 @@ func (e *Engine) rejudge(ctx context.Context, r *Request) {
 	saved, _, _, err := e.store.Update(ctx, r.ID, "", func(s *Request) (Change, error) {
 		events = nil
 		now := e.now()
-		if s.State != Pending || !now.Before(s.ExpiresAt) {
-			return Change{}, nil // decided meanwhile, or the expiry loop's
+		if s.State != Pending || !now.Before(s.ExpiresAt) || !v.inForce(e) {
+			// Decided meanwhile, or the expiry loop's; or judged under a
+			// policy since replaced, whose own judgement follows.
+			return Change{}, nil
 		}
 		before := judgement(s)
 		v.apply(s)
