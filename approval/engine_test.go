@@ -56,7 +56,7 @@ func TestHappyPath(t *testing.T) {
 	if r.Card.TS == "" || w.slack.card(r.ID) == nil {
 		t.Fatalf("card not posted: %+v", r.Card)
 	}
-	res, err := w.engine.Approve(context.Background(), "click-1", r.ID, "UALICE", w.cardOf(r.ID))
+	res, err := w.engine.Approve(context.Background(), "click-1", r.ID, "UALICE", w.mustCard(t, r.ID))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -196,7 +196,7 @@ func TestApprovalRules(t *testing.T) {
 			r := w.mustCreate(t, approval.CreateInput{Instances: []string{tt.instance}, StopType: tt.stop})
 			refusals := 0
 			for i, u := range tt.clicks {
-				_, err := w.engine.Approve(context.Background(), fmt.Sprintf("click-%d", i), r.ID, u, w.cardOf(r.ID))
+				_, err := w.engine.Approve(context.Background(), fmt.Sprintf("click-%d", i), r.ID, u, w.mustCard(t, r.ID))
 				if err != nil {
 					refusals++
 					if k := approval.ErrorKind(err); k != approval.Forbidden && k != approval.Conflict {
@@ -235,6 +235,7 @@ func TestConcurrentApprovalsExecuteOnce(t *testing.T) {
 	}
 	w := mustWorld(t, p, newFakeCloud(testInstances()...), "")
 	r := w.mustCreate(t, approval.CreateInput{Instances: []string{"ins-aaaaaaaa", "ins-bbbbbbbb"}})
+	card := w.mustCard(t, r.ID)
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	accepted := 0
@@ -244,7 +245,7 @@ func TestConcurrentApprovalsExecuteOnce(t *testing.T) {
 			defer wg.Done()
 			// Half the goroutines repeat a delivery key, as a double click would.
 			key := fmt.Sprintf("click-%d", i/2)
-			_, err := w.engine.Approve(context.Background(), key, r.ID, fmt.Sprintf("UAPPROVER%d", i/2), w.cardOf(r.ID))
+			_, err := w.engine.Approve(context.Background(), key, r.ID, fmt.Sprintf("UAPPROVER%d", i/2), card)
 			if err == nil {
 				mu.Lock()
 				accepted++
@@ -282,11 +283,11 @@ func TestDuplicateDeliveryKey(t *testing.T) {
 	if again.ID != r.ID || w.slack.posts() != 1 {
 		t.Errorf("repeated command: got %s and %d cards, want %s and 1", again.ID, w.slack.posts(), r.ID)
 	}
-	first, err := w.engine.Approve(context.Background(), "click-1", r.ID, "UALICE", w.cardOf(r.ID))
+	first, err := w.engine.Approve(context.Background(), "click-1", r.ID, "UALICE", w.mustCard(t, r.ID))
 	if err != nil || first.Replayed {
 		t.Fatalf("first = %+v, %v", first, err)
 	}
-	second, err := w.engine.Approve(context.Background(), "click-1", r.ID, "UALICE", w.cardOf(r.ID))
+	second, err := w.engine.Approve(context.Background(), "click-1", r.ID, "UALICE", w.mustCard(t, r.ID))
 	if err != nil || !second.Replayed || second.Message != first.Message {
 		t.Errorf("second = %+v, %v; want the first answer replayed", second, err)
 	}
@@ -295,8 +296,8 @@ func TestDuplicateDeliveryKey(t *testing.T) {
 		t.Errorf("approvals = %d, want 1", len(got.Approvals))
 	}
 	// A refusal is replayed as a refusal.
-	_, err1 := w.engine.Approve(context.Background(), "click-2", r.ID, "UMALLORY", w.cardOf(r.ID))
-	_, err2 := w.engine.Approve(context.Background(), "click-2", r.ID, "UMALLORY", w.cardOf(r.ID))
+	_, err1 := w.engine.Approve(context.Background(), "click-2", r.ID, "UMALLORY", w.mustCard(t, r.ID))
+	_, err2 := w.engine.Approve(context.Background(), "click-2", r.ID, "UMALLORY", w.mustCard(t, r.ID))
 	if err1 == nil || err2 == nil || err1.Error() != err2.Error() {
 		t.Errorf("refusal replay: %v then %v", err1, err2)
 	}
@@ -316,14 +317,14 @@ func TestDenyCancelAndDecidedClicks(t *testing.T) {
 	ctx := context.Background()
 
 	denied := w.mustCreate(t, approval.CreateInput{Instances: []string{"ins-aaaaaaaa"}})
-	if _, err := w.engine.Deny(ctx, "d-0", denied.ID, "UMALLORY", w.cardOf(denied.ID)); approval.ErrorKind(err) != approval.Forbidden {
+	if _, err := w.engine.Deny(ctx, "d-0", denied.ID, "UMALLORY", w.mustCard(t, denied.ID)); approval.ErrorKind(err) != approval.Forbidden {
 		t.Errorf("outsider deny: %v", err)
 	}
-	if _, err := w.engine.Deny(ctx, "d-1", denied.ID, "UBOB", w.cardOf(denied.ID)); err != nil {
+	if _, err := w.engine.Deny(ctx, "d-1", denied.ID, "UBOB", w.mustCard(t, denied.ID)); err != nil {
 		t.Fatal(err)
 	}
 	w.waitState(t, denied.ID, approval.Denied)
-	if _, err := w.engine.Approve(ctx, "a-1", denied.ID, "UALICE", w.cardOf(denied.ID)); approval.ErrorKind(err) != approval.Conflict || !strings.Contains(err.Error(), "already denied") {
+	if _, err := w.engine.Approve(ctx, "a-1", denied.ID, "UALICE", w.mustCard(t, denied.ID)); approval.ErrorKind(err) != approval.Conflict || !strings.Contains(err.Error(), "already denied") {
 		t.Errorf("approve after deny: %v", err)
 	}
 
@@ -377,7 +378,7 @@ func TestPartialFailure(t *testing.T) {
 	cloud.failOp["ins-bbbbbbbb"] = true
 	w := mustWorld(t, testPolicy(), cloud, "")
 	r := w.mustCreate(t, approval.CreateInput{Instances: []string{"ins-aaaaaaaa", "ins-bbbbbbbb"}})
-	if _, err := w.engine.Approve(context.Background(), "k", r.ID, "UALICE", w.cardOf(r.ID)); err != nil {
+	if _, err := w.engine.Approve(context.Background(), "k", r.ID, "UALICE", w.mustCard(t, r.ID)); err != nil {
 		t.Fatal(err)
 	}
 	done := w.waitState(t, r.ID, approval.PartiallyFailed)
@@ -391,7 +392,7 @@ func TestInstanceLeftRunningBeforeExecution(t *testing.T) {
 	w := mustWorld(t, testPolicy(), cloud, "")
 	r := w.mustCreate(t, approval.CreateInput{Instances: []string{"ins-aaaaaaaa"}})
 	cloud.set("ins-aaaaaaaa", func(in *approval.Instance) { in.State = "STOPPED" })
-	if _, err := w.engine.Approve(context.Background(), "k", r.ID, "UALICE", w.cardOf(r.ID)); err != nil {
+	if _, err := w.engine.Approve(context.Background(), "k", r.ID, "UALICE", w.mustCard(t, r.ID)); err != nil {
 		t.Fatal(err)
 	}
 	done := w.waitState(t, r.ID, approval.Failed)
@@ -428,7 +429,7 @@ func TestRecovery(t *testing.T) {
 			w := mustWorld(t, testPolicy(), cloud, dbPath)
 			r := w.mustCreate(t, approval.CreateInput{Instances: []string{"ins-aaaaaaaa", "ins-bbbbbbbb"}})
 			cloud.interrupt, cloud.reached = interrupt, make(chan struct{})
-			if _, err := w.engine.Approve(context.Background(), "k", r.ID, "UALICE", w.cardOf(r.ID)); err != nil {
+			if _, err := w.engine.Approve(context.Background(), "k", r.ID, "UALICE", w.mustCard(t, r.ID)); err != nil {
 				t.Fatal(err)
 			}
 			<-cloud.reached

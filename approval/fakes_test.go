@@ -382,3 +382,20 @@ func (w *world) cardOf(id string) approval.Card {
 	}
 	return r.Card
 }
+
+// mustCard waits until request id's card is stored and returns it: a
+// request's card may be posted by the expiry loop's sweep rather than by
+// Create.
+func (w *world) mustCard(t *testing.T, id string) approval.Card {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if c := w.cardOf(id); c.TS != "" {
+			return c
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s's card was never stored", id)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}

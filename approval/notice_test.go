@@ -17,7 +17,7 @@ func TestNoticesGone(t *testing.T) {
 	w := mustWorld(t, testPolicy(), newFakeCloud(testInstances()...), "")
 	w.mustCreate(t, approval.CreateInput{Instances: []string{"ins-aaaaaaaa"}})
 	w.slack.setUpdateErr(&approval.Error{Kind: approval.Gone, Message: "Slack will never take the card update (message_not_found)."})
-	if _, err := w.engine.Approve(context.Background(), "k1", "R-1", "UALICE", w.cardOf("R-1")); err != nil {
+	if _, err := w.engine.Approve(context.Background(), "k1", "R-1", "UALICE", w.mustCard(t, "R-1")); err != nil {
 		t.Fatal(err)
 	}
 	w.waitState(t, "R-1", approval.Succeeded) // terminal and settled
@@ -38,7 +38,7 @@ func TestNoticesGone(t *testing.T) {
 	// A failure that may pass keeps the card owed.
 	w.slack.setUpdateErr(&approval.Error{Kind: approval.Unavailable, Message: "Slack did not take the card update."})
 	w.mustCreate(t, approval.CreateInput{Instances: []string{"ins-aaaaaaaa"}})
-	if _, err := w.engine.Deny(context.Background(), "k2", "R-2", "UALICE", w.cardOf("R-2")); err != nil {
+	if _, err := w.engine.Deny(context.Background(), "k2", "R-2", "UALICE", w.mustCard(t, "R-2")); err != nil {
 		t.Fatal(err)
 	}
 	testutil.Eventually(t, 10*time.Second, func() bool { return w.slack.updateCalls() >= 2 }, "R-2's card update to be tried")

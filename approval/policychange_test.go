@@ -72,7 +72,7 @@ func TestRemovedApproverCannotApprove(t *testing.T) {
 	if err := w.engine.SetPolicy(without("UALICE")); err != nil {
 		t.Fatal(err)
 	}
-	_, err := w.engine.Approve(context.Background(), "click-1", r.ID, "UALICE", w.cardOf(r.ID))
+	_, err := w.engine.Approve(context.Background(), "click-1", r.ID, "UALICE", w.mustCard(t, r.ID))
 	if approval.ErrorKind(err) != approval.Forbidden || !strings.Contains(err.Error(), "not one of the approvers") {
 		t.Fatalf("removed approver's click: %v, want Forbidden", err)
 	}
@@ -97,7 +97,7 @@ func TestLapsedApprovalStopsCounting(t *testing.T) {
 	w := mustWorld(t, p, newFakeCloud(testInstances()...), "")
 	r := w.mustCreate(t, approval.CreateInput{Instances: []string{"ins-aaaaaaaa"}})
 	ctx := context.Background()
-	if _, err := w.engine.Approve(ctx, "click-1", r.ID, "UALICE", w.cardOf(r.ID)); err != nil {
+	if _, err := w.engine.Approve(ctx, "click-1", r.ID, "UALICE", w.mustCard(t, r.ID)); err != nil {
 		t.Fatal(err)
 	}
 	next := without("UALICE")
@@ -105,7 +105,7 @@ func TestLapsedApprovalStopsCounting(t *testing.T) {
 	if err := w.engine.SetPolicy(next); err != nil {
 		t.Fatal(err)
 	}
-	res, err := w.engine.Approve(ctx, "click-2", r.ID, "UBOB", w.cardOf(r.ID))
+	res, err := w.engine.Approve(ctx, "click-2", r.ID, "UBOB", w.mustCard(t, r.ID))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -124,7 +124,7 @@ func TestLapsedApprovalStopsCounting(t *testing.T) {
 	if last.Type != approval.EventApproved || fmt.Sprint(last.Details.Approvals) != "[UBOB]" || !strings.Contains(last.Details.Note, "UALICE") {
 		t.Errorf("last event = %s %v %q, want approved counting UBOB and naming UALICE's lapsed approval", last.Type, last.Details.Approvals, last.Details.Note)
 	}
-	if _, err := w.engine.Approve(ctx, "click-3", r.ID, "UCAROL", w.cardOf(r.ID)); err != nil {
+	if _, err := w.engine.Approve(ctx, "click-3", r.ID, "UCAROL", w.mustCard(t, r.ID)); err != nil {
 		t.Fatal(err)
 	}
 	w.waitState(t, r.ID, approval.Succeeded)
@@ -145,7 +145,7 @@ func TestSelfApprovalTurnedOff(t *testing.T) {
 	w := mustWorld(t, p, newFakeCloud(testInstances()...), "")
 	r := w.mustCreate(t, approval.CreateInput{Instances: []string{"ins-aaaaaaaa"}})
 	ctx := context.Background()
-	if _, err := w.engine.Approve(ctx, "click-1", r.ID, "UREQ", w.cardOf(r.ID)); err != nil {
+	if _, err := w.engine.Approve(ctx, "click-1", r.ID, "UREQ", w.mustCard(t, r.ID)); err != nil {
 		t.Fatal(err)
 	}
 	next := testPolicy()
@@ -154,7 +154,7 @@ func TestSelfApprovalTurnedOff(t *testing.T) {
 	if err := w.engine.SetPolicy(next); err != nil {
 		t.Fatal(err)
 	}
-	res, err := w.engine.Approve(ctx, "click-2", r.ID, "UALICE", w.cardOf(r.ID))
+	res, err := w.engine.Approve(ctx, "click-2", r.ID, "UALICE", w.mustCard(t, r.ID))
 	if err != nil || !strings.Contains(res.Message, "(1 of 2 approvals)") {
 		t.Fatalf("approval after self approval was turned off: %q, %v; want 1 of 2", res.Message, err)
 	}
@@ -188,7 +188,7 @@ func TestNewDenyRuleEndsPendingRequest(t *testing.T) {
 	if shown := w.slack.card(r.ID); shown == nil || shown.State != approval.Denied {
 		t.Error("the card does not show the denial")
 	}
-	if _, err := w.engine.Approve(context.Background(), "click-1", r.ID, "UALICE", w.cardOf(r.ID)); approval.ErrorKind(err) != approval.Conflict || !strings.Contains(err.Error(), "already denied") {
+	if _, err := w.engine.Approve(context.Background(), "click-1", r.ID, "UALICE", w.mustCard(t, r.ID)); approval.ErrorKind(err) != approval.Conflict || !strings.Contains(err.Error(), "already denied") {
 		t.Errorf("approval after the denial: %v, want already denied", err)
 	}
 	for _, id := range r.InstanceIDs() {
@@ -215,7 +215,7 @@ func TestApproveRacingDenyRule(t *testing.T) {
 		if err := w.engine.SetPolicy(prodDenied()); err != nil {
 			t.Fatal(err)
 		}
-		res, err := w.engine.Approve(context.Background(), "click", r.ID, "UALICE", w.cardOf(r.ID))
+		res, err := w.engine.Approve(context.Background(), "click", r.ID, "UALICE", w.mustCard(t, r.ID))
 		switch {
 		case err == nil && strings.Contains(res.Message, "does not allow rebooting ins-bbbbbbbb"):
 		case approval.ErrorKind(err) == approval.Conflict && strings.Contains(err.Error(), "already denied"):
@@ -247,7 +247,7 @@ func TestPolicyChangeShowsOnCards(t *testing.T) {
 	p.MinApprovals = 2
 	w := mustWorld(t, p, newFakeCloud(testInstances()...), "")
 	r := w.mustCreate(t, approval.CreateInput{Instances: []string{"ins-aaaaaaaa"}})
-	if _, err := w.engine.Approve(context.Background(), "click-1", r.ID, "UALICE", w.cardOf(r.ID)); err != nil {
+	if _, err := w.engine.Approve(context.Background(), "click-1", r.ID, "UALICE", w.mustCard(t, r.ID)); err != nil {
 		t.Fatal(err)
 	}
 	next := without("UALICE")
@@ -285,7 +285,7 @@ func TestPolicyChangeShowsOnCards(t *testing.T) {
 	if got, _ := w.store.Get(context.Background(), r.ID); got.State != approval.Pending || w.cloud.rebootCalls("ins-aaaaaaaa") != 0 {
 		t.Errorf("%s is %s with %d reboot calls, want pending with none", r.ID, got.State, w.cloud.rebootCalls("ins-aaaaaaaa"))
 	}
-	res, err := w.engine.Approve(context.Background(), "click-2", r.ID, "UALICE", w.cardOf(r.ID))
+	res, err := w.engine.Approve(context.Background(), "click-2", r.ID, "UALICE", w.mustCard(t, r.ID))
 	if err != nil || !strings.Contains(res.Message, "the reboot starts now") {
 		t.Fatalf("UALICE's second click: %q, %v; want the reboot to start", res.Message, err)
 	}
@@ -386,7 +386,7 @@ func TestClickBoundToCard(t *testing.T) {
 	w := mustWorld(t, testPolicy(), newFakeCloud(testInstances()...), "")
 	r := w.mustCreate(t, approval.CreateInput{Instances: []string{"ins-aaaaaaaa"}})
 	ctx := context.Background()
-	card := w.cardOf(r.ID)
+	card := w.mustCard(t, r.ID)
 	others := map[string]approval.Card{
 		"OtherMessage": {Channel: card.Channel, TS: "1600000000.000001"},
 		"OtherChannel": {Channel: "COTHER", TS: card.TS},
