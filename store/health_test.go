@@ -3,7 +3,10 @@ package store
 import (
 	"context"
 	"errors"
+	"os"
+	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -12,6 +15,30 @@ import (
 	"rebootbot/approval"
 	"rebootbot/internal/testutil"
 )
+
+// childTest names the test a child process started by runInOwnProcess is
+// to run.
+const childTest = "REBOOTBOT_STORE_CHILD_TEST"
+
+// runInOwnProcess runs the calling test again in a child process of the
+// test binary and reports whether it did, in which case the caller returns
+// at once; in the child it reports false and the test runs. The tests that
+// limit the file size run there, because the limit binds every file of the
+// process: the other tests' databases, and the log go test keeps of the
+// files a test opened (-test.testlogfile), which the child is not given.
+func runInOwnProcess(t *testing.T) bool {
+	t.Helper()
+	if os.Getenv(childTest) == t.Name() {
+		return false
+	}
+	cmd := exec.Command(os.Args[0], "-test.run=^"+t.Name()+"$", "-test.count=1", "-test.v")
+	cmd.Env = append(os.Environ(), childTest+"="+t.Name())
+	out, err := cmd.CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "--- PASS: "+t.Name()) {
+		t.Fatalf("%s in its own process: %v\n%s", t.Name(), err, out)
+	}
+	return true
+}
 
 // limitFileSize makes every write of this process past the first page of
 // any file fail with EFBIG, as on a disk that is full, until the returned
@@ -43,6 +70,9 @@ func limitFileSize(t *testing.T) (restore func()) {
 // failed write tells the user that nothing was recorded, the health check
 // fails until a probe can write again, and the file is still whole.
 func TestWriteFailureShows(t *testing.T) {
+	if runInOwnProcess(t) {
+		return
+	}
 	path := filepath.Join(t.TempDir(), "bot.db")
 	var mu sync.Mutex
 	var changes []error
@@ -112,6 +142,9 @@ func TestWriteFailureShows(t *testing.T) {
 // keeps the failure while the file cannot grow and clears it on its own
 // once it can.
 func TestWriteProbeRuns(t *testing.T) {
+	if runInOwnProcess(t) {
+		return
+	}
 	db := mustOpen(t, Options{ProbeEvery: time.Hour})
 	ctx := context.Background()
 	restore := limitFileSize(t)
