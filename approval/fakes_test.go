@@ -388,14 +388,7 @@ func (w *world) cardOf(id string) approval.Card {
 // Create.
 func (w *world) mustCard(t *testing.T, id string) approval.Card {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		if c := w.cardOf(id); c.TS != "" {
-			return c
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s's card was never stored", id)
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
+	var c approval.Card
+	testutil.Eventually(t, 10*time.Second, func() bool { c = w.cardOf(id); return c.TS != "" }, "%s's card to be stored", id)
+	return c
 }

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"rebootbot/approval"
+	"rebootbot/internal/testutil"
 	"rebootbot/store"
 )
 
@@ -255,32 +256,23 @@ func TestPolicyChangeShowsOnCards(t *testing.T) {
 	if err := w.engine.SetPolicy(next); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		shown := w.slack.card(r.ID)
-		if shown != nil && shown.Required == 3 && len(shown.Approvals) == 1 && shown.Approvals[0].Lapsed && !slices.Contains(shown.ApproverGroups[0], "UALICE") {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the card shows %+v, want 3 needed and UALICE's approval lapsed", shown)
-		}
-		time.Sleep(2 * time.Millisecond)
+	var shown *approval.Request
+	if !testutil.Poll(10*time.Second, func() bool {
+		shown = w.slack.card(r.ID)
+		return shown != nil && shown.Required == 3 && len(shown.Approvals) == 1 && shown.Approvals[0].Lapsed && !slices.Contains(shown.ApproverGroups[0], "UALICE")
+	}) {
+		t.Fatalf("the card shows %+v, want 3 needed and UALICE's approval lapsed", shown)
 	}
 	// Back to a policy under which UALICE's approval is enough: it counts
 	// again, but only a click starts a reboot, such as UALICE's own.
 	if err := w.engine.SetPolicy(testPolicy()); err != nil {
 		t.Fatal(err)
 	}
-	deadline = time.Now().Add(10 * time.Second)
-	for {
-		shown := w.slack.card(r.ID)
-		if shown.Required == 1 && !shown.Approvals[0].Lapsed {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the card shows %+v, want 1 needed and UALICE's approval counted", shown)
-		}
-		time.Sleep(2 * time.Millisecond)
+	if !testutil.Poll(10*time.Second, func() bool {
+		shown = w.slack.card(r.ID)
+		return shown.Required == 1 && !shown.Approvals[0].Lapsed
+	}) {
+		t.Fatalf("the card shows %+v, want 1 needed and UALICE's approval counted", shown)
 	}
 	if got, _ := w.store.Get(context.Background(), r.ID); got.State != approval.Pending || w.cloud.rebootCalls("ins-aaaaaaaa") != 0 {
 		t.Errorf("%s is %s with %d reboot calls, want pending with none", r.ID, got.State, w.cloud.rebootCalls("ins-aaaaaaaa"))
