@@ -136,10 +136,17 @@ func (e *Engine) report(ctx context.Context, r *Request, rep Report) error {
 	return e.notice(ctx, r, "report "+string(rep.Kind), func(ctx context.Context) error { return e.notify.Report(ctx, r, rep) })
 }
 
+// reportsPerMark is how many instance reports are marked posted in one
+// write: one write each would rewrite a request of a hundred instances a
+// hundred times. A crash between a post and its mark posts it again,
+// unless the bot can read the thread (see "Posting twice" in the README).
+const reportsPerMark = 10
+
 // postReports posts, in order, the thread messages request id owes: the
 // start of execution, each instance's result, then the summary once every
-// result is posted. Each is marked posted right after Slack took it, so a
-// restart posts only what is still owed. Execution never waits for this:
+// result is posted. Each is marked posted soon after Slack took it (the
+// instance reports up to reportsPerMark at a time), so a restart posts
+// only what is still owed. Execution never waits for this:
 // a slow or failing Slack delays the messages, not the reboots.
 func (e *Engine) postReports(ctx context.Context, id string) {
 	r, err := e.store.Get(ctx, id)
@@ -166,19 +173,34 @@ func (e *Engine) postReports(ctx context.Context, id string) {
 			return
 		}
 	}
+	var posted []string
+	markPosted := func() bool {
+		if len(posted) == 0 {
+			return true
+		}
+		ids := posted
+		posted = nil
+		return mark(func(r *Request) {
+			for _, id := range ids {
+				r.Run(id).Reported = true
+			}
+		})
+	}
 	for i := range r.Runs {
 		run := r.Runs[i]
 		if !run.State.Done() || run.Reported {
 			continue
 		}
 		if e.report(ctx, r, Report{Kind: ReportInstance, Run: &run}) != nil {
+			markPosted()
 			return
 		}
-		if !mark(func(r *Request) { r.Run(run.InstanceID).Reported = true }) {
+		posted = append(posted, run.InstanceID)
+		if len(posted) == reportsPerMark && !markPosted() {
 			return
 		}
 	}
-	if !r.State.Terminal() || r.EndAnnounced {
+	if !markPosted() || !r.State.Terminal() || r.EndAnnounced {
 		return
 	}
 	for _, run := range r.Runs {

@@ -629,6 +629,10 @@ func (l *lane) round(watches []*watch) {
 			continue
 		}
 		for id, in := range got {
+			// What a poll judges by is the state and the latest
+			// operation; the rest need not stay in memory with the
+			// waiting instance until it is done.
+			in.Tags, in.PrivateIPs, in.PublicIPs = nil, nil, nil
 			found[id] = in
 		}
 	}

@@ -108,6 +108,7 @@ type benchResult struct {
 	allSucceeded              time.Duration // from the last click
 	peakRSSKiB                int
 	peakAnonKiB, peakFileKiB  int // sampled every 100 ms
+	storeBytes                int64
 }
 
 // callLog records the emulator's calls with their times.
@@ -277,6 +278,9 @@ func runBench(ctx context.Context, c benchConfig, stderr io.Writer) (*benchResul
 	stopSampling()
 	<-sampled
 	res.peakRSSKiB = proc.peakRSS()
+	if fi, err := os.Stat(filepath.Join(dir, "bench.db")); err == nil {
+		res.storeBytes = fi.Size()
+	}
 
 	log.mu.Lock()
 	for i, cd := range cards {
@@ -339,6 +343,9 @@ func startBenchBot(ctx context.Context, c benchConfig, dir, secret, stubURL, emu
 		"TENCENTCLOUD_SECRET_ID=" + secretID,
 		"TENCENTCLOUD_SECRET_KEY=" + secretKey,
 		"TENCENTCLOUD_ENDPOINT=" + emuURL,
+	}
+	if v, ok := os.LookupEnv("GOMEMLIMIT"); ok {
+		cmd.Env = append(cmd.Env, "GOMEMLIMIT="+v) // to compare memory limits
 	}
 	logFile, err := os.Create(filepath.Join(dir, "bot.log"))
 	if err != nil {
@@ -619,4 +626,5 @@ func (r *benchResult) print(w io.Writer, c benchConfig) {
 	fmt.Fprintf(w, "  all Succeeded     %s after the last click\n", r.allSucceeded.Round(time.Millisecond))
 	fmt.Fprintf(w, "  bot peak RSS      %.1f MiB (VmHWM; sampled peaks: %.1f MiB anonymous, %.1f MiB file-backed)\n",
 		float64(r.peakRSSKiB)/1024, float64(r.peakAnonKiB)/1024, float64(r.peakFileKiB)/1024)
+	fmt.Fprintf(w, "  store file        %.1f MiB\n", float64(r.storeBytes)/(1<<20))
 }
