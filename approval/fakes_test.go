@@ -118,6 +118,7 @@ func (c *fakeCloud) reboot(ids []string) []approval.RebootResult {
 }
 
 func (c *fakeCloud) Wait(ctx context.Context, region string, targets []approval.WaitTarget, opts approval.WaitOptions, report func([]approval.WaitResult)) error {
+	var results []approval.WaitResult
 	for _, t := range targets {
 		c.mu.Lock()
 		in := *c.instances[t.InstanceID]
@@ -133,8 +134,10 @@ func (c *fakeCloud) Wait(ctx context.Context, region string, targets []approval.
 		default:
 			res.Err = &approval.CloudError{Code: "Timeout", Explanation: "it did not come back in time"}
 		}
-		report([]approval.WaitResult{res})
+		results = append(results, res)
 	}
+	// Everything finishes at once, as in one poll round.
+	report(results)
 	return ctx.Err()
 }
 

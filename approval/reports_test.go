@@ -1,0 +1,108 @@
+package approval_test
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"rebootbot/approval"
+	"rebootbot/store"
+)
+
+// countingStore counts the writes that change no event, such as marking a
+// report posted.
+type countingStore struct {
+	approval.Store
+	mu     sync.Mutex
+	silent int
+}
+
+func (s *countingStore) Update(ctx context.Context, id, key string, fn func(r *approval.Request) (approval.Change, error)) (*approval.Request, approval.Reply, bool, error) {
+	var events int
+	r, reply, replayed, err := s.Store.Update(ctx, id, key, func(r *approval.Request) (approval.Change, error) {
+		c, err := fn(r)
+		events = len(c.Events)
+		return c, err
+	})
+	if err == nil && events == 0 {
+		s.mu.Lock()
+		s.silent++
+		s.mu.Unlock()
+	}
+	return r, reply, replayed, err
+}
+
+// TestReportsOfABigRequestMarkedInGroups checks that every instance of a
+// 25-instance request gets its thread report exactly once, and that they
+// are marked posted in a few writes, not one write each.
+func TestReportsOfABigRequestMarkedInGroups(t *testing.T) {
+	const n = 25
+	instances := make([]approval.Instance, n)
+	for i := range instances {
+		instances[i] = approval.Instance{ID: fmt.Sprintf("ins-%08d", i), Name: "big", Zone: "ap-guangzhou-3"}
+	}
+	cloud := newFakeCloud(instances...)
+	db, err := store.Open(filepath.Join(t.TempDir(), "bot.db"), store.Options{NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	counted := &countingStore{Store: db}
+	slack := newFakeSlack()
+	e, err := approval.NewEngine(approval.Config{Store: counted, Cloud: cloud, Rebooter: cloud, Notifier: slack, Policy: testPolicy(),
+		PollInterval: time.Millisecond, RebootTimeout: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if err := e.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close(ctx)
+	ids := make([]string, n)
+	for i, in := range instances {
+		ids[i] = in.ID
+	}
+	r, err := e.Create(ctx, approval.CreateInput{Key: "cmd", Requester: "UREQ", Channel: "COPS", Reason: "kernel", Instances: ids})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.Approve(ctx, "click", r.ID, "UALICE"); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		got, err := db.Get(ctx, r.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.Settled() {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s did not settle: %s", r.ID, got.State)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	seen := map[string]int{}
+	for _, rep := range slack.reportsOf(r.ID) {
+		if rep.Kind == approval.ReportInstance {
+			seen[rep.Run.InstanceID]++
+		}
+	}
+	for _, id := range ids {
+		if seen[id] != 1 {
+			t.Errorf("%s reported %d times, want once", id, seen[id])
+		}
+	}
+	counted.mu.Lock()
+	defer counted.mu.Unlock()
+	// The start, the summary, the card marked current a few times, and the
+	// 25 instance reports in groups of up to ten: far fewer than 25.
+	if counted.silent > 15 {
+		t.Errorf("%d writes without an event for one request of %d instances, want at most 15", counted.silent, n)
+	}
+}
