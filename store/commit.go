@@ -21,12 +21,17 @@ const maxGroup = 64
 // bbolt's DB.Batch gives the same guarantee but starts each group with a
 // fixed delay (10 ms by default), which an idle bot would pay on every
 // click.
+//
+// Writes someone is waiting on (a click, a command) go ahead of background
+// work in the queue, so that a burst of executions storing their progress
+// does not hold a click's answer back by more than the commit in progress.
 type committer struct {
 	commit func(fn func(tx *bolt.Tx) error) error // one write transaction
 
 	mu      sync.Mutex
-	queue   []*write
-	running bool // a goroutine is committing the queue
+	urgent  []*write // writes a person waits on, oldest first
+	queue   []*write // background writes, oldest first
+	running bool     // a goroutine is committing the queues
 }
 
 // write is one caller's transaction function and where its result goes.
@@ -41,9 +46,19 @@ type write struct {
 // its group fails, the group is rolled back and run again without it. fn
 // must therefore set everything it reports afresh on each run.
 func (c *committer) do(fn func(tx *bolt.Tx) error) error {
+	return c.enqueue(&c.queue, fn)
+}
+
+// doFirst is do for a write someone is waiting on: it goes ahead of the
+// background writes queued before it.
+func (c *committer) doFirst(fn func(tx *bolt.Tx) error) error {
+	return c.enqueue(&c.urgent, fn)
+}
+
+func (c *committer) enqueue(q *[]*write, fn func(tx *bolt.Tx) error) error {
 	w := &write{fn: fn, err: make(chan error, 1)}
 	c.mu.Lock()
-	c.queue = append(c.queue, w)
+	*q = append(*q, w)
 	if !c.running {
 		c.running = true
 		go c.loop()
@@ -52,18 +67,23 @@ func (c *committer) do(fn func(tx *bolt.Tx) error) error {
 	return <-w.err
 }
 
-// loop commits the queue, group by group, until it is empty.
+// loop commits the queues, group by group, until they are empty: the
+// urgent writes first, then background ones up to maxGroup.
 func (c *committer) loop() {
 	for {
 		c.mu.Lock()
-		n := min(len(c.queue), maxGroup)
-		if n == 0 {
+		var group []*write
+		for _, q := range []*[]*write{&c.urgent, &c.queue} {
+			n := min(len(*q), maxGroup-len(group))
+			group = append(group, (*q)[:n]...)
+			clear((*q)[:n])
+			*q = (*q)[n:]
+		}
+		if len(group) == 0 {
 			c.running = false
 			c.mu.Unlock()
 			return
 		}
-		group := c.queue[:n:n]
-		c.queue = c.queue[n:]
 		c.mu.Unlock()
 		c.run(group)
 	}

@@ -35,7 +35,7 @@ func holdCommitter(t *testing.T, db *DB) (queued func(n int), release func()) {
 		testutil.Eventually(t, 5*time.Second, func() bool {
 			db.group.mu.Lock()
 			defer db.group.mu.Unlock()
-			return len(db.group.queue) >= n
+			return len(db.group.queue)+len(db.group.urgent) >= n
 		}, "%d writes to be queued", n)
 	}
 	release = func() {
@@ -172,5 +172,32 @@ func checkFile(t *testing.T, db *DB) {
 	})
 	if err != nil {
 		t.Errorf("bbolt check: %v", err)
+	}
+}
+
+func TestUrgentWritesGoAheadOfQueuedBackgroundOnes(t *testing.T) {
+	db := mustOpen(t, Options{})
+	queued, release := holdCommitter(t, db)
+	var mu sync.Mutex
+	var order []string
+	record := func(name string) func(tx *bolt.Tx) error {
+		return func(tx *bolt.Tx) error {
+			mu.Lock()
+			order = append(order, name)
+			mu.Unlock()
+			return nil
+		}
+	}
+	var wg sync.WaitGroup
+	for i := range maxGroup {
+		wg.Go(func() { db.group.do(record(fmt.Sprintf("background-%d", i))) })
+	}
+	queued(maxGroup)
+	wg.Go(func() { db.group.doFirst(record("click")) })
+	queued(maxGroup + 1)
+	release()
+	wg.Wait()
+	if len(order) != maxGroup+1 || order[0] != "click" {
+		t.Errorf("first write committed after the held one: %q of %d; want the click first", order[0], len(order))
 	}
 }

@@ -146,11 +146,23 @@ func (db *DB) commit(fn func(tx *bolt.Tx) error) error {
 // and returned as an Unavailable *approval.Error whose message says
 // nothing was recorded.
 func (db *DB) update(ctx context.Context, fn func(tx *bolt.Tx) error) error {
+	return db.write(ctx, db.group.do, fn)
+}
+
+// updateDelivery is update for the effect of a delivery (a command or a
+// click) that Slack is waiting to have answered: it is committed ahead of
+// background writes.
+func (db *DB) updateDelivery(ctx context.Context, fn func(tx *bolt.Tx) error) error {
+	return db.write(ctx, db.group.doFirst, fn)
+}
+
+// write is update and updateDelivery, queueing fn with enqueue.
+func (db *DB) write(ctx context.Context, enqueue func(func(tx *bolt.Tx) error) error, fn func(tx *bolt.Tx) error) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
 	var fnErr error
-	err := db.group.do(func(tx *bolt.Tx) error {
+	err := enqueue(func(tx *bolt.Tx) error {
 		fnErr = fn(tx)
 		return fnErr
 	})

@@ -31,7 +31,7 @@ func (db *DB) Create(ctx context.Context, r *approval.Request, key string, reply
 		return errors.New("store: create: request has no state")
 	}
 	var id string
-	err := db.update(ctx, func(tx *bolt.Tx) error {
+	err := db.writerFor(key)(ctx, func(tx *bolt.Tx) error {
 		id = ""
 		if key != "" {
 			earlier, ok, err := getReply(tx, key)
@@ -115,7 +115,7 @@ func (db *DB) Update(ctx context.Context, id, key string, fn func(r *approval.Re
 		reply    approval.Reply
 		replayed bool
 	)
-	err := db.update(ctx, func(tx *bolt.Tx) error {
+	err := db.writerFor(key)(ctx, func(tx *bolt.Tx) error {
 		out, reply, replayed = nil, approval.Reply{}, false
 		if key != "" {
 			earlier, ok, err := getReply(tx, key)
@@ -182,7 +182,7 @@ func (db *DB) Record(ctx context.Context, key string, reply approval.Reply, even
 		out      approval.Reply
 		replayed bool
 	)
-	err := db.update(ctx, func(tx *bolt.Tx) error {
+	err := db.writerFor(key)(ctx, func(tx *bolt.Tx) error {
 		out, replayed = reply, false
 		if key != "" {
 			earlier, ok, err := getReply(tx, key)
@@ -379,4 +379,13 @@ func putReply(tx *bolt.Tx, key string, reply approval.Reply) error {
 		return fmt.Errorf("store: remember delivery: %w", err)
 	}
 	return nil
+}
+
+// writerFor returns how to commit a write for delivery key: ahead of
+// background writes when someone waits for its answer (key is set).
+func (db *DB) writerFor(key string) func(ctx context.Context, fn func(tx *bolt.Tx) error) error {
+	if key != "" {
+		return db.updateDelivery
+	}
+	return db.update
 }
