@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"rebootbot/approval"
+	"rebootbot/internal/testutil"
 	"rebootbot/store"
 )
 
@@ -73,20 +74,10 @@ func TestReportsOfABigRequestMarkedInGroups(t *testing.T) {
 	if _, err := e.Approve(ctx, "click", r.ID, "UALICE"); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	testutil.Eventually(t, 10*time.Second, func() bool {
 		got, err := db.Get(ctx, r.ID)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if got.Settled() {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s did not settle: %s", r.ID, got.State)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+		return err == nil && got.Settled()
+	}, "%s to settle", r.ID)
 	seen := map[string]int{}
 	for _, rep := range slack.reportsOf(r.ID) {
 		if rep.Kind == approval.ReportInstance {
