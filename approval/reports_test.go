@@ -71,7 +71,7 @@ func TestReportsOfABigRequestMarkedInGroups(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := e.Approve(ctx, "click", r.ID, "UALICE"); err != nil {
+	if _, err := e.Approve(ctx, "click", r.ID, "UALICE", r.Card); err != nil {
 		t.Fatal(err)
 	}
 	testutil.Eventually(t, 10*time.Second, func() bool {
