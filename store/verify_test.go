@@ -165,33 +165,3 @@ func TestVerifyIntactAcrossPages(t *testing.T) {
 		t.Errorf("Verify = %d, %v; want 10, nil", n, err)
 	}
 }
-
-// FuzzChainFields checks that reading a record never panics and that the
-// in-place reading of canonical records agrees with a full decode.
-func FuzzChainFields(f *testing.F) {
-	e := approval.Event{Seq: 7, Time: t0, Type: approval.EventApproved, Actor: "U0BOB", PrevHash: approval.HashBytes([]byte("x"))}
-	canonical, _ := e.CanonicalBytes()
-	f.Add(canonical)
-	f.Add([]byte(`{"seq":1,"prev_hash":""}`))
-	f.Add([]byte(`{"seq":1,"prev_hash":"}`))
-	f.Add([]byte(`{"prev_hash":"ab","seq":2}`))
-	f.Add([]byte(`{"seq":-1,"prev_hash":"ab"}`))
-	f.Add([]byte(`[]`))
-	f.Add([]byte(``))
-	f.Fuzz(func(t *testing.T, raw []byte) {
-		seq, prev, problem := chainFields(raw)
-		if problem != "" {
-			return
-		}
-		var rec struct {
-			Seq      uint64 `json:"seq"`
-			PrevHash string `json:"prev_hash"`
-		}
-		if err := json.Unmarshal(raw, &rec); err != nil {
-			t.Fatalf("chainFields read %q, which does not decode: %v", raw, err)
-		}
-		if bytes.Count(raw, []byte(`"seq"`)) == 1 && bytes.Count(raw, []byte(`"prev_hash"`)) == 1 && (rec.Seq != seq || rec.PrevHash != prev) {
-			t.Errorf("chainFields(%q) = %d, %q; a full decode says %d, %q", raw, seq, prev, rec.Seq, rec.PrevHash)
-		}
-	})
-}
