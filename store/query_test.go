@@ -17,6 +17,7 @@ var (
 	testUsers     = []string{"U0ALICE", "U0BOB", "U0CAROL", "U0DAVE"}
 	testInstances = []string{"ins-aaaaaaaa", "ins-bbbbbbbb", "ins-cccccccc", "ins-dddddddd", "ins-eeeeeeee", "ins-ffffffff"}
 )
+
 // mustFillLog writes a log of requests and their events through the
 // Store API: n requests by random users on random instances, each approved,
 // denied or cancelled, with refused clicks and rejected commands between

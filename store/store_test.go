@@ -9,6 +9,7 @@ import (
 
 	"rebootbot/approval"
 )
+
 func TestReopenContinuesSequencesAndChain(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "bot.db")
 	db, err := Open(path, Options{Now: tick(t0)})

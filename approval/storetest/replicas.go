@@ -183,8 +183,9 @@ func testReplicasClaimAnInstanceOnce(t *testing.T, b Backend) {
 	for i := range n {
 		db := replicas[i%2]
 		wg.Go(func() {
+			// Without events, so that the claim alone must decide.
 			r := NewRequest(fmt.Sprintf("U0USER%d", i), "ins-contest1")
-			err := db.Create(ctx, r, fmt.Sprintf("cmd-%d", i), approval.Reply{}, []approval.Event{Requested(r)})
+			err := db.Create(ctx, r, fmt.Sprintf("cmd-%d", i), approval.Reply{}, nil)
 			mu.Lock()
 			defer mu.Unlock()
 			var h *approval.HeldError
@@ -207,7 +208,9 @@ func testReplicasClaimAnInstanceOnce(t *testing.T, b Backend) {
 			t.Errorf("refused with %+v, want the instance held by %s", *h, won[0])
 		}
 	}
-	mustVerify(t, a, 1)
+	if next := mustCreate(t, a, NewRequest("U0EVE", "ins-other001")); next != approval.FormatRequestID(2) {
+		t.Errorf("next request got %s, want R-2: a refused create used up a number", next)
+	}
 }
 
 // testReplicasActOnADeliveryOnce delivers one click to both replicas at
@@ -230,11 +233,8 @@ func testReplicasActOnADeliveryOnce(t *testing.T, b Backend) {
 			_, reply, replayed, err := db.Update(ctx, id, "click-1", func(r *approval.Request) (approval.Change, error) {
 				r.Approvals = append(r.Approvals, approval.Approval{User: "U0BOB", At: T0})
 				r.State = approval.Approved
-				return approval.Change{
-					Save:   true,
-					Events: []approval.Event{{Type: approval.EventApproved, Actor: "U0BOB"}},
-					Reply:  approval.Reply{Message: "Approved.", RequestID: id},
-				}, nil
+				// No event: the delivery key alone must decide.
+				return approval.Change{Save: true, Reply: approval.Reply{Message: "Approved.", RequestID: id}}, nil
 			})
 			mu.Lock()
 			defer mu.Unlock()
@@ -260,5 +260,57 @@ func testReplicasActOnADeliveryOnce(t *testing.T, b Backend) {
 	if r, _ := a.Get(ctx, id); len(r.Approvals) != 1 {
 		t.Errorf("request holds %d approvals, want 1", len(r.Approvals))
 	}
-	mustVerify(t, a, 2)
+
+	// A command refused before it made a request, delivered to both.
+	recorded := 0
+	for i := range n {
+		db := replicas[i%2]
+		wg.Go(func() {
+			_, replayed, err := db.Record(ctx, "cmd-1", approval.Reply{Kind: approval.Invalid, Message: fmt.Sprint("answer ", i)}, nil)
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				t.Error(err)
+			}
+			if !replayed {
+				recorded++
+			}
+		})
+	}
+	wg.Wait()
+	if recorded != 1 {
+		t.Errorf("the command was recorded %d times, want once", recorded)
+	}
+}
+
+// testReplicasKeepEveryApproval races approvals saved without events on
+// two replicas: each one reads the request as the last left it.
+func testReplicasKeepEveryApproval(t *testing.T, b Backend) {
+	a := open(t, b)
+	replicas := []approval.Store{a, replica(t, b, a)}
+	ctx := context.Background()
+	id := mustCreate(t, a, NewRequest("U0ALICE", "ins-aaaaaaaa"))
+	const n = 8
+	var wg sync.WaitGroup
+	for i := range n {
+		db := replicas[i%2]
+		wg.Go(func() {
+			user := fmt.Sprintf("U0APPR%02d", i)
+			_, _, _, err := db.Update(ctx, id, "", func(r *approval.Request) (approval.Change, error) {
+				r.Approvals = append(r.Approvals, approval.Approval{User: user, At: T0})
+				return approval.Change{Save: true}, nil
+			})
+			if err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	r, err := a.Get(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(r.Approvals) != n {
+		t.Errorf("request holds %d approvals, want %d", len(r.Approvals), n)
+	}
 }

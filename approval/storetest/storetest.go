@@ -60,6 +60,7 @@ func Run(t *testing.T, b Backend) {
 		{"ReplicasNeverForkTheChain", testReplicasNeverForkTheChain},
 		{"ReplicasClaimAnInstanceOnce", testReplicasClaimAnInstanceOnce},
 		{"ReplicasActOnADeliveryOnce", testReplicasActOnADeliveryOnce},
+		{"ReplicasKeepEveryApproval", testReplicasKeepEveryApproval},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) { tt.fn(t, b) })
