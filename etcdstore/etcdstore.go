@@ -315,10 +315,11 @@ func attempts(ctx context.Context, what string, try func() (done bool, err error
 }
 
 // unavailable wraps an error of the etcd client: the caller's own
-// cancellation as it is, anything else as Unavailable, since it means the
+// cancellation as it is; anything else, a deadline that ran out while
+// the cluster did not answer included, as Unavailable, since it means the
 // cluster could not be reached or had no quorum.
 func unavailable(ctx context.Context, what string, err error) error {
-	if ctx.Err() != nil && (errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)) {
+	if errors.Is(ctx.Err(), context.Canceled) {
 		return fmt.Errorf("etcdstore: %s: %w", what, ctx.Err())
 	}
 	return &approval.Error{Kind: approval.Unavailable, Message: "The store (etcd) could not be reached; nothing was recorded.",

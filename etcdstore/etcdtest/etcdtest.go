@@ -5,6 +5,7 @@ package etcdtest
 import (
 	"net"
 	"net/url"
+	"sync"
 	"testing"
 	"time"
 
@@ -17,7 +18,13 @@ type Member struct {
 	Etcd *embed.Etcd
 	// Endpoint is the member's client URL.
 	Endpoint string
+
+	stop sync.Once
 }
+
+// Stop stops the member, as if its machine went away; later calls do
+// nothing.
+func (m *Member) Stop() { m.stop.Do(m.Etcd.Close) }
 
 // Start starts a single-member cluster, stopped when the test ends.
 func Start(t testing.TB) *Member {
@@ -33,8 +40,8 @@ func Start(t testing.TB) *Member {
 	cfg.TickMs = 10
 	cfg.ElectionMs = 100
 	cfg.UnsafeNoFsync = true
-	client := mustURL(t, "http://"+freeAddr(t))
-	peer := mustURL(t, "http://"+freeAddr(t))
+	client := mustURL(t, "http://"+FreeAddr(t))
+	peer := mustURL(t, "http://"+FreeAddr(t))
 	cfg.ListenClientUrls = []url.URL{client}
 	cfg.AdvertiseClientUrls = []url.URL{client}
 	cfg.ListenPeerUrls = []url.URL{peer}
@@ -44,16 +51,16 @@ func Start(t testing.TB) *Member {
 	if err != nil {
 		t.Fatalf("start etcd: %v", err)
 	}
-	t.Cleanup(e.Close)
+	m := &Member{Etcd: e, Endpoint: client.String()}
+	t.Cleanup(m.Stop)
 	select {
 	case <-e.Server.ReadyNotify():
 	case err := <-e.Err():
 		t.Fatalf("etcd failed: %v", err)
 	case <-time.After(30 * time.Second):
-		e.Close()
 		t.Fatal("etcd did not become ready within 30 s")
 	}
-	return &Member{Etcd: e, Endpoint: client.String()}
+	return m
 }
 
 // Client returns a client of m, closed when the test ends. Each call makes
@@ -72,10 +79,10 @@ func (m *Member) Client(t testing.TB) *clientv3.Client {
 	return c
 }
 
-// freeAddr returns a loopback address with a port nobody listens on. The
+// FreeAddr returns a loopback address with a port nobody listens on. The
 // port is released before etcd binds it; on a loopback interface another
 // process taking it in between is unlikely enough for tests.
-func freeAddr(t testing.TB) string {
+func FreeAddr(t testing.TB) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
