@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"rebootbot/approval"
+	"rebootbot/internal/testutil"
 )
 
 // Backend opens the stores Run tests.
@@ -71,14 +72,7 @@ func Run(t *testing.T, b Backend) {
 var T0 = time.Date(2026, 3, 1, 9, 0, 0, 0, time.UTC)
 
 // Tick returns a clock that moves one second a call, for Backend.Open's now.
-func Tick(start time.Time) func() time.Time {
-	c := approval.NewFakeClock(start)
-	return func() time.Time {
-		now := c.Now()
-		c.Advance(time.Second)
-		return now
-	}
-}
+func Tick(start time.Time) func() time.Time { return testutil.Ticker(start, time.Second) }
 
 // open returns a store of b on a ticking clock.
 func open(t *testing.T, b Backend) approval.Store {
