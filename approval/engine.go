@@ -628,13 +628,13 @@ func (e *Engine) Approve(ctx context.Context, key, id, user string, from Card) (
 	return e.decide(ctx, key, id, user, "approve", &from, func(r *Request, v *verdict, now time.Time) (Change, []Event, string, error) {
 		switch {
 		case !v.eligible[user]:
-			return refuse(r, user, Forbidden, fmt.Sprintf("You are not one of the approvers of %s.", r.ID))
+			return decline(r, user, Forbidden, fmt.Sprintf("You are not one of the approvers of %s.", r.ID))
 		case len(v.denied) > 0:
 			return denyByPolicy(r, user, v, now)
 		case user == r.Requester && !v.self:
-			return refuse(r, user, Forbidden, fmt.Sprintf("You asked for %s, so you can't approve it; someone else has to.", r.ID))
+			return decline(r, user, Forbidden, fmt.Sprintf("You asked for %s, so you can't approve it; someone else has to.", r.ID))
 		case r.HasApproved(user) && len(r.Counted()) < r.Required:
-			return refuse(r, user, Conflict, fmt.Sprintf("You have already approved %s.", r.ID))
+			return decline(r, user, Conflict, fmt.Sprintf("You have already approved %s.", r.ID))
 		}
 		// An approver who approved before may click again when a policy
 		// change lowered what the request needs: the approvals that count
@@ -693,7 +693,7 @@ func denyByPolicy(r *Request, user string, v *verdict, now time.Time) (Change, [
 func (e *Engine) Deny(ctx context.Context, key, id, user string, from Card) (Result, error) {
 	return e.decide(ctx, key, id, user, "deny", &from, func(r *Request, v *verdict, now time.Time) (Change, []Event, string, error) {
 		if !v.eligible[user] {
-			return refuse(r, user, Forbidden, fmt.Sprintf("Only an approver of %s can deny it.", r.ID))
+			return decline(r, user, Forbidden, fmt.Sprintf("Only an approver of %s can deny it.", r.ID))
 		}
 		if err := r.transition(Denied); err != nil {
 			return Change{}, nil, "", err
@@ -708,7 +708,7 @@ func (e *Engine) Deny(ctx context.Context, key, id, user string, from Card) (Res
 func (e *Engine) Cancel(ctx context.Context, key, id, user string) (Result, error) {
 	return e.decide(ctx, key, id, user, "cancel", nil, func(r *Request, _ *verdict, now time.Time) (Change, []Event, string, error) {
 		if user != r.Requester {
-			return refuse(r, user, Forbidden, fmt.Sprintf("Only the person who asked for %s can cancel it.", r.ID))
+			return decline(r, user, Forbidden, fmt.Sprintf("Only the person who asked for %s can cancel it.", r.ID))
 		}
 		if err := r.transition(Cancelled); err != nil {
 			return Change{}, nil, "", err
@@ -719,8 +719,9 @@ func (e *Engine) Cancel(ctx context.Context, key, id, user string) (Result, erro
 	})
 }
 
-// refuse is a decision that changes nothing but is audited.
-func refuse(r *Request, user string, kind Kind, msg string) (Change, []Event, string, error) {
+// decline is the answer to an action that changes nothing: the person is
+// told why, and the attempt is audited as approval_refused.
+func decline(r *Request, user string, kind Kind, msg string) (Change, []Event, string, error) {
 	ev := Event{RequestID: r.ID, Type: EventApprovalRefused, Actor: user, Instances: r.InstanceIDs(), Details: Details{Note: msg}}
 	return Change{Reply: Reply{Kind: kind, Message: msg, RequestID: r.ID}}, []Event{ev}, msg, nil
 }

@@ -116,17 +116,17 @@ func (h *Handler) serveSlack(w http.ResponseWriter, r *http.Request, kind string
 		return
 	}
 	if r.ContentLength > MaxBodyBytes {
-		h.refuse(w, kind, "oversize", http.StatusRequestEntityTooLarge)
+		h.unhandled(w, kind, "oversize", http.StatusRequestEntityTooLarge)
 		return
 	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBodyBytes))
 	if err != nil {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
-			h.refuse(w, kind, "oversize", http.StatusRequestEntityTooLarge)
+			h.unhandled(w, kind, "oversize", http.StatusRequestEntityTooLarge)
 			return
 		}
-		h.refuse(w, kind, "unreadable", http.StatusBadRequest)
+		h.unhandled(w, kind, "unreadable", http.StatusBadRequest)
 		return
 	}
 	err = &SignatureError{Reason: "no_secret"} // without a secret anyone could sign
@@ -142,7 +142,7 @@ func (h *Handler) serveSlack(w http.ResponseWriter, r *http.Request, kind string
 	}
 	form, err := url.ParseQuery(string(body))
 	if err != nil {
-		h.refuse(w, kind, "malformed", http.StatusBadRequest)
+		h.unhandled(w, kind, "malformed", http.StatusBadRequest)
 		return
 	}
 	var reply any
@@ -156,15 +156,15 @@ func (h *Handler) serveSlack(w http.ResponseWriter, r *http.Request, kind string
 		}
 	}
 	if err != nil {
-		h.refuse(w, kind, "malformed", http.StatusBadRequest)
+		h.unhandled(w, kind, "malformed", http.StatusBadRequest)
 		return
 	}
 	writeReply(w, reply)
 	h.metrics.ObserveAck(kind, time.Since(start))
 }
 
-// refuse answers a request that is not handled, with a log line and a metric.
-func (h *Handler) refuse(w http.ResponseWriter, kind, reason string, status int) {
+// unhandled answers a request that is not handled, with a log line and a metric.
+func (h *Handler) unhandled(w http.ResponseWriter, kind, reason string, status int) {
 	h.metrics.BadRequest(reason)
 	h.log.Warn("refused a Slack request", "kind", kind, "reason", reason, "status", status)
 	http.Error(w, http.StatusText(status), status)
