@@ -48,6 +48,10 @@ type Details struct {
 	Outcome        string   `json:"outcome,omitempty"`
 	Duration       string   `json:"duration,omitempty"`
 	Note           string   `json:"note,omitempty"`
+	// Selector and Fingerprint describe a request that selected its
+	// instances by tag, name, address or zone (see Request).
+	Selector    []string `json:"selector,omitempty"`
+	Fingerprint string   `json:"fingerprint,omitempty"`
 }
 
 // Event is one record of the append-only audit log.

@@ -33,6 +33,9 @@ type Config struct {
 	PollInterval, RebootTimeout time.Duration
 	// Observer, when set, is called after each audit event is stored.
 	Observer func(*Event)
+	// Finder selects instances by tag, name, address or zone; nil means
+	// Cloud when it can, else requests must name IDs.
+	Finder Finder
 }
 
 // Engine decides reboot requests: it validates and stores them, collects
@@ -42,6 +45,7 @@ type Config struct {
 type Engine struct {
 	store    Store
 	cloud    Cloud
+	finder   Finder
 	notify   Notifier
 	groups   Groups
 	policy   atomic.Pointer[Policy] // the policy in force; swapped whole by SetPolicy
@@ -78,6 +82,7 @@ type CreateInput struct {
 	Channel   string
 	Reason    string
 	Instances []string
+	Selector  Selector // instances selected by what they are, added to Instances
 	StopType  StopType // "" = SOFT
 	Region    string   // "" = the policy's default
 }
@@ -95,7 +100,7 @@ func NewEngine(cfg Config) (*Engine, error) {
 		return nil, fmt.Errorf("approval: policy: %w", err)
 	}
 	e := &Engine{
-		store: cfg.Store, cloud: cfg.Cloud, notify: cfg.Notifier, groups: cfg.Groups,
+		store: cfg.Store, cloud: cfg.Cloud, finder: cfg.Finder, notify: cfg.Notifier, groups: cfg.Groups,
 		clock: cfg.Clock, log: cfg.Logger, observer: cfg.Observer,
 		kick:       make(chan struct{}, 1),
 		background: background.New(),
@@ -105,6 +110,9 @@ func NewEngine(cfg Config) (*Engine, error) {
 	e.policy.Store(cfg.Policy)
 	if e.clock == nil {
 		e.clock = SystemClock{}
+	}
+	if f, ok := cfg.Cloud.(Finder); ok && e.finder == nil {
+		e.finder = f
 	}
 	if e.log == nil {
 		e.log = slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -280,7 +288,8 @@ func (e *Engine) create(ctx context.Context, in CreateInput) (*Request, error) {
 	}
 	requested := Event{
 		Type: EventRequested, Actor: r.Requester, Instances: r.InstanceIDs(),
-		Details: Details{Reason: r.Reason, StopType: r.StopType, Region: r.Region, Channel: r.Channel, Required: r.Required},
+		Details: Details{Reason: r.Reason, StopType: r.StopType, Region: r.Region, Channel: r.Channel, Required: r.Required,
+			Selector: r.Selector, Fingerprint: r.Fingerprint, Note: unselectedNote(r.Unselected)},
 	}
 	// The delivery key is stored with the request, in one transaction, so a
 	// command redelivered after a crash finds its request.
@@ -321,7 +330,7 @@ func (e *Engine) check(ctx context.Context, in CreateInput) (*Request, error) {
 	if err := p.MayRequest(ctx, e.groups, in.Requester, in.Channel); err != nil {
 		return nil, err
 	}
-	ids, err := normaliseIDs(in.Instances)
+	ids, err := normaliseIDs(in.Instances, !in.Selector.Empty())
 	if err != nil {
 		return nil, err
 	}
@@ -348,14 +357,21 @@ func (e *Engine) check(ctx context.Context, in CreateInput) (*Request, error) {
 	if err != nil {
 		return nil, err
 	}
-	found, missing, err := e.cloud.Describe(ctx, region, ids)
-	if err != nil {
-		return nil, cloudUnavailable("look the instances up", err)
+	var instances []Instance
+	if len(ids) > 0 {
+		found, missing, err := e.cloud.Describe(ctx, region, ids)
+		if err != nil {
+			return nil, cloudUnavailable("look the instances up", err)
+		}
+		if instances, err = preflight(ids, found, missing, region); err != nil {
+			return nil, err
+		}
 	}
-	instances, err := preflight(ids, found, missing, region)
+	sel, err := e.selectFleet(ctx, p, region, in.Selector, instances)
 	if err != nil {
 		return nil, err
 	}
+	instances = sel.instances
 	req, err := p.Require(instances, stop)
 	if err != nil {
 		return nil, err
@@ -363,16 +379,18 @@ func (e *Engine) check(ctx context.Context, in CreateInput) (*Request, error) {
 	now := e.now()
 	return &Request{
 		Requester: in.Requester, Channel: in.Channel, Reason: reason, StopType: stop, Region: region,
-		Instances: instances, Required: req.Required, ApproverGroups: req.ApproverGroups,
+		Instances: instances, Selector: in.Selector.Words(), Unselected: sel.unselected, Fingerprint: Fingerprint(InstanceIDs(instances)),
+		Required: req.Required, ApproverGroups: req.ApproverGroups,
 		SelfApproval: p.AllowSelfApproval, State: Pending,
 		CreatedAt: now, ExpiresAt: now.Add(p.RequestTTL),
 	}, nil
 }
 
 // normaliseIDs checks instance IDs and drops duplicates, keeping order.
-func normaliseIDs(in []string) ([]string, error) {
-	if len(in) == 0 {
-		return nil, Errorf(Invalid, "Name at least one instance (ins- followed by 8 lowercase letters or digits).")
+// None is an error unless selected says a selector picks instances too.
+func normaliseIDs(in []string, selected bool) ([]string, error) {
+	if len(in) == 0 && !selected {
+		return nil, Errorf(Invalid, "Name at least one instance (ins- followed by 8 lowercase letters or digits), or select some with tag:, name:, ip: or zone:.")
 	}
 	var bad []string
 	seen := map[string]bool{}
@@ -442,7 +460,8 @@ func (e *Engine) reject(ctx context.Context, in CreateInput, cause error) error 
 		actor = "unknown"
 	}
 	ev := Event{Type: EventRejected, Actor: actor, Instances: ids,
-		Details: Details{Reason: truncate(in.Reason, MaxReasonLength), StopType: in.StopType, Region: in.Region, Channel: in.Channel, Note: msg}}
+		Details: Details{Reason: truncate(in.Reason, MaxReasonLength), StopType: in.StopType, Region: in.Region, Channel: in.Channel, Note: msg,
+			Selector: in.Selector.Words()}}
 	if ce := (*CloudError)(nil); errors.As(cause, &ce) {
 		ev.Details.ErrorCode, ev.Details.CloudRequestID = ce.Code, ce.RequestID
 	}

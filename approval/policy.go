@@ -18,11 +18,25 @@ type Policy struct {
 	HardMinApprovals  int           // for HARD and SOFT_FIRST
 	AllowSelfApproval bool          //
 	RequestTTL        time.Duration //
-	MaxInstances      int           // 1..100
+	MaxInstances      int           // 1..MaxInstancesPerRequest
 	Regions           []string      // allowed regions; empty: any
 	DefaultRegion     string        // used when a request names none
 	Rules             []Rule        // first match by instance tags wins
+	Waves             WaveRules     // how large requests must roll
 }
+
+// WaveRules make large requests roll in waves. Zero fields ask nothing.
+type WaveRules struct {
+	// RequiredAbove: a request of more instances must roll in waves.
+	RequiredAbove int
+	// MaxSize bounds the instances of one wave.
+	MaxSize int
+	// MinPause is the shortest pause allowed between waves.
+	MinPause time.Duration
+}
+
+// MaxWavePause is the longest pause between waves.
+const MaxWavePause = 24 * time.Hour
 
 // Rule tightens the policy for instances that carry all of its tags.
 type Rule struct {
@@ -36,9 +50,12 @@ type Rule struct {
 // policy nor TENCENTCLOUD_REGION names one.
 const DefaultRegion = "ap-guangzhou"
 
-// MaxInstancesPerRequest is the hard limit of one request, the API's limit
-// of one RebootInstances call.
-const MaxInstancesPerRequest = 100
+// Instance limits of one request: max_instances is DefaultMaxInstances
+// unless the policy raises it, at most to MaxInstancesPerRequest.
+const (
+	DefaultMaxInstances    = 100
+	MaxInstancesPerRequest = 5000
+)
 
 // Validate reports the first thing wrong with p.
 func (p *Policy) Validate() error {
@@ -51,6 +68,12 @@ func (p *Policy) Validate() error {
 		return fmt.Errorf("request_ttl must be positive")
 	case p.MaxInstances < 1 || p.MaxInstances > MaxInstancesPerRequest:
 		return fmt.Errorf("max_instances must be between 1 and %d", MaxInstancesPerRequest)
+	case p.Waves.RequiredAbove < 0 || p.Waves.RequiredAbove > MaxInstancesPerRequest:
+		return fmt.Errorf("waves.required_above must be between 0 and %d", MaxInstancesPerRequest)
+	case p.Waves.MaxSize < 0 || p.Waves.MaxSize > MaxInstancesPerRequest:
+		return fmt.Errorf("waves.max_size must be between 0 and %d", MaxInstancesPerRequest)
+	case p.Waves.MinPause < 0 || p.Waves.MinPause > MaxWavePause:
+		return fmt.Errorf("waves.min_pause must be between 0 and %s", MaxWavePause)
 	case len(p.Approvers) == 0 && !p.rulesNameApprovers():
 		return fmt.Errorf("approvers must name at least one user or user group")
 	}

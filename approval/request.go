@@ -7,6 +7,7 @@ package approval
 
 import (
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -209,6 +210,14 @@ type Request struct {
 	StopType  StopType   `json:"stop_type"`
 	Region    string     `json:"region"`
 	Instances []Instance `json:"instances"` // as looked up at creation
+	// Selector holds the selector words (tag:role=web, name:web-*) the
+	// instances were selected with; empty when the request names IDs only.
+	Selector []string `json:"selector,omitempty"`
+	// Fingerprint identifies the frozen set of instances (see Fingerprint).
+	Fingerprint string `json:"fingerprint,omitempty"`
+	// Unselected counts, by state, the instances the selector matched that
+	// were left out because they were not RUNNING.
+	Unselected []StateCount `json:"unselected,omitempty"`
 	// Required, ApproverGroups and SelfApproval are what the policy asked
 	// of the request when it was last judged (created, clicked, or checked
 	// before execution); every decision judges it again by the policy in
@@ -322,6 +331,8 @@ func (r *Request) Clone() *Request {
 		}
 		c.Instances[i] = in
 	}
+	c.Selector = slices.Clone(r.Selector)
+	c.Unselected = slices.Clone(r.Unselected)
 	c.ApproverGroups = make([][]string, len(r.ApproverGroups))
 	for i, g := range r.ApproverGroups {
 		c.ApproverGroups[i] = append([]string(nil), g...)

@@ -79,6 +79,9 @@ func cardBlocks(r *approval.Request, now time.Time, buttons bool) []slack.Block 
 		slack.NewSectionBlock(nil, summaryFields(r, now), nil),
 		slack.NewSectionBlock(mrkdwn(fitQuoted("*Reason*\n", r.Reason, maxSectionText)), nil, nil),
 	}
+	for _, text := range fleetSections(r) {
+		blocks = append(blocks, slack.NewSectionBlock(mrkdwn(text), nil, nil))
+	}
 	for _, text := range instanceSections(r) {
 		blocks = append(blocks, slack.NewSectionBlock(mrkdwn(text), nil, nil))
 	}
@@ -126,6 +129,9 @@ func stopTypeText(st approval.StopType) string {
 // few sections as the 3000-character limit allows; past maxInstanceBlock
 // sections the rest is summarised as "… and N more".
 func instanceSections(r *approval.Request) []string {
+	if len(r.Instances) > fullListMax {
+		return firstInstanceSections(r)
+	}
 	lines := make([]string, 0, len(r.Instances)+1)
 	lines = append(lines, fmt.Sprintf("*Instances (%d)*", len(r.Instances)))
 	for _, in := range r.Instances {

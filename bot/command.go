@@ -1,6 +1,7 @@
 package bot
 
 import (
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -21,14 +22,19 @@ type FormCommand struct{}
 
 // CreateCommand asks for a reboot.
 type CreateCommand struct {
-	Instances []string // valid IDs in the order typed, duplicates dropped
+	Instances []string          // valid IDs in the order typed, duplicates dropped
+	Selector  approval.Selector // tag:, name:, ip: and zone: words
 	StopType  approval.StopType
 	Region    string // "" for the policy's default
 	Reason    string // as the user typed it, Slack's escaping undone
 }
 
-// StatusCommand shows one request.
-type StatusCommand struct{ RequestID string }
+// StatusCommand shows one request: its card, or with Page one page of
+// its instances.
+type StatusCommand struct {
+	RequestID string
+	Page      int // 0: the card
+}
 
 // CancelCommand withdraws a pending request.
 type CancelCommand struct{ RequestID string }
@@ -57,15 +63,17 @@ func (AuditCommand) command()   {}
 const (
 	DefaultAuditLimit = 10
 	MaxAuditLimit     = 50
-	// maxCommandInstances bounds what the parser accepts; the engine refuses
-	// anything over the policy's max_instances (at most 100) and audits it.
+	// maxCommandInstances bounds the IDs the parser accepts; larger sets
+	// are selected by tag, name, address or zone. The engine refuses
+	// anything over the policy's max_instances and audits it.
 	maxCommandInstances = 1000
 )
 
 // Usage is the short grammar shown with every syntax error.
 const Usage = "Usage:\n" +
 	"`/reboot ins-xxxxxxxx [ins-… …] [--hard | --soft-first] [--region REGION] reason…`\n" +
-	"`/reboot` (opens a form) · `/reboot help` · `/reboot status R-42` · `/reboot cancel R-42` · `/reboot pending`\n" +
+	"`/reboot [tag:KEY=VALUE …] [name:PATTERN …] [ip:ADDRESS …] [zone:ZONE …] [ins-… …] [options] reason…`\n" +
+	"`/reboot` (opens a form) · `/reboot help` · `/reboot status R-42 [--page N]` · `/reboot cancel R-42` · `/reboot pending`\n" +
 	"`/reboot audit R-42 | ins-xxxxxxxx | @person [--limit N]`"
 
 // Help is the answer to /reboot help.
@@ -73,6 +81,10 @@ const Help = "*rebootbot* reboots Tencent Cloud CVM instances once the policy's 
 	"• `/reboot ins-1a2b3c4d ins-5e6f7a8b kernel update` asks for a graceful (SOFT) reboot; the reason is required.\n" +
 	"• `--hard` cuts power at once, `--soft-first` tries gracefully then cuts power; both may need more approvals.\n" +
 	"• `--region ap-shanghai` picks the region (otherwise the default one).\n" +
+	"• Select instances by what they are: `tag:role=web`, `name:web-*` (a trailing `*` matches the start), `ip:10.0.1.12` " +
+	"(private or public), `zone:ap-guangzhou-3`. Different kinds narrow (`tag:role=web zone:ap-guangzhou-3`), " +
+	"repeats of one kind widen (`tag:role=web tag:role=api`), IDs are added. Only RUNNING instances are selected; " +
+	"the set is frozen when you ask.\n" +
 	"• `/reboot` alone opens a form with the same fields.\n" +
 	"• `/reboot status R-42` shows a request; `/reboot cancel R-42` withdraws your pending request.\n" +
 	"• `/reboot pending` lists requests waiting for approval.\n" +
@@ -94,11 +106,7 @@ func ParseCommand(text string) (Command, error) {
 		}
 		return HelpCommand{}, nil
 	case "status":
-		id, err := requestIDArg("status", toks[1:])
-		if err != nil {
-			return nil, err
-		}
-		return StatusCommand{RequestID: id}, nil
+		return parseStatus(toks[1:])
 	case "cancel":
 		id, err := requestIDArg("cancel", toks[1:])
 		if err != nil {
@@ -260,8 +268,15 @@ func parseCreate(raw string, toks []token) (Command, error) {
 				}
 			}
 			if len(c.Instances) > maxCommandInstances {
-				return nil, invalid(fmt.Sprintf("That is more than %d instances; a request may name at most %d.", maxCommandInstances, approval.MaxInstancesPerRequest))
+				return nil, invalid(fmt.Sprintf("That is more than %d instance IDs; select larger sets with `tag:`, `name:`, `ip:` or `zone:`.", maxCommandInstances))
 			}
+			continue
+		}
+		if ok, err := c.Selector.Add(Unescape(w)); ok {
+			if err != nil {
+				return nil, selectorInvalid(err)
+			}
+			flush()
 			continue
 		}
 		if runFrom < 0 {
@@ -270,15 +285,19 @@ func parseCreate(raw string, toks []token) (Command, error) {
 		runTo = toks[i].end
 	}
 	flush()
-	if len(c.Instances) == 0 {
+	if len(c.Instances) == 0 && c.Selector.Empty() {
 		if _, _, isOpt := option(toks[0].text); !isOpt {
-			return nil, invalid(fmt.Sprintf("`%s` is not a /reboot command, and no instance ID (`ins-` and 8 letters or digits) was given.", escapeText(truncate(oneLine(Unescape(toks[0].text)), 40))))
+			return nil, invalid(fmt.Sprintf("`%s` is not a /reboot command, and no instance ID (`ins-` and 8 letters or digits) or selector (`tag:role=web`) was given.", escapeText(truncate(oneLine(Unescape(toks[0].text)), 40))))
 		}
-		return nil, invalid("Name at least one instance, for example `/reboot ins-1a2b3c4d kernel update`.")
+		return nil, invalid("Name at least one instance or select some, for example `/reboot ins-1a2b3c4d kernel update` or `/reboot tag:role=web kernel update`.")
 	}
 	c.Reason = strings.TrimSpace(Unescape(strings.Join(reason, " ")))
 	if c.Reason == "" {
-		return nil, invalid("A reason is required, for example `/reboot " + c.Instances[0] + " kernel update`.")
+		example := strings.Join(c.Selector.Words(), " ")
+		if len(c.Instances) > 0 {
+			example = c.Instances[0]
+		}
+		return nil, invalid("A reason is required, for example `/reboot " + escapeText(truncate(oneLine(example), 80)) + " kernel update`.")
 	}
 	if n := utf8.RuneCountInString(c.Reason); n > approval.MaxReasonLength {
 		return nil, invalid(fmt.Sprintf("The reason is %d characters long; keep it under %d.", n, approval.MaxReasonLength))
@@ -318,6 +337,36 @@ func requestIDArg(verb string, args []token) (string, error) {
 		return "", invalid(fmt.Sprintf("`%s` is not a request ID; they look like `R-42`.", escapeText(truncate(oneLine(Unescape(args[0].text)), 40))))
 	}
 	return approval.FormatRequestID(n), nil
+}
+
+// parseStatus reads `status R-42 [--page N]`.
+func parseStatus(args []token) (Command, error) {
+	var rest []token
+	page := 0
+	for i := 0; i < len(args); i++ {
+		name, value, ok := option(args[i].text)
+		if !ok {
+			rest = append(rest, args[i])
+			continue
+		}
+		if name != "page" {
+			return nil, invalid(fmt.Sprintf("Unknown option `%s` for status; the only one is `--page N`.", escapeText(truncate(oneLine(Unescape(args[i].text)), 40))))
+		}
+		if value == "" && i+1 < len(args) {
+			i++
+			value = args[i].text
+		}
+		n, err := strconv.Atoi(value)
+		if err != nil || n < 1 || n > approval.MaxInstancesPerRequest {
+			return nil, invalid("`--page` takes a page number, for example `/reboot status R-42 --page 2`.")
+		}
+		page = n
+	}
+	id, err := requestIDArg("status", rest)
+	if err != nil {
+		return nil, err
+	}
+	return StatusCommand{RequestID: id, Page: page}, nil
 }
 
 func parseAudit(args []token) (Command, error) {
@@ -380,3 +429,13 @@ func parseAudit(args []token) (Command, error) {
 }
 
 func invalid(msg string) error { return &approval.Error{Kind: approval.Invalid, Message: msg} }
+
+// selectorInvalid turns a malformed selector word into a syntax error that
+// names the word, escaped for Slack.
+func selectorInvalid(err error) error {
+	var se *approval.SelectorError
+	if errors.As(err, &se) {
+		return invalid("`" + escapeText(truncate(oneLine(se.Word), 60)) + "` " + se.Problem)
+	}
+	return invalid(approval.ErrorMessage(err))
+}

@@ -38,6 +38,8 @@ func TestParseCommand(t *testing.T) {
 		{"SubcommandWordInReason", "ins-1a2b3c4d status check hung", CreateCommand{Instances: []string{"ins-1a2b3c4d"}, StopType: approval.Soft, Reason: "status check hung"}},
 		{"Status", "status R-42", StatusCommand{RequestID: "R-42"}},
 		{"StatusLower", "Status r-42", StatusCommand{RequestID: "R-42"}},
+		{"StatusPage", "status R-42 --page 3", StatusCommand{RequestID: "R-42", Page: 3}},
+		{"StatusPageFirst", "status —page=2 R-42", StatusCommand{RequestID: "R-42", Page: 2}},
 		{"Cancel", "cancel R-7", CancelCommand{RequestID: "R-7"}},
 		{"Pending", "pending", PendingCommand{}},
 		{"AuditRequest", "audit R-42", AuditCommand{RequestID: "R-42", Limit: 10}},
@@ -83,11 +85,14 @@ func TestParseCommandErrors(t *testing.T) {
 		{"RegionBad", "ins-1a2b3c4d --region <!channel> x", "is not a region name"},
 		{"TwoRegions", "ins-1a2b3c4d --region ap-shanghai --region ap-beijing x", "once"},
 		{"ReasonTooLong", "ins-1a2b3c4d " + strings.Repeat("a", 1001), "keep it under 1000"},
-		{"TooManyToParse", strings.Join(many, " ") + " x", "at most 100"},
+		{"TooManyToParse", strings.Join(many, " ") + " x", "more than 1000 instance IDs"},
 		{"HelpExtra", "help me", "takes nothing"},
 		{"StatusNoID", "status", "needs a request ID"},
 		{"StatusBadID", "status 42", "is not a request ID"},
 		{"StatusTwo", "status R-1 R-2", "one request ID"},
+		{"StatusPageZero", "status R-1 --page 0", "`--page` takes a page number"},
+		{"StatusPageMissing", "status R-1 --page", "`--page` takes a page number"},
+		{"StatusUnknownOption", "status R-1 --all", "the only one is `--page N`"},
 		{"CancelNoID", "cancel", "needs a request ID"},
 		{"PendingExtra", "pending all", "takes nothing"},
 		{"AuditNothing", "audit", "needs something to look up"},
@@ -229,5 +234,92 @@ func BenchmarkParseCommand(b *testing.B) {
 		if _, err := ParseCommand(text); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+func TestParseCommandSelectors(t *testing.T) {
+	tests := []struct {
+		name      string
+		text      string
+		instances []string
+		selector  approval.Selector
+		reason    string
+	}{
+		{"Tag", "tag:role=web kernel update", nil, approval.Selector{Tags: map[string][]string{"role": {"web"}}}, "kernel update"},
+		{"TagsNarrowAcrossKeys", "tag:role=web tag:env=prod patch", nil,
+			approval.Selector{Tags: map[string][]string{"role": {"web"}, "env": {"prod"}}}, "patch"},
+		{"TagsWidenOnOneKey", "tag:role=web tag:role=db tag:role=web patch", nil,
+			approval.Selector{Tags: map[string][]string{"role": {"web", "db"}}}, "patch"},
+		{"TagValueWithEquals", "tag:query=a=b x", nil, approval.Selector{Tags: map[string][]string{"query": {"a=b"}}}, "x"},
+		{"TagCaseKept", "TAG:Role=Web x", nil, approval.Selector{Tags: map[string][]string{"Role": {"Web"}}}, "x"},
+		{"TagEntityUndone", "tag:team=r&amp;d x", nil, approval.Selector{Tags: map[string][]string{"team": {"r&d"}}}, "x"},
+		{"NameExactAndPrefix", "name:web-01 name:api-* x", nil, approval.Selector{Names: []string{"web-01", "api-*"}}, "x"},
+		{"NameLinkUndone", "name:<http://web.example.com|web.example.com> x", nil, approval.Selector{Names: []string{"web.example.com"}}, "x"},
+		{"IPs", "ip:10.0.1.12 ip:203.0.113.7 x", nil, approval.Selector{IPs: []string{"10.0.1.12", "203.0.113.7"}}, "x"},
+		{"IPv6Normalised", "ip:2001:DB8::1 x", nil, approval.Selector{IPs: []string{"2001:db8::1"}}, "x"},
+		{"Zone", "zone:ap-guangzhou-3 zone:ap-guangzhou-4 x", nil, approval.Selector{Zones: []string{"ap-guangzhou-3", "ap-guangzhou-4"}}, "x"},
+		{"MixedWithIDsAndOptions", "ins-1a2b3c4d tag:role=web --hard zone:ap-guangzhou-3 hung agent", []string{"ins-1a2b3c4d"},
+			approval.Selector{Tags: map[string][]string{"role": {"web"}}, Zones: []string{"ap-guangzhou-3"}}, "hung agent"},
+		{"MarkupIsText", "tag:x=<!channel> x", nil, approval.Selector{Tags: map[string][]string{"x": {"@channel"}}}, "x"},
+		{"WordsInReasonKept", "tag:role=web see: OPS-1 http://x.example", nil, approval.Selector{Tags: map[string][]string{"role": {"web"}}}, "see: OPS-1 http://x.example"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := ParseCommand(tt.text)
+			if err != nil {
+				t.Fatalf("ParseCommand(%q) error: %v", tt.text, err)
+			}
+			c, ok := got.(CreateCommand)
+			if !ok {
+				t.Fatalf("ParseCommand(%q) = %#v, want a CreateCommand", tt.text, got)
+			}
+			if !reflect.DeepEqual(c.Instances, tt.instances) || !reflect.DeepEqual(c.Selector, tt.selector) || c.Reason != tt.reason {
+				t.Errorf("ParseCommand(%q) = %v %#v %q, want %v %#v %q", tt.text, c.Instances, c.Selector, c.Reason, tt.instances, tt.selector, tt.reason)
+			}
+		})
+	}
+}
+
+func TestParseCommandSelectorErrors(t *testing.T) {
+	many := make([]string, approval.MaxSelectorWords+1)
+	for i := range many {
+		many[i] = fmt.Sprintf("tag:n=%d", i)
+	}
+	tests := []struct {
+		name string
+		text string
+		want string
+	}{
+		{"TagEmpty", "tag: x", "`tag:` has nothing after `tag:`"},
+		{"TagNoValue", "tag:role x", "`tag:role` is not a tag selector: write `tag:KEY=VALUE`"},
+		{"TagEmptyValue", "tag:role= x", "`tag:role=` is not a tag selector"},
+		{"TagEmptyKey", "tag:=web x", "`tag:=web` is not a tag selector"},
+		{"NameStarOnly", "name:* x", "`name:*` would match every instance"},
+		{"NameInnerStar", "name:web*01 x", "`name:web*01` has a `*` inside the name"},
+		{"IPNotAddress", "ip:10.0.0 x", "`ip:10.0.0` is not an IP address"},
+		{"IPRange", "ip:10.0.0.0/24 x", "`ip:10.0.0.0/24` is not an IP address"},
+		{"ZoneBad", "zone:Guangzhou x", "`zone:Guangzhou` is not a zone name"},
+		{"ZoneIsRegion", "zone:ap x", "`zone:ap` is not a zone name"},
+		{"AngleBrackets", "tag:x=&lt;b&gt; x", "`tag:x=&lt;b&gt;` is not a selector Tencent Cloud could match"},
+		{"NoReason", "tag:role=web --hard", "reason is required, for example `/reboot tag:role=web kernel update`"},
+		{"TooMany", strings.Join(many, " ") + " x", "more than 50 selector words"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := ParseCommand(tt.text)
+			if err == nil {
+				t.Fatalf("ParseCommand(%q) = %#v, want an error", truncate(tt.text, 60), got)
+			}
+			if k := approval.ErrorKind(err); k != approval.Invalid {
+				t.Errorf("error kind = %s, want %s", k, approval.Invalid)
+			}
+			msg := approval.ErrorMessage(err)
+			if !strings.Contains(msg, tt.want) {
+				t.Errorf("error %q does not contain %q", msg, tt.want)
+			}
+			if strings.ContainsAny(msg, "<>") {
+				t.Errorf("error %q carries markup", msg)
+			}
+		})
 	}
 }

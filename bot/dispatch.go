@@ -43,7 +43,7 @@ func (h *Handler) Command(ctx context.Context, sc slack.SlashCommand) (any, erro
 	case CreateCommand:
 		in := approval.CreateInput{
 			Key: commandKey(sc), Requester: sc.UserID, Channel: sc.ChannelID, Reason: c.Reason,
-			Instances: c.Instances, StopType: c.StopType, Region: c.Region,
+			Instances: c.Instances, Selector: c.Selector, StopType: c.StopType, Region: c.Region,
 		}
 		if !h.spawn(func(ctx context.Context) { h.create(ctx, in, to, true) }) {
 			return Ephemeral(shuttingDown), nil
@@ -57,6 +57,9 @@ func (h *Handler) Command(ctx context.Context, sc slack.SlashCommand) (any, erro
 			r, err := h.engine.Get(ctx, c.RequestID)
 			if err != nil {
 				return h.errorReply(err)
+			}
+			if c.Page > 0 {
+				return RenderStatusPage(r, c.Page)
 			}
 			return RenderStatus(r, h.clock.Now())
 		}), nil
@@ -137,6 +140,14 @@ func (h *Handler) checking(c CreateCommand) string {
 	s := strings.Join(ids, ", ")
 	if n := len(c.Instances) - len(ids); n > 0 {
 		s += fmt.Sprintf(" and %d more", n)
+	}
+	if !c.Selector.Empty() {
+		sel := "the instances `" + escapeText(truncate(oneLine(strings.Join(c.Selector.Words(), " ")), 200)) + "` selects"
+		if s == "" {
+			s = sel
+		} else {
+			s += " and " + sel
+		}
 	}
 	region := c.Region
 	if region == "" {
@@ -269,7 +280,7 @@ func (h *Handler) submitForm(cb *slack.InteractionCallback) any {
 	}
 	in := approval.CreateInput{
 		Key: key, Requester: cb.User.ID, Channel: channel, Reason: cmd.Reason,
-		Instances: cmd.Instances, StopType: cmd.StopType, Region: cmd.Region,
+		Instances: cmd.Instances, Selector: cmd.Selector, StopType: cmd.StopType, Region: cmd.Region,
 	}
 	to := replyTo{responseURL: responseURL, channel: channel, user: cb.User.ID}
 	if !h.spawn(func(ctx context.Context) { h.create(ctx, in, to, false) }) {

@@ -2,6 +2,7 @@ package bot
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 	"unicode/utf8"
@@ -16,6 +17,7 @@ import (
 const (
 	FormCallbackID  = "reboot_request"
 	BlockInstances  = "instances"
+	BlockSelector   = "selector"
 	BlockStopType   = "stop_type"
 	BlockRegion     = "region"
 	BlockReason     = "reason"
@@ -40,6 +42,14 @@ func RequestForm(p *approval.Policy, channel, responseURL string) slack.ModalVie
 	instances := slack.NewPlainTextInputBlockElement(plain("ins-1a2b3c4d ins-5e6f7a8b"), formValueAction)
 	instances.Multiline = true
 	instances.MaxLength = 3000
+	instancesBlock := slack.NewInputBlock(BlockInstances, plain("Instances"), plain("Instance IDs separated by spaces, commas or new lines."), instances)
+	instancesBlock.Optional = true
+
+	selector := slack.NewPlainTextInputBlockElement(plain("tag:role=web zone:ap-guangzhou-3"), formValueAction)
+	selector.MaxLength = 3000
+	selectorBlock := slack.NewInputBlock(BlockSelector, plain("Or select instances"),
+		plain("tag:KEY=VALUE, name:PATTERN (a trailing * matches the start), ip:ADDRESS, zone:ZONE. Different kinds narrow, repeats widen; only RUNNING instances are selected."), selector)
+	selectorBlock.Optional = true
 
 	soft := slack.NewOptionBlockObject(string(approval.Soft), plain("SOFT: graceful shutdown"), nil)
 	hard := slack.NewOptionBlockObject(string(approval.Hard), plain("HARD: power off at once"), nil)
@@ -86,7 +96,8 @@ func RequestForm(p *approval.Policy, channel, responseURL string) slack.ModalVie
 		Close:           plain("Cancel"),
 		PrivateMetadata: string(meta),
 		Blocks: slack.Blocks{BlockSet: []slack.Block{
-			slack.NewInputBlock(BlockInstances, plain("Instances"), plain("Instance IDs separated by spaces, commas or new lines."), instances),
+			instancesBlock,
+			selectorBlock,
 			slack.NewInputBlock(BlockStopType, plain("Stop type"), nil, stop),
 			regionBlock,
 			slack.NewInputBlock(BlockReason, plain("Reason"), nil, reason),
@@ -129,8 +140,27 @@ func ParseRequestForm(v *slack.View) (cmd CreateCommand, channel, responseURL st
 			cmd.Instances = append(cmd.Instances, w)
 		}
 	}
-	if _, bad := errs[BlockInstances]; !bad && len(cmd.Instances) == 0 {
-		errs[BlockInstances] = "Name at least one instance, for example ins-1a2b3c4d."
+	if a := value(BlockSelector); a != nil {
+		for _, w := range strings.FieldsFunc(a.Value, isSpace) {
+			ok, err := cmd.Selector.Add(w)
+			var se *approval.SelectorError
+			switch {
+			case !ok:
+				errs[BlockSelector] = fmt.Sprintf("%q is not a selector: use tag:KEY=VALUE, name:PATTERN, ip:ADDRESS or zone:ZONE.", truncate(w, 40))
+			case errors.As(err, &se):
+				errs[BlockSelector] = fmt.Sprintf("%q %s", truncate(se.Word, 40), strings.ReplaceAll(se.Problem, "`", ""))
+			case err != nil:
+				errs[BlockSelector] = approval.ErrorMessage(err)
+			}
+			if errs[BlockSelector] != "" {
+				break
+			}
+		}
+	}
+	_, badIDs := errs[BlockInstances]
+	_, badSelector := errs[BlockSelector]
+	if !badIDs && !badSelector && len(cmd.Instances) == 0 && cmd.Selector.Empty() {
+		errs[BlockInstances] = "Name at least one instance, for example ins-1a2b3c4d, or select some below."
 	}
 
 	if a := value(BlockStopType); a != nil && a.SelectedOption.Value != "" {

@@ -28,7 +28,7 @@ func TestRequestForm(t *testing.T) {
 		t.Error("block IDs are not unique")
 	}
 	raw, _ := json.Marshal(v)
-	for _, want := range []string{`"callback_id":"reboot_request"`, `"block_id":"instances"`, `"block_id":"stop_type"`, `"block_id":"region"`, `"block_id":"reason"`, `"static_select"`, `"value":"ap-shanghai"`} {
+	for _, want := range []string{`"callback_id":"reboot_request"`, `"block_id":"instances"`, `"block_id":"selector"`, `"block_id":"stop_type"`, `"block_id":"region"`, `"block_id":"reason"`, `"static_select"`, `"value":"ap-shanghai"`} {
 		if !strings.Contains(string(raw), want) {
 			t.Errorf("form lacks %s", want)
 		}
@@ -69,6 +69,14 @@ func TestParseRequestForm(t *testing.T) {
 			BlockInstances: text("ins-1a2b3c4d"), BlockRegion: text("ap-beijing"), BlockReason: text("x"),
 		}, CreateCommand{Instances: []string{"ins-1a2b3c4d"}, StopType: approval.Soft, Region: "ap-beijing", Reason: "x"}, nil},
 		{"Empty", meta, nil, CreateCommand{}, []string{BlockInstances, BlockReason}},
+		{"Selector", meta, map[string]slack.BlockAction{
+			BlockSelector: text("tag:role=web  tag:role=api\nzone:ap-guangzhou-3"), BlockReason: text("x"),
+		}, CreateCommand{Selector: approval.Selector{Tags: map[string][]string{"role": {"web", "api"}}, Zones: []string{"ap-guangzhou-3"}}, StopType: approval.Soft, Reason: "x"}, nil},
+		{"SelectorAndIDs", meta, map[string]slack.BlockAction{
+			BlockInstances: text("ins-1a2b3c4d"), BlockSelector: text("name:web-*"), BlockReason: text("x"),
+		}, CreateCommand{Instances: []string{"ins-1a2b3c4d"}, Selector: approval.Selector{Names: []string{"web-*"}}, StopType: approval.Soft, Reason: "x"}, nil},
+		{"SelectorNotASelector", meta, map[string]slack.BlockAction{BlockSelector: text("role=web"), BlockReason: text("x")}, CreateCommand{}, []string{BlockSelector}},
+		{"SelectorMalformed", meta, map[string]slack.BlockAction{BlockSelector: text("ip:10.0.0"), BlockReason: text("x")}, CreateCommand{}, []string{BlockSelector}},
 		{"BadInstance", meta, map[string]slack.BlockAction{BlockInstances: text("ins-1a2b3c4d ins-NOPE"), BlockReason: text("x")}, CreateCommand{}, []string{BlockInstances}},
 		{"BadStopType", meta, map[string]slack.BlockAction{BlockInstances: text("ins-1a2b3c4d"), BlockStopType: option("FORCE"), BlockReason: text("x")}, CreateCommand{}, []string{BlockStopType}},
 		{"BadRegion", meta, map[string]slack.BlockAction{BlockInstances: text("ins-1a2b3c4d"), BlockRegion: text("Mars 1"), BlockReason: text("x")}, CreateCommand{}, []string{BlockRegion}},
@@ -80,7 +88,7 @@ func TestParseRequestForm(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			got, ch, responseURL, errs := ParseRequestForm(submission(tt.meta, tt.values))
 			var gotErrs []string
-			for _, b := range []string{BlockInstances, BlockStopType, BlockRegion, BlockReason} {
+			for _, b := range []string{BlockInstances, BlockSelector, BlockStopType, BlockRegion, BlockReason} {
 				if errs[b] != "" {
 					gotErrs = append(gotErrs, b)
 				}

@@ -44,7 +44,7 @@ func FromEnv(getenv func(string) string) (p *approval.Policy, warnings []string,
 		return nil, nil, errors.New("BOT_POLICY or BOT_APPROVERS must be set: without them nobody could approve a reboot")
 	}
 	p = &approval.Policy{Approvers: approvers, MinApprovals: 1, RequestTTL: DefaultTTL,
-		MaxInstances: approval.MaxInstancesPerRequest, DefaultRegion: region}
+		MaxInstances: approval.DefaultMaxInstances, DefaultRegion: region}
 	if v := strings.TrimSpace(getenv("BOT_MIN_APPROVALS")); v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 1 || n > 20 {
@@ -110,7 +110,7 @@ func Parse(data []byte, name, defaultRegion string) (*approval.Policy, error) {
 	if root.Kind != yaml.MappingNode {
 		return nil, lineError(name, root, "the policy must be a mapping of keys such as approvers and min_approvals")
 	}
-	p := &approval.Policy{MinApprovals: 1, HardMinApprovals: -1, RequestTTL: DefaultTTL, MaxInstances: approval.MaxInstancesPerRequest}
+	p := &approval.Policy{MinApprovals: 1, HardMinApprovals: -1, RequestTTL: DefaultTTL, MaxInstances: approval.DefaultMaxInstances}
 	var regionNode *yaml.Node
 	err := eachKey(name, root, func(key string, v *yaml.Node) error {
 		var err error
@@ -136,8 +136,10 @@ func Parse(data []byte, name, defaultRegion string) (*approval.Policy, error) {
 			p.Regions, err = ids(name, v, approval.ValidRegion, "a region name such as ap-guangzhou")
 		case "rules":
 			p.Rules, err = rules(name, v)
+		case "waves":
+			p.Waves, err = waves(name, v)
 		default:
-			return lineError(name, v, "unknown key %q (known: approvers, requesters, channels, min_approvals, hard_min_approvals, allow_self_approval, request_ttl, max_instances, regions, rules)", key)
+			return lineError(name, v, "unknown key %q (known: approvers, requesters, channels, min_approvals, hard_min_approvals, allow_self_approval, request_ttl, max_instances, regions, rules, waves)", key)
 		}
 		return err
 	})
@@ -282,4 +284,31 @@ func tags(name string, v *yaml.Node) (map[string]string, error) {
 		return nil
 	})
 	return out, err
+}
+
+// waves reads the wave rules: {required_above: N, max_size: N, min_pause: DURATION}.
+func waves(name string, v *yaml.Node) (approval.WaveRules, error) {
+	var w approval.WaveRules
+	if v.Kind != yaml.MappingNode {
+		return w, lineError(name, v, "waves must be a mapping such as {required_above: 50, max_size: 100, min_pause: 2m}")
+	}
+	err := eachKey(name, v, func(key string, val *yaml.Node) error {
+		var err error
+		switch key {
+		case "required_above":
+			w.RequiredAbove, err = intIn(name, val, 1, approval.MaxInstancesPerRequest)
+		case "max_size":
+			w.MaxSize, err = intIn(name, val, 1, approval.MaxInstancesPerRequest)
+		case "min_pause":
+			d, perr := time.ParseDuration(val.Value)
+			if val.Kind != yaml.ScalarNode || perr != nil || d < 0 || d > approval.MaxWavePause {
+				return lineError(name, val, "expected a duration from 0s to %s such as 2m, not %q", approval.MaxWavePause, val.Value)
+			}
+			w.MinPause = d
+		default:
+			return lineError(name, val, "unknown waves key %q (known: required_above, max_size, min_pause)", key)
+		}
+		return err
+	})
+	return w, err
 }

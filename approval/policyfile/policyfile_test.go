@@ -55,6 +55,20 @@ func TestParseSpecExample(t *testing.T) {
 	}
 }
 
+func TestParseFleetLimits(t *testing.T) {
+	p, err := Parse([]byte("approvers: [U1]\nmax_instances: 5000\nwaves: {required_above: 50, max_size: 100, min_pause: 2m}\n"), "policy.yml", DefaultRegion)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := p.Waves, (approval.WaveRules{RequiredAbove: 50, MaxSize: 100, MinPause: 2 * time.Minute}); got != want || p.MaxInstances != 5000 {
+		t.Errorf("waves = %+v, max_instances = %d; want %+v, 5000", got, p.MaxInstances, want)
+	}
+	p, err = Parse([]byte("approvers: [U1]\n"), "policy.yml", DefaultRegion)
+	if err != nil || p.MaxInstances != approval.DefaultMaxInstances || p.Waves != (approval.WaveRules{}) {
+		t.Errorf("defaults: max_instances = %d, waves = %+v, err %v", p.MaxInstances, p.Waves, err)
+	}
+}
+
 func TestParseErrors(t *testing.T) {
 	tests := []struct {
 		name, yaml, want string
@@ -65,7 +79,13 @@ func TestParseErrors(t *testing.T) {
 		{"ZeroMin", "approvers: [U1]\nmin_approvals: 0\n", "policy.yml:2: expected a whole number from 1 to 20"},
 		{"BadTTL", "approvers: [U1]\nrequest_ttl: soon\n", "policy.yml:2: expected a duration"},
 		{"BadBool", "approvers: [U1]\nallow_self_approval: yes please\n", "policy.yml:2: expected true or false"},
-		{"TooMany", "approvers: [U1]\nmax_instances: 101\n", "policy.yml:2: expected a whole number from 1 to 100"},
+		{"TooMany", "approvers: [U1]\nmax_instances: 5001\n", "policy.yml:2: expected a whole number from 1 to 5000"},
+		{"WavesNotMapping", "approvers: [U1]\nwaves: 10\n", "policy.yml:2: waves must be a mapping"},
+		{"WavesUnknownKey", "approvers: [U1]\nwaves:\n  size: 10\n", "policy.yml:3: unknown waves key \"size\""},
+		{"WavesRequiredAboveZero", "approvers: [U1]\nwaves: {required_above: 0}\n", "policy.yml:2: expected a whole number from 1 to 5000"},
+		{"WavesMaxSizeTooLarge", "approvers: [U1]\nwaves:\n  max_size: 6000\n", "policy.yml:3: expected a whole number from 1 to 5000"},
+		{"WavesBadPause", "approvers: [U1]\nwaves:\n  min_pause: soon\n", "policy.yml:3: expected a duration from 0s to 24h0m0s"},
+		{"WavesPauseTooLong", "approvers: [U1]\nwaves:\n  min_pause: 25h\n", "policy.yml:3: expected a duration from 0s to 24h0m0s"},
 		{"Duplicate", "approvers: [U1]\napprovers: [U2]\n", "policy.yml:2: \"approvers\" appears twice"},
 		{"RuleUnknownKey", "approvers: [U1]\nrules:\n  - tags: {env: prod}\n    min_aprovals: 2\n", "policy.yml:4: unknown rule key \"min_aprovals\""},
 		{"RuleWithoutTags", "approvers: [U1]\nrules:\n  - min_approvals: 2\n", "policy.yml:3: a rule needs tags"},

@@ -1,6 +1,7 @@
 package emulator
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -8,9 +9,11 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"os"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -54,6 +57,7 @@ func Command(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		tlsCert    = fs.String("tls-cert", "", "`file` to write the generated certificate to with --tls (default: a new file in the temporary directory, removed on exit)")
 		seedPath   = fs.String("seed", "", "JSON `file` of instances to serve (format below)")
 		count      = fs.Int("instances", 5, "number of instances to generate when there is no seed file")
+		fleet      = fs.Int("fleet", 0, "generate a fleet of `N` instances instead (up to 100000): tags role, env and team across the region's zones, 1 in 40 STOPPED")
 		genSeed    = fs.Int64("generate-seed", 1, "seed of the generated instances")
 		region     = fs.String("region", DefaultRegion, "region of the generated instances")
 		rebootTime = fs.Duration("reboot-duration", DefaultRebootDuration, "how long an instance stays REBOOTING")
@@ -90,8 +94,12 @@ func Command(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return usagef("--reboot-duration must be positive")
 	case *perSecond == 0:
 		return usagef("--calls-per-second must not be 0 (use a negative value for no limit)")
-	case *seedPath != "" && (set["instances"] || set["region"] || set["generate-seed"]):
-		return usagef("--seed cannot be combined with --instances, --region or --generate-seed")
+	case *seedPath != "" && (set["instances"] || set["fleet"] || set["region"] || set["generate-seed"]):
+		return usagef("--seed cannot be combined with --instances, --fleet, --region or --generate-seed")
+	case set["fleet"] && set["instances"]:
+		return usagef("give --fleet or --instances, not both")
+	case set["fleet"] && (*fleet < 1 || *fleet > 100000):
+		return usagef("--fleet must be between 1 and 100000")
 	case *seedPath == "" && (*count < 1 || *count > 100000):
 		return usagef("--instances must be between 1 and 100000")
 	case *seedPath == "" && !validRegionName(*region):
@@ -132,6 +140,9 @@ func Command(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		}
 	} else {
 		seed = generate(*count, *genSeed, *region)
+		if set["fleet"] {
+			seed = generateFleet(*fleet, *genSeed, *region)
+		}
 	}
 
 	log := slog.New(slog.NewTextHandler(stderr, nil))
@@ -338,9 +349,17 @@ func validCode(s string) bool {
 	return true
 }
 
+// listAtMost is the most instances printed one per line; a larger fleet
+// is summarised.
+const listAtMost = 50
+
 // printInstances prints one line per instance: ID, name, state, zone and
-// private address.
+// private address; a fleet gets a summary by zone and state, and by role.
 func printInstances(w io.Writer, e *Emulator) {
+	if ids := e.IDs(); len(ids) > listAtMost {
+		printFleet(w, e, ids)
+		return
+	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "ID\tNAME\tSTATE\tZONE\tPRIVATE IP")
 	for _, id := range e.IDs() {
@@ -382,4 +401,34 @@ func dialAddr(a net.Addr) string {
 		return net.JoinHostPort("127.0.0.1", fmt.Sprint(tcp.Port))
 	}
 	return tcp.String()
+}
+
+// printFleet prints how many instances there are in each zone and state,
+// and how many carry each role tag, so that a fleet of thousands fits on
+// a screen and still suggests selectors to try.
+func printFleet(w io.Writer, e *Emulator, ids []string) {
+	byZone := map[[2]string]int{}
+	byRole := map[string]int{}
+	for _, id := range ids {
+		s, _ := e.Status(id)
+		byZone[[2]string{s.Zone, s.State}]++
+		if role, ok := s.Tags["role"]; ok {
+			byRole[role]++
+		}
+	}
+	fmt.Fprintf(w, "%d instances\n", len(ids))
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "ZONE\tSTATE\tINSTANCES")
+	for _, k := range slices.SortedFunc(maps.Keys(byZone), func(a, b [2]string) int {
+		return cmp.Or(cmp.Compare(a[0], b[0]), cmp.Compare(a[1], b[1]))
+	}) {
+		fmt.Fprintf(tw, "%s\t%s\t%d\n", k[0], k[1], byZone[k])
+	}
+	tw.Flush()
+	tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "SELECTOR\tINSTANCES")
+	for _, role := range slices.Sorted(maps.Keys(byRole)) {
+		fmt.Fprintf(tw, "tag:role=%s\t%d\n", role, byRole[role])
+	}
+	tw.Flush()
 }

@@ -18,9 +18,14 @@ const (
 // filterMatchers are the DescribeInstances filters the emulator knows, by
 // name; tag:KEY is handled apart.
 var filterMatchers = map[string]func(in *instance, values []string) bool{
-	"zone":                 func(in *instance, v []string) bool { return slices.Contains(v, in.Zone) },
-	"instance-id":          func(in *instance, v []string) bool { return slices.Contains(v, in.ID) },
-	"instance-name":        func(in *instance, v []string) bool { return slices.Contains(v, in.Name) },
+	"zone":        func(in *instance, v []string) bool { return slices.Contains(v, in.Zone) },
+	"instance-id": func(in *instance, v []string) bool { return slices.Contains(v, in.ID) },
+	// The API matches names loosely: a value finds every name that holds
+	// it, so "web" finds web-1 and old-web-2 alike. Callers who want an
+	// exact name check it themselves.
+	"instance-name": func(in *instance, v []string) bool {
+		return slices.ContainsFunc(v, func(s string) bool { return strings.Contains(in.Name, s) })
+	},
 	"instance-state":       func(in *instance, v []string) bool { return slices.Contains(v, in.State) },
 	"instance-charge-type": func(in *instance, v []string) bool { return slices.Contains(v, chargeType) },
 	"private-ip-address":   func(in *instance, v []string) bool { return anyIn(in.PrivateIPs, v) },

@@ -20,6 +20,23 @@ func Generate(n int, seed int64) []Instance {
 	return generate(n, seed, DefaultRegion)
 }
 
+// GenerateFleet returns n instances as Generate does, except that one in
+// 40 is STOPPED, as in a real fleet where some machines are parked: a
+// selector over it finds instances that cannot be rebooted.
+func GenerateFleet(n int, seed int64) []Instance {
+	return generateFleet(n, seed, DefaultRegion)
+}
+
+func generateFleet(n int, seed int64, region string) []Instance {
+	out := generate(n, seed, region)
+	for i := range out {
+		if i%40 == 39 {
+			out[i].State = StateStopped
+		}
+	}
+	return out
+}
+
 var (
 	roles = []struct{ name, team string }{
 		{"web", "storefront"}, {"api", "platform"}, {"db", "data"}, {"cache", "platform"},
