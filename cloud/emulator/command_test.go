@@ -97,6 +97,41 @@ func TestCommandServesUntilCancelled(t *testing.T) {
 	}
 }
 
+// TestCommandFleet serves a generated fleet: a summary instead of one line
+// per instance, tags to select by, and some STOPPED instances.
+func TestCommandFleet(t *testing.T) {
+	t.Setenv("TENCENTCLOUD_SECRET_ID", "")
+	t.Setenv("TENCENTCLOUD_SECRET_KEY", "")
+	endpoint, stdout, _, stop := runCommand(t, "--listen", "127.0.0.1:0", "--fleet", "4000")
+	out := stdout.String()
+	for _, want := range []string{"4000 instances", "ap-guangzhou-3  RUNNING", "STOPPED", "tag:role=web"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("stdout lacks %q:\n%s", want, out)
+		}
+	}
+	if n := strings.Count(out, "\n"); n > 60 {
+		t.Errorf("stdout has %d lines for a fleet; want a summary", n)
+	}
+	c := emulatortest.Client(t, endpoint, region, emulator.DemoSecretID, emulator.DemoSecretKey)
+	req := cvm.NewDescribeInstancesRequest()
+	req.Filters = filters("tag:role", "web")
+	resp, err := c.DescribeInstances(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	web := *resp.Response.TotalCount
+	req.Filters = filters("instance-state", "STOPPED")
+	if resp, err = c.DescribeInstances(req); err != nil {
+		t.Fatal(err)
+	}
+	if stopped := *resp.Response.TotalCount; web < 300 || stopped != 100 {
+		t.Errorf("%d instances tagged role=web and %d STOPPED; want hundreds and 1 in 40", web, stopped)
+	}
+	if err := stop(); err != nil {
+		t.Errorf("Command returned %v", err)
+	}
+}
+
 func TestCommandKeyFromEnvironmentAndSeed(t *testing.T) {
 	t.Setenv("TENCENTCLOUD_SECRET_ID", "AKIDfromenv")
 	t.Setenv("TENCENTCLOUD_SECRET_KEY", "keyfromenv")
@@ -143,6 +178,9 @@ func TestCommandBadFlags(t *testing.T) {
 		{"CodeWithoutRate", []string{"--error-code", "InternalError"}, "--error-rate"},
 		{"UnknownErrorAction", []string{"--error-rate", "0.1", "--error-action", "RunInstances"}, "--error-action"},
 		{"SeedAndInstances", []string{"--seed", seed, "--instances", "3"}, "--seed"},
+		{"SeedAndFleet", []string{"--seed", seed, "--fleet", "3000"}, "--seed"},
+		{"FleetAndInstances", []string{"--fleet", "3000", "--instances", "3"}, "--fleet or --instances"},
+		{"FleetZero", []string{"--fleet", "0"}, "--fleet must be between 1 and 100000"},
 		{"MissingSeed", []string{"--seed", seed + ".missing"}, "seed file"},
 		{"BadSeed", []string{"--seed", badSeed}, "malformed"},
 		{"IDWithoutKey", []string{"--secret-id", "AKIDlonely"}, "SecretKey"},
