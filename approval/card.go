@@ -136,6 +136,11 @@ func (e *Engine) report(ctx context.Context, r *Request, rep Report) error {
 	return e.notice(ctx, r, "report "+string(rep.Kind), func(ctx context.Context) error { return e.notify.Report(ctx, r, rep) })
 }
 
+// MaxInstanceReports is the largest request whose thread gets a message
+// per instance; a larger one gets its start and its outcome, which names
+// the failures, so that a fleet does not flood the channel.
+const MaxInstanceReports = 10
+
 // reportsPerMark is how many instance reports are marked posted in one
 // write: one write each would rewrite a request of a hundred instances a
 // hundred times. A crash between a post and its mark posts it again,
@@ -143,11 +148,12 @@ func (e *Engine) report(ctx context.Context, r *Request, rep Report) error {
 const reportsPerMark = 10
 
 // postReports posts, in order, the thread messages request id owes: the
-// start of execution, each instance's result, then the summary once every
-// result is posted. Each is marked posted soon after Slack took it (the
-// instance reports up to reportsPerMark at a time), so a restart posts
-// only what is still owed. Execution never waits for this:
-// a slow or failing Slack delays the messages, not the reboots.
+// start of execution, each instance's result (for requests of at most
+// MaxInstanceReports instances), then the summary once every result is
+// posted. Each is marked posted soon after Slack took it (the instance
+// reports up to reportsPerMark at a time), so a restart posts only what
+// is still owed. Execution never waits for this: a slow or failing Slack
+// delays the messages, not the reboots.
 func (e *Engine) postReports(ctx context.Context, id string) {
 	r, err := e.store.Get(ctx, id)
 	if err != nil || r.Card.TS == "" || r.StartedAt.IsZero() || r.NoticesLost {
@@ -186,9 +192,10 @@ func (e *Engine) postReports(ctx context.Context, id string) {
 			}
 		})
 	}
+	perInstance := len(r.Runs) <= MaxInstanceReports
 	for i := range r.Runs {
 		run := r.Runs[i]
-		if !run.State.Done() || run.Reported {
+		if !perInstance || !run.State.Done() || run.Reported {
 			continue
 		}
 		if e.report(ctx, r, Report{Kind: ReportInstance, Run: &run}) != nil {
@@ -204,7 +211,7 @@ func (e *Engine) postReports(ctx context.Context, id string) {
 		return
 	}
 	for _, run := range r.Runs {
-		if !run.Reported {
+		if perInstance && !run.Reported {
 			return
 		}
 	}

@@ -405,6 +405,9 @@ func RenderReport(r *approval.Request, rep approval.Report) string {
 		}
 		return instanceReport(r, rep.Run)
 	case approval.ReportFinished:
+		if len(r.Runs) > approval.MaxInstanceReports {
+			return fleetFinished(r)
+		}
 		s := fmt.Sprintf("*%s*: %s", Outcome(r.State), progress(r))
 		var failed []string
 		for _, run := range r.Runs {

@@ -86,6 +86,17 @@ func TestFleetRequest(t *testing.T) {
 			t.Errorf("%s was touched: %s", id, s.LatestOperation)
 		}
 	}
+	// 24 instances are too many for a message each: the thread gets the
+	// start and the outcome.
+	waitFor(t, "the outcome in the thread", func() bool { return e.request(r.ID).EndAnnounced })
+	thread := e.stub.thread(r.Card.TS)
+	if len(thread) != 2 || !strings.Contains(thread[1].Text, "*Succeeded*: 24 of 24 instances rebooted.") {
+		var texts []string
+		for _, m := range thread {
+			texts = append(texts, m.Text)
+		}
+		t.Errorf("thread = %q, want the start and the outcome", texts)
+	}
 }
 
 // TestFleetMixedWithIDs adds named instances to a selection, once each.

@@ -20,6 +20,10 @@ const (
 	cardListMax    = 20
 	statusPageSize = 100
 	maxZoneLines   = 20
+	// The outcome message of a large request names at most this many
+	// failure reasons, each with at most this many instances.
+	maxFailureReasons = 10
+	maxFailedIDs      = 10
 )
 
 // selectionText describes how a fleet request chose its instances: the
@@ -136,4 +140,44 @@ func RenderStatusPage(r *approval.Request, page int) *Message {
 	}
 	text := fmt.Sprintf("%s (%s): instances %d–%d of %d.", r.ID, Outcome(r.State), from+1, to, len(r.Instances))
 	return &Message{ResponseType: "ephemeral", Text: text, Blocks: blocks}
+}
+
+// fleetFinished is the outcome message of a request too large for a
+// message per instance: the counts, then the failures grouped by reason,
+// each with its instances.
+func fleetFinished(r *approval.Request) string {
+	lines := []string{fmt.Sprintf("*%s*: %s", Outcome(r.State), progress(r))}
+	byReason := map[string][]string{}
+	var reasons []string
+	for _, run := range r.Runs {
+		if run.State != approval.RunFailed {
+			continue
+		}
+		why := failureWords(&run)
+		if run.ErrorCode != "" {
+			why += " (" + run.ErrorCode + ")"
+		}
+		if _, ok := byReason[why]; !ok {
+			reasons = append(reasons, why)
+		}
+		byReason[why] = append(byReason[why], run.InstanceID)
+	}
+	slices.SortStableFunc(reasons, func(a, b string) int { return cmp.Compare(len(byReason[b]), len(byReason[a])) })
+	for i, why := range reasons {
+		if i == maxFailureReasons {
+			lines = append(lines, fmt.Sprintf("… and %d more reasons: `/reboot status %s --page 1` shows every instance.", len(reasons)-i, r.ID))
+			break
+		}
+		ids := byReason[why]
+		shown := make([]string, 0, maxFailedIDs)
+		for _, id := range ids[:min(len(ids), maxFailedIDs)] {
+			shown = append(shown, "`"+id+"`")
+		}
+		more := ""
+		if n := len(ids) - len(shown); n > 0 {
+			more = fmt.Sprintf(" and %d more", n)
+		}
+		lines = append(lines, fmt.Sprintf("❌ %d: %s — %s%s", len(ids), escapeText(truncate(oneLine(why), 200)), strings.Join(shown, ", "), more))
+	}
+	return truncateLines(strings.Join(lines, "\n"), maxSectionText)
 }

@@ -137,3 +137,24 @@ func TestRenderStatusPage(t *testing.T) {
 		}
 	}
 }
+
+// TestRenderFleetFinished: a request too large for a message per instance
+// ends with one message that groups the failures by reason.
+func TestRenderFleetFinished(t *testing.T) {
+	r := fleetExecuting(5000)
+	r.State = approval.PartiallyFailed
+	for i := range r.Runs {
+		if !r.Runs[i].State.Done() {
+			r.Runs[i] = succeededRun(r.Runs[i].InstanceID, 30*time.Second)
+		}
+	}
+	r.Runs[4] = approval.Run{InstanceID: r.Runs[4].InstanceID, State: approval.RunFailed, ErrorCode: "Timeout", Explanation: "It was not RUNNING again within 10m."}
+	got := RenderReport(r, approval.Report{Kind: approval.ReportFinished})
+	want := "*Partially failed*: 4899 of 5000 instances rebooted, 101 failed.\n" +
+		"❌ 100: The instance is stopped, so it cannot be rebooted. (UnsupportedOperation.InstanceStateStopped) — " +
+		"`ins-f0000007`, `ins-f0000057`, `ins-f0000107`, `ins-f0000157`, `ins-f0000207`, `ins-f0000257`, `ins-f0000307`, `ins-f0000357`, `ins-f0000407`, `ins-f0000457` and 90 more\n" +
+		"❌ 1: It was not RUNNING again within 10m. (Timeout) — `ins-f0000004`"
+	if got != want {
+		t.Errorf("RenderReport =\n%s\nwant\n%s", got, want)
+	}
+}

@@ -225,3 +225,13 @@ func filterOf(name string, values []string) filterKind {
 	}
 	return k
 }
+
+var _ approval.Finder = (*Dispatcher)(nil)
+
+// Find selects instances through d's adapter (see CVM.Find). A selection
+// pages in whole calls of 100 that no other work could share, so they do
+// not queue with the look-ups; they keep to the account's describe
+// limiter like every other call.
+func (d *Dispatcher) Find(ctx context.Context, region string, sel approval.Selector) ([]approval.Instance, error) {
+	return d.cvm.Find(ctx, region, sel)
+}

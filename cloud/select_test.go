@@ -125,6 +125,12 @@ func TestFindPages(t *testing.T) {
 	if n := len(r.calls.of(ActionDescribe)); n != 10 {
 		t.Errorf("%d DescribeInstances calls, want 10", n)
 	}
+	// The dispatcher, which the engine is given as its cloud, selects
+	// the same way.
+	again, err := NewDispatcher(r.cvm).Find(t.Context(), "", mustSelector(t, "tag:role=webs"))
+	if err != nil || !slices.Equal(foundIDs(again), foundIDs(got)) {
+		t.Errorf("Dispatcher.Find found %d instances, err %v; want the adapter's 1000", len(again), err)
+	}
 }
 
 // sentFilters records the Filters of each DescribeInstances call that
