@@ -88,7 +88,8 @@ func indexMessages(msgs []slackstub.Message) messageIndex {
 
 // checkWorld stops the bot and checks the invariants over requests ids:
 // each is terminal with its card showing its outcome; an executed one has
-// one start, one report per instance and one summary in its thread; every
+// one start, one report per instance (none past MaxInstanceReports) and
+// one summary in its thread; every
 // state change has its audit event; per instance, accepted reboot calls
 // (emulator) equal the instances of reboot_called events (audit); the
 // chain verifies; nothing is owed after a clean stop.
@@ -191,6 +192,13 @@ func (w *world) checkWorld(ids []string, opt checkOptions) checkReport {
 				w.t.Errorf("%s: %s failed with %d succeeded and %d failed events", id, run.InstanceID, ok, failed)
 			case !run.State.Done():
 				w.t.Errorf("%s: %s ended %q", id, run.InstanceID, run.State)
+			}
+			if len(r.Runs) > approval.MaxInstanceReports {
+				// A fleet's thread names its failures in the outcome instead.
+				if n := instanceReports(thread, run.InstanceID); n != 0 {
+					w.t.Errorf("%s: %d reports for %s in the thread of a request of %d instances, want none", id, n, run.InstanceID, len(r.Runs))
+				}
+				continue
 			}
 			once(id, instanceReports(thread, run.InstanceID), "reports for "+run.InstanceID)
 		}
