@@ -10,6 +10,7 @@ import (
 	"rebootbot/approval"
 	"rebootbot/bot"
 	"rebootbot/cloud/emulator"
+	"rebootbot/internal/testutil"
 )
 
 // webFleet is 24 instances tagged role=web over three zones, and two more
@@ -88,8 +89,8 @@ func TestFleetRequest(t *testing.T) {
 	}
 	// 24 instances are too many for a message each: the thread gets the
 	// start and the outcome.
-	waitFor(t, "the outcome in the thread", func() bool { return e.request(r.ID).EndAnnounced })
-	thread := e.stub.thread(r.Card.TS)
+	testutil.Eventually(t, waitLong, func() bool { return e.request(r.ID).EndAnnounced }, "the outcome of %s in the thread", r.ID)
+	thread := e.stub.Thread(r.Card.TS)
 	if len(thread) != 2 || !strings.Contains(thread[1].Text, "*Succeeded*: 24 of 24 instances rebooted.") {
 		var texts []string
 		for _, m := range thread {

@@ -56,14 +56,14 @@ func TestParseSpecExample(t *testing.T) {
 }
 
 func TestParseFleetLimits(t *testing.T) {
-	p, err := Parse([]byte("approvers: [U1]\nmax_instances: 5000\nwaves: {required_above: 50, max_size: 100, min_pause: 2m}\n"), "policy.yml", DefaultRegion)
+	p, err := Parse([]byte("approvers: [U1]\nmax_instances: 5000\nwaves: {required_above: 50, max_size: 100, min_pause: 2m}\n"), "policy.yml", approval.DefaultRegion)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if got, want := p.Waves, (approval.WaveRules{RequiredAbove: 50, MaxSize: 100, MinPause: 2 * time.Minute}); got != want || p.MaxInstances != 5000 {
 		t.Errorf("waves = %+v, max_instances = %d; want %+v, 5000", got, p.MaxInstances, want)
 	}
-	p, err = Parse([]byte("approvers: [U1]\n"), "policy.yml", DefaultRegion)
+	p, err = Parse([]byte("approvers: [U1]\n"), "policy.yml", approval.DefaultRegion)
 	if err != nil || p.MaxInstances != approval.DefaultMaxInstances || p.Waves != (approval.WaveRules{}) {
 		t.Errorf("defaults: max_instances = %d, waves = %+v, err %v", p.MaxInstances, p.Waves, err)
 	}
