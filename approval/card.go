@@ -142,8 +142,7 @@ func (e *Engine) report(ctx context.Context, r *Request, rep Report) error {
 const MaxInstanceReports = 10
 
 // reportsPerMark is how many instance reports are marked posted in one
-// write: one write each would rewrite a request of a hundred instances a
-// hundred times. A crash between a post and its mark posts it again,
+// write, rather than rewriting the request once per report. A crash between a post and its mark posts it again,
 // unless the bot can read the thread (see "Posting twice" in the README).
 const reportsPerMark = 10
 
