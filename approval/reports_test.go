@@ -36,11 +36,11 @@ func (s *countingStore) Update(ctx context.Context, id, key string, fn func(r *a
 	return r, reply, replayed, err
 }
 
-// TestReportsOfABigRequestMarkedInGroups checks that every instance of a
-// 25-instance request gets its thread report exactly once, and that they
-// are marked posted in a few writes, not one write each.
+// TestReportsOfABigRequestMarkedInGroups checks that every instance of the
+// largest request that gets a report per instance gets it exactly once,
+// and that they are marked posted in a few writes, not one write each.
 func TestReportsOfABigRequestMarkedInGroups(t *testing.T) {
-	const n = 25
+	const n = approval.MaxInstanceReports
 	instances := make([]approval.Instance, n)
 	for i := range instances {
 		instances[i] = approval.Instance{ID: fmt.Sprintf("ins-%08d", i), Name: "big", Zone: "ap-guangzhou-3"}
@@ -92,8 +92,57 @@ func TestReportsOfABigRequestMarkedInGroups(t *testing.T) {
 	counted.mu.Lock()
 	defer counted.mu.Unlock()
 	// The start, the summary, the card marked current a few times, and the
-	// 25 instance reports in groups of up to ten: far fewer than 25.
-	if counted.silent > 15 {
-		t.Errorf("%d writes without an event for one request of %d instances, want at most 15", counted.silent, n)
+	// instance reports in groups of up to ten: one write each would take at
+	// least n+2.
+	if counted.silent > n+1 {
+		t.Errorf("%d writes without an event for one request of %d instances, want at most %d", counted.silent, n, n+1)
+	}
+}
+
+// TestReportsOfAFleet checks that a request of more instances than
+// MaxInstanceReports gets its start and its outcome in the thread, and no
+// message per instance.
+func TestReportsOfAFleet(t *testing.T) {
+	const n = approval.MaxInstanceReports + 15
+	instances := make([]approval.Instance, n)
+	ids := make([]string, n)
+	for i := range instances {
+		instances[i] = approval.Instance{ID: fmt.Sprintf("ins-%08d", i), Name: "fleet", Zone: "ap-guangzhou-3"}
+		ids[i] = instances[i].ID
+	}
+	cloud := newFakeCloud(instances...)
+	db, err := store.Open(filepath.Join(t.TempDir(), "bot.db"), store.Options{NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	slack := newFakeSlack()
+	e, err := approval.NewEngine(approval.Config{Store: db, Cloud: cloud, Rebooter: cloud, Notifier: slack, Policy: testPolicy(),
+		PollInterval: time.Millisecond, RebootTimeout: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if err := e.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close(ctx)
+	r, err := e.Create(ctx, approval.CreateInput{Key: "cmd", Requester: "UREQ", Channel: "COPS", Reason: "kernel", Instances: ids})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.Approve(ctx, "click", r.ID, "UALICE", r.Card); err != nil {
+		t.Fatal(err)
+	}
+	testutil.Eventually(t, 10*time.Second, func() bool {
+		got, err := db.Get(ctx, r.ID)
+		return err == nil && got.Settled()
+	}, "%s to settle", r.ID)
+	var kinds []approval.ReportKind
+	for _, rep := range slack.reportsOf(r.ID) {
+		kinds = append(kinds, rep.Kind)
+	}
+	if want := []approval.ReportKind{approval.ReportStarted, approval.ReportFinished}; fmt.Sprint(kinds) != fmt.Sprint(want) {
+		t.Errorf("thread reports %v, want %v", kinds, want)
 	}
 }
