@@ -112,41 +112,6 @@ func mustCreate(t testing.TB, db *DB, r *approval.Request) string {
 	return r.ID
 }
 
-// mustSetState moves request id to state with one event by actor; a
-// terminal request is left settled (nothing owed to Slack).
-func mustSetState(t testing.TB, db *DB, id string, state approval.State, actor string, typ approval.EventType) {
-	t.Helper()
-	_, _, _, err := db.Update(context.Background(), id, "", func(r *approval.Request) (approval.Change, error) {
-		r.State = state
-		r.CardCurrent = state.Terminal()
-		return approval.Change{Save: true, Events: []approval.Event{{Type: typ, Actor: actor}}}, nil
-	})
-	if err != nil {
-		t.Fatalf("Update(%s → %s): %v", id, state, err)
-	}
-}
-
-// mustAudit returns the events matching q.
-func mustAudit(t testing.TB, db *DB, q approval.AuditQuery) []approval.Event {
-	t.Helper()
-	var got []approval.Event
-	if err := db.Audit(context.Background(), q, func(e *approval.Event) error {
-		got = append(got, *e)
-		return nil
-	}); err != nil {
-		t.Fatalf("Audit(%+v): %v", q, err)
-	}
-	return got
-}
-
-func seqs(events []approval.Event) []uint64 {
-	out := make([]uint64, len(events))
-	for i, e := range events {
-		out[i] = e.Seq
-	}
-	return out
-}
-
 // mustAppendBulk appends n events in batches of large transactions,
 // through the same appender the Store methods use; event(i) returns the
 // i-th event (from 0) and the requester and instances of its request.
