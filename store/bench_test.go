@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"rebootbot/approval"
+	"rebootbot/approval/storetest"
 	"rebootbot/auditapi"
 )
 
@@ -30,8 +31,8 @@ func BenchmarkCreateApprove(b *testing.B) {
 	ctx := context.Background()
 	n := 0
 	for b.Loop() {
-		r := newRequest("U0ALICE", fmt.Sprintf("ins-%08x", n))
-		if err := db.Create(ctx, r, fmt.Sprintf("cmd-%d", n), approval.Reply{Message: "posted"}, []approval.Event{requested(r)}); err != nil {
+		r := storetest.NewRequest("U0ALICE", fmt.Sprintf("ins-%08x", n))
+		if err := db.Create(ctx, r, fmt.Sprintf("cmd-%d", n), approval.Reply{Message: "posted"}, []approval.Event{storetest.Requested(r)}); err != nil {
 			b.Fatal(err)
 		}
 		_, _, _, err := db.Update(ctx, r.ID, fmt.Sprintf("click-%d", n), func(r *approval.Request) (approval.Change, error) {

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"rebootbot/approval"
+	"rebootbot/approval/storetest"
 	"rebootbot/internal/testutil"
 
 	bolt "go.etcd.io/bbolt"
@@ -127,7 +128,7 @@ func TestConcurrentUpdatesAllDurableAndChained(t *testing.T) {
 	const n = 40
 	ids := make([]string, n)
 	for i := range n {
-		ids[i] = mustCreate(t, db, newRequest("U0REQUESTER", fmt.Sprintf("ins-%08d", i)))
+		ids[i] = mustCreate(t, db, storetest.NewRequest("U0REQUESTER", fmt.Sprintf("ins-%08d", i)))
 	}
 	var wg sync.WaitGroup
 	errs := make([]error, n)

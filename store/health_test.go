@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"rebootbot/approval"
+	"rebootbot/approval/storetest"
 	"rebootbot/internal/testutil"
 )
 
@@ -82,13 +83,13 @@ func TestWriteFailureShows(t *testing.T) {
 		changes = append(changes, err)
 	}})
 	ctx := context.Background()
-	mustCreate(t, db, newRequest("U0ALICE", "ins-aaaaaaaa"))
+	mustCreate(t, db, storetest.NewRequest("U0ALICE", "ins-aaaaaaaa"))
 	if err := db.Check(ctx); err != nil {
 		t.Fatalf("Check before = %v", err)
 	}
 
 	restore := limitFileSize(t)
-	err := db.Create(ctx, newRequest("U0BOB", "ins-bbbbbbbb"), "", approval.Reply{}, []approval.Event{{Type: approval.EventRequested, Actor: "U0BOB"}})
+	err := db.Create(ctx, storetest.NewRequest("U0BOB", "ins-bbbbbbbb"), "", approval.Reply{}, []approval.Event{{Type: approval.EventRequested, Actor: "U0BOB"}})
 	if got := approval.ErrorKind(err); got != approval.Unavailable {
 		t.Fatalf("Create on a file that cannot grow = %v (kind %s), want Unavailable", err, got)
 	}
@@ -118,7 +119,7 @@ func TestWriteFailureShows(t *testing.T) {
 	if err := db.Check(ctx); err != nil {
 		t.Fatalf("Check after a good probe = %v", err)
 	}
-	mustCreate(t, db, newRequest("U0BOB", "ins-bbbbbbbb"))
+	mustCreate(t, db, storetest.NewRequest("U0BOB", "ins-bbbbbbbb"))
 	mu.Lock()
 	if len(changes) != 2 || changes[0] == nil || changes[1] != nil {
 		t.Errorf("OnWritable saw %v, want a failure then nil", changes)
@@ -148,7 +149,7 @@ func TestWriteProbeRuns(t *testing.T) {
 	db := mustOpen(t, Options{ProbeEvery: time.Hour})
 	ctx := context.Background()
 	restore := limitFileSize(t)
-	if err := db.Create(ctx, newRequest("U0BOB", "ins-bbbbbbbb"), "", approval.Reply{}, nil); err == nil {
+	if err := db.Create(ctx, storetest.NewRequest("U0BOB", "ins-bbbbbbbb"), "", approval.Reply{}, nil); err == nil {
 		t.Fatal("Create succeeded on a file that cannot grow")
 	}
 	restore()

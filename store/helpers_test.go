@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"rebootbot/approval"
+	"rebootbot/approval/storetest"
 	"rebootbot/internal/testutil"
 
 	bolt "go.etcd.io/bbolt"
@@ -73,40 +74,10 @@ func checkAtEnd(t testing.TB, path string) {
 // tick returns a clock for Options.Now that moves one second a call.
 func tick(start time.Time) func() time.Time { return testutil.Ticker(start, time.Second) }
 
-// newRequest returns a pending request for instances by requester.
-func newRequest(requester string, instances ...string) *approval.Request {
-	r := &approval.Request{
-		Requester:      requester,
-		Channel:        "C0123",
-		Reason:         "kernel patch",
-		StopType:       approval.Soft,
-		Region:         "ap-guangzhou",
-		Required:       1,
-		ApproverGroups: [][]string{{"U0APPROVER"}},
-		State:          approval.Pending,
-		CreatedAt:      t0,
-		ExpiresAt:      t0.Add(30 * time.Minute),
-	}
-	for _, id := range instances {
-		r.Instances = append(r.Instances, approval.Instance{ID: id, Name: "web-" + id[4:], State: approval.InstanceRunning, Zone: "ap-guangzhou-3"})
-	}
-	return r
-}
-
-// requested is the event a new request is created with.
-func requested(r *approval.Request) approval.Event {
-	return approval.Event{
-		Type:      approval.EventRequested,
-		Actor:     r.Requester,
-		Instances: r.InstanceIDs(),
-		Details:   approval.Details{Reason: r.Reason, StopType: r.StopType, Region: r.Region},
-	}
-}
-
 // mustCreate stores r with its requested event and returns its ID.
 func mustCreate(t testing.TB, db *DB, r *approval.Request) string {
 	t.Helper()
-	if err := db.Create(context.Background(), r, "", approval.Reply{}, []approval.Event{requested(r)}); err != nil {
+	if err := db.Create(context.Background(), r, "", approval.Reply{}, []approval.Event{storetest.Requested(r)}); err != nil {
 		t.Fatalf("Create: %v", err)
 	}
 	return r.ID

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"rebootbot/approval"
+	"rebootbot/approval/storetest"
 )
 
 func TestReopenContinuesSequencesAndChain(t *testing.T) {
@@ -16,16 +17,16 @@ func TestReopenContinuesSequencesAndChain(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	mustCreate(t, db, newRequest("U0ALICE", "ins-aaaaaaaa"))
+	mustCreate(t, db, storetest.NewRequest("U0ALICE", "ins-aaaaaaaa"))
 	if err := db.Close(); err != nil {
 		t.Fatal(err)
 	}
 	db = mustOpenPath(t, path, Options{Now: tick(t0.Add(time.Hour))})
-	if got := mustCreate(t, db, newRequest("U0BOB", "ins-bbbbbbbb")); got != "R-2" {
+	if got := mustCreate(t, db, storetest.NewRequest("U0BOB", "ins-bbbbbbbb")); got != "R-2" {
 		t.Errorf("got %s after reopening, want R-2", got)
 	}
 	// R-1 still holds its instance.
-	if err := db.Create(context.Background(), newRequest("U0BOB", "ins-aaaaaaaa"), "", approval.Reply{}, nil); err == nil {
+	if err := db.Create(context.Background(), storetest.NewRequest("U0BOB", "ins-aaaaaaaa"), "", approval.Reply{}, nil); err == nil {
 		t.Error("claim was lost across a reopen")
 	}
 	n, err := db.Verify(context.Background())
