@@ -71,7 +71,7 @@ func TestReportsOfABigRequestMarkedInGroups(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := e.Approve(ctx, "click", r.ID, "UALICE", r.Card); err != nil {
+	if _, err := e.Approve(ctx, "click", r.ID, "UALICE", storedCard(t, db, r.ID)); err != nil {
 		t.Fatal(err)
 	}
 	testutil.Eventually(t, 10*time.Second, func() bool {
@@ -131,7 +131,7 @@ func TestReportsOfAFleet(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := e.Approve(ctx, "click", r.ID, "UALICE", r.Card); err != nil {
+	if _, err := e.Approve(ctx, "click", r.ID, "UALICE", storedCard(t, db, r.ID)); err != nil {
 		t.Fatal(err)
 	}
 	testutil.Eventually(t, 10*time.Second, func() bool {
@@ -145,4 +145,19 @@ func TestReportsOfAFleet(t *testing.T) {
 	if want := []approval.ReportKind{approval.ReportStarted, approval.ReportFinished}; fmt.Sprint(kinds) != fmt.Sprint(want) {
 		t.Errorf("thread reports %v, want %v", kinds, want)
 	}
+}
+
+// storedCard waits for request id's card to be stored and returns it: a
+// sweep may post a new request's card in the background instead of Create.
+func storedCard(t *testing.T, db approval.Store, id string) approval.Card {
+	t.Helper()
+	var c approval.Card
+	testutil.Eventually(t, 10*time.Second, func() bool {
+		r, err := db.Get(context.Background(), id)
+		if err == nil {
+			c = r.Card
+		}
+		return c.TS != ""
+	}, "%s's card to be stored", id)
+	return c
 }
