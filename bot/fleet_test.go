@@ -67,6 +67,11 @@ func TestFleetRequest(t *testing.T) {
 		t.Errorf("requested event = %+v, instances %v", d, evs[0].Instances)
 	}
 
+	ans, _ := e.command(approverA, channel, "audit "+r.ID)
+	if want := "selected `tag:env=prod tag:role=web` · fingerprint `" + r.Fingerprint + "`"; !strings.Contains(ans.Raw, want) {
+		t.Errorf("/reboot audit %s lacks %q: %s", r.ID, want, ans.Raw)
+	}
+
 	// An instance that matches only now is not part of the request.
 	late := emulator.Instance{ID: "ins-latecome", Name: "web-prod-late", Zone: "ap-guangzhou-3", Tags: map[string]string{"role": "web", "env": "prod"}}
 	if err := e.emu.Add(late); err != nil {

@@ -89,6 +89,12 @@ func auditLine(e *approval.Event) string {
 	if d.Note != "" {
 		parts = append(parts, escapeText(truncate(oneLine(d.Note), 160)))
 	}
+	if len(d.Selector) > 0 {
+		parts = append(parts, "selected `"+escapeText(truncate(oneLine(strings.Join(d.Selector, " ")), 120))+"`")
+	}
+	if d.Fingerprint != "" {
+		parts = append(parts, "fingerprint `"+escapeText(truncate(d.Fingerprint, 16))+"`")
+	}
 	if len(parts) > 0 {
 		b.WriteString(" · " + strings.Join(parts, " · "))
 	}

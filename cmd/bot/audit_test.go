@@ -539,3 +539,16 @@ func TestAuditStaleAdminFile(t *testing.T) {
 		})
 	}
 }
+
+func TestAuditTableShowsSelection(t *testing.T) {
+	db := mustOpenStore(t)
+	mustRecord(t, db, approval.Event{
+		Type: approval.EventRejected, Actor: "U0ALICE", Instances: []string{"ins-aaaaaaaa"},
+		Details: approval.Details{Reason: "rollout", Selector: []string{"tag:role=web", "zone:ap-guangzhou-3"}, Fingerprint: "3627f582"},
+	})
+	db.Close()
+	res := mustRunAudit(t, nil, "list", "--db", db.Path())
+	if !strings.Contains(res.stdout, `selector="tag:role=web zone:ap-guangzhou-3" fingerprint=3627f582`) {
+		t.Errorf("table output lacks the selector and the fingerprint:\n%s", res.stdout)
+	}
+}

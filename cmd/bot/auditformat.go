@@ -175,6 +175,8 @@ func detailsSummary(d approval.Details) string {
 	add("outcome", d.Outcome)
 	add("duration", d.Duration)
 	quoted("note", d.Note)
+	quoted("selector", strings.Join(d.Selector, " "))
+	add("fingerprint", d.Fingerprint)
 	return strings.Join(parts, " ")
 }
 
