@@ -54,6 +54,11 @@ type Engine struct {
 	observer func(*Event)
 	exec     *Executor
 	creating singleflight.Group // Create calls in flight, by delivery key
+	// posting is held for reading by each Create from its store write
+	// until it holds its card's post job, and for writing by a sweep while
+	// it reads the open requests: a sweep never sees a new request in that
+	// gap and posts a card that Create is about to post.
+	posting sync.RWMutex
 
 	// Jobs (card updates, reports, the expiry loop) are background work
 	// of their own, apart from the executor's, so that Close can let
@@ -293,7 +298,9 @@ func (e *Engine) create(ctx context.Context, in CreateInput) (*Request, error) {
 	}
 	// The delivery key is stored with the request, in one transaction, so a
 	// command redelivered after a crash finds its request.
+	e.posting.RLock()
 	if err := e.store.Create(ctx, r, in.Key, Reply{Message: "Request created."}, []Event{requested}); err != nil {
+		e.posting.RUnlock()
 		var held *HeldError
 		if errors.As(err, &held) {
 			return nil, e.reject(ctx, in, Errorf(Conflict, "%s already has an open request, %s; it can be part of only one at a time.", held.Instance, held.RequestID))
@@ -305,6 +312,7 @@ func (e *Engine) create(ctx context.Context, in CreateInput) (*Request, error) {
 	// Post the card here, holding the post job so that a sweep that sees
 	// the new request without a card does not post a second one.
 	release, ok := e.holdJob(jobPost, r.ID, e.postMissingCard)
+	e.posting.RUnlock()
 	e.stopIdle() // the expiry loop may need to wake earlier
 	if !ok {
 		return r, nil // a sweep got there first and posts it

@@ -35,7 +35,9 @@ func (e *Engine) expiryLoop(ctx context.Context) {
 
 // sweep expires what is due and returns the earliest expiry still ahead.
 func (e *Engine) sweep(ctx context.Context) time.Time {
+	e.posting.Lock()
 	open, err := e.store.Open(ctx)
+	e.posting.Unlock()
 	if err != nil {
 		e.log.Error("expiry sweep", "err", err)
 		return time.Time{}
