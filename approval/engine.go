@@ -891,9 +891,10 @@ func (e *Engine) decide(ctx context.Context, key, id, user, action string, from 
 	return Result{Request: r, Message: reply.Message}, nil
 }
 
-// refuseUnchecked audits and refuses an approval or denial whose clicker's
-// eligibility could not be confirmed (their user groups did not answer in
-// time): nothing is counted on a guess.
+// refuseUnchecked audits and refuses an approval or denial when the
+// eligibility of the clicker, or of those who approved before, could not
+// be confirmed (their user groups did not answer in time): nothing is
+// counted on a guess.
 func (e *Engine) refuseUnchecked(ctx context.Context, key, id, user, action string, cause error) (Result, error) {
 	e.log.Warn("eligibility not confirmed; action refused", "request", id, "user", user, "action", action, "err", cause)
 	msg := ErrorMessage(cause)
@@ -919,11 +920,11 @@ func (e *Engine) judgeClick(ctx context.Context, id, user, action string) (*verd
 	if err != nil {
 		return nil, nil
 	}
-	users := []string{user}
+	var earlier []string
 	if action == "approve" {
-		users = append(users, approverIDs(r)...)
+		earlier = approverIDs(r)
 	}
-	return judge(ctx, p, e.groups, r, users)
+	return judge(ctx, p, e.groups, r, user, earlier)
 }
 
 // unknownRequest audits an action on a request that does not exist.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 )
@@ -33,11 +34,12 @@ type verdict struct {
 	eligible map[string]bool // the people judged: whether each may approve or deny
 }
 
-// judge applies policy p to r and decides whether each of users may
-// approve or deny it. It resolves user groups, so it runs outside any
-// store transaction.
-func judge(ctx context.Context, p *Policy, groups Groups, r *Request, users []string) (*verdict, error) {
-	v := &verdict{policy: p, self: p.AllowSelfApproval, eligible: make(map[string]bool, len(users))}
+// judge applies policy p to r and decides whether clicker, the person
+// acting now ("" when nobody is), and each of earlier, the people who
+// acted before, may approve or deny it. It resolves user groups, all under
+// one deadline, so it runs outside any store transaction.
+func judge(ctx context.Context, p *Policy, groups Groups, r *Request, clicker string, earlier []string) (*verdict, error) {
+	v := &verdict{policy: p, self: p.AllowSelfApproval}
 	var allowed []Instance
 	for _, in := range r.Instances {
 		if rule := p.RuleFor(in); rule != nil && rule.Deny {
@@ -56,17 +58,22 @@ func judge(ctx context.Context, p *Policy, groups Groups, r *Request, users []st
 		req.ApproverGroups = [][]string{append([]string(nil), p.Approvers...)}
 	}
 	v.req = req
-	probe := &Request{ApproverGroups: req.ApproverGroups}
-	for _, u := range users {
-		if _, done := v.eligible[u]; done {
-			continue
-		}
-		ok, err := MayApprove(ctx, groups, probe, u)
-		if err != nil {
-			return nil, err
-		}
-		v.eligible[u] = ok
+	users := slices.Clone(earlier)
+	if clicker != "" {
+		users = append([]string{clicker}, users...)
 	}
+	e := checkEligibility(ctx, groups, req.ApproverGroups, users)
+	if len(e.unchecked) > 0 {
+		msg := "I couldn't check the user groups of the people who approved it; try again in a moment."
+		switch {
+		case slices.Contains(e.unchecked, clicker):
+			msg = groupsUnchecked
+		case clicker != "":
+			msg = "I couldn't check the user groups of the people who approved before you, so your click was not counted; try again in a moment."
+		}
+		return nil, &Error{Kind: Unavailable, Message: msg, Err: e.cause}
+	}
+	v.eligible = e.eligible
 	return v, nil
 }
 
@@ -158,7 +165,7 @@ func (e *Engine) recheckOnce(ctx context.Context, r *Request) (*Request, error) 
 	var v *verdict
 	for attempt := 0; ; attempt++ {
 		var err error
-		if v, err = judge(ctx, p, e.groups, r, approverIDs(r)); err == nil {
+		if v, err = judge(ctx, p, e.groups, r, "", approverIDs(r)); err == nil {
 			break
 		}
 		if ctx.Err() != nil {
@@ -261,7 +268,7 @@ func (e *Engine) rejudgePending(ctx context.Context) {
 // changed. When Slack cannot resolve a user group, r is left as it is: its
 // next click is judged anyway.
 func (e *Engine) rejudge(ctx context.Context, r *Request) {
-	v, err := judge(ctx, e.policy.Load(), e.groups, r, approverIDs(r))
+	v, err := judge(ctx, e.policy.Load(), e.groups, r, "", approverIDs(r))
 	if err != nil {
 		e.log.Warn("judge pending request by the policy in force; its next click will", "request", r.ID, "err", err)
 		return

@@ -2,6 +2,7 @@ package approval
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -242,61 +243,144 @@ func (p *Policy) Require(instances []Instance, st StopType) (Requirements, error
 // gives 3 seconds for the answer: the lookups must leave room for the rest.
 const GroupLookupTimeout = 1500 * time.Millisecond
 
-// groupsUnchecked is the answer when membership cannot be confirmed.
+// groupsUnchecked is the answer when the clicker's membership cannot be
+// confirmed.
 const groupsUnchecked = "I couldn't check your user groups; try again in a moment."
 
 // member reports whether user is one of ids, directly or through a group.
-// The groups are looked up in parallel under one deadline. It fails
-// closed: when user is in no group that answered and some group could not
-// be looked up, it returns an Unavailable error rather than false or a
-// guess, so that nobody is counted, or turned away, on a list that was
-// never read.
+// It fails closed: when user is in no group that answered and some group
+// could not be looked up, it returns an Unavailable error rather than
+// false or a guess, so that nobody is counted, or turned away, on a list
+// that was never read.
 func member(ctx context.Context, groups Groups, ids []string, user string) (bool, error) {
-	if slices.Contains(ids, user) {
-		return true, nil
+	return MayApprove(ctx, groups, &Request{ApproverGroups: [][]string{ids}}, user)
+}
+
+// MayApprove reports whether user is eligible to approve (or deny) r: they
+// must be on every approver list of r. Like member, it fails closed.
+func MayApprove(ctx context.Context, groups Groups, r *Request, user string) (bool, error) {
+	e := checkEligibility(ctx, groups, r.ApproverGroups, []string{user})
+	if len(e.unchecked) > 0 {
+		return false, &Error{Kind: Unavailable, Message: groupsUnchecked, Err: e.cause}
 	}
+	return e.eligible[user], nil
+}
+
+// eligibility is what checkEligibility found.
+type eligibility struct {
+	eligible  map[string]bool // the people decided: whether they are on every list
+	unchecked []string        // the people left undecided by a group that did not answer
+	cause     error           // why those groups did not answer
+}
+
+// checkEligibility decides, for each of users, whether they are on every
+// one of lists, directly or through a user group. Every group of every
+// list is looked up at once, under one GroupLookupTimeout: a decision
+// waits for its slowest group, not for the sum of its lists. It returns as
+// soon as everyone is decided, so a user found in a group that answered,
+// or missing from a list whose groups all answered, does not wait for the
+// others. Without groups, a group counts as having no members.
+func checkEligibility(ctx context.Context, groups Groups, lists [][]string, users []string) eligibility {
+	members := map[string][]string{} // groups that answered
 	var lookup []string
-	for _, id := range ids {
-		if ValidGroupID(id) && groups != nil && !slices.Contains(lookup, id) {
+	for _, l := range lists {
+		for _, id := range l {
+			if !ValidGroupID(id) || slices.Contains(lookup, id) {
+				continue
+			}
+			if groups == nil {
+				members[id] = nil
+				continue
+			}
 			lookup = append(lookup, id)
 		}
 	}
-	if len(lookup) == 0 {
-		return false, nil
+	// onList reports whether u is on l, and whether that is known yet.
+	onList := func(l []string, u string) (in, known bool) {
+		if slices.Contains(l, u) {
+			return true, true
+		}
+		known = true
+		for _, id := range l {
+			if !ValidGroupID(id) {
+				continue
+			}
+			m, ok := members[id]
+			if ok && slices.Contains(m, u) {
+				return true, true
+			}
+			known = known && ok
+		}
+		return false, known
+	}
+	e := eligibility{eligible: make(map[string]bool, len(users))}
+	decide := func() (done bool) {
+		done = true
+		for _, u := range users {
+			if _, ok := e.eligible[u]; ok {
+				continue
+			}
+			all, known := len(lists) > 0, true
+			for _, l := range lists {
+				in, k := onList(l, u)
+				if k && !in {
+					all, known = false, true
+					break
+				}
+				all, known = all && in, known && k
+			}
+			if known {
+				e.eligible[u] = all
+			} else {
+				done = false
+			}
+		}
+		return done
+	}
+	if decide() || len(lookup) == 0 {
+		return e
 	}
 	ctx, cancel := context.WithTimeout(ctx, GroupLookupTimeout)
 	defer cancel()
 	type answer struct {
-		in  bool
-		err error
+		group   string
+		members []string
+		err     error
 	}
 	answers := make(chan answer, len(lookup)) // buffered: lookups left behind never block
 	for _, id := range lookup {
 		go func() {
-			members, err := groups.Members(ctx, id)
-			answers <- answer{in: err == nil && slices.Contains(members, user), err: err}
+			m, err := groups.Members(ctx, id)
+			answers <- answer{group: id, members: m, err: err}
 		}()
 	}
-	var lastErr error
-	for range lookup {
+	var failed []error
+	pending := slices.Clone(lookup)
+	for len(pending) > 0 {
 		select {
 		case a := <-answers:
-			if a.in {
-				return true, nil
-			}
+			pending = slices.DeleteFunc(pending, func(id string) bool { return id == a.group })
 			if a.err != nil {
-				lastErr = a.err
+				failed = append(failed, a.err)
+				continue
+			}
+			members[a.group] = a.members
+			if decide() {
+				return e
 			}
 			continue
 		case <-ctx.Done():
-			lastErr = fmt.Errorf("user groups %s: %w", strings.Join(lookup, ", "), ctx.Err())
+			failed = append(failed, fmt.Errorf("user groups %s: %w", strings.Join(pending, ", "), ctx.Err()))
 		}
 		break
 	}
-	if lastErr != nil {
-		return false, &Error{Kind: Unavailable, Message: groupsUnchecked, Err: lastErr}
+	for _, u := range users {
+		if _, ok := e.eligible[u]; !ok && !slices.Contains(e.unchecked, u) {
+			e.unchecked = append(e.unchecked, u)
+		}
 	}
-	return false, nil
+	e.cause = errors.Join(failed...)
+	return e
 }
 
 // MayRequest reports whether user may file requests in channel.
@@ -315,16 +399,4 @@ func (p *Policy) MayRequest(ctx context.Context, groups Groups, user, channel st
 		return Errorf(Forbidden, "You are not on the list of people who may request reboots.")
 	}
 	return nil
-}
-
-// MayApprove reports whether user is eligible to approve (or deny) r: they
-// must be in every approver group of r.
-func MayApprove(ctx context.Context, groups Groups, r *Request, user string) (bool, error) {
-	for _, g := range r.ApproverGroups {
-		ok, err := member(ctx, groups, g, user)
-		if err != nil || !ok {
-			return false, err
-		}
-	}
-	return len(r.ApproverGroups) > 0, nil
 }

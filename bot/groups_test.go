@@ -9,6 +9,7 @@ import (
 
 	"rebootbot/approval"
 	"rebootbot/bot/slackstub"
+	"rebootbot/cloud/emulator"
 	"rebootbot/internal/testutil"
 )
 
@@ -77,6 +78,80 @@ func TestGroupLookupFailsClosed(t *testing.T) {
 				t.Errorf("last event of %s is %s by %s, want the refused click audited", r.ID, last.Type, last.Actor)
 			}
 		})
+	}
+}
+
+// TestGroupLookupsShareOneDeadline: a request whose instances fall under
+// two rules, each with its own approver group, is decided with both groups
+// looked up at once under one deadline. When they are slow, the clicker
+// is told in about one GroupLookupTimeout, not one per rule, and refused.
+func TestGroupLookupsShareOneDeadline(t *testing.T) {
+	e := mustEnv(t, func(c *envConfig) {
+		c.policy.Rules = append(c.policy.Rules,
+			approval.Rule{Tags: map[string]string{"team": "web"}, Approvers: []string{sreGroup}},
+			approval.Rule{Tags: map[string]string{"team": "db"}, Approvers: []string{dbaGroup}})
+	})
+	if err := e.emu.Add(
+		emulator.Instance{ID: "ins-teamweb1", Name: "team-web", Zone: "ap-guangzhou-3", Tags: map[string]string{"team": "web"}},
+		emulator.Instance{ID: "ins-teamdb01", Name: "team-db", Zone: "ap-guangzhou-3", Tags: map[string]string{"team": "db"}},
+	); err != nil {
+		t.Fatal(err)
+	}
+	e.stub.SetGroup(dbaGroup, sreMember)
+	r := e.create(requester, "ins-teamweb1 ins-teamdb01 both hung")
+	if got := len(r.ApproverGroups); got != 2 {
+		t.Fatalf("%s has %d approver lists, want one per rule", r.ID, got)
+	}
+	// One group answers late but in time, the other hangs: looked up one
+	// list after another, the hanging one would get a deadline of its own
+	// after the late answer, and the decision would come after Slack's 3 s.
+	e.stub.Fail(slackstub.Fault{Method: "usergroups.users.list", Delay: 1200 * time.Millisecond})
+	e.stub.Fail(slackstub.Fault{Method: "usergroups.users.list", Delay: time.Minute})
+	start := time.Now()
+	ans, responseURL := e.click(sreMember, "approve", r.ID)
+	if ans.Status != http.StatusOK {
+		t.Fatalf("click answered %d", ans.Status)
+	}
+	// The answer may come after the acknowledgement, on the response_url:
+	// the time that counts is when the clicker reads the decision.
+	got := e.responseText(responseURL, 1)
+	took := time.Since(start)
+	if took >= 2*time.Second {
+		t.Errorf("clicker told after %v, want one lookup deadline (%v), not one per list", took, approval.GroupLookupTimeout)
+	}
+	t.Logf("clicker told in %v", took.Round(time.Millisecond))
+	if !strings.Contains(got, "couldn't check your user groups; try again") {
+		t.Errorf("clicker was told %q", got)
+	}
+	if got := e.request(r.ID); got.State != approval.Pending || len(got.Approvals) != 0 {
+		t.Errorf("%s is %s with %d approvals, want it pending with none", r.ID, got.State, len(got.Approvals))
+	}
+}
+
+// TestEarlierApproverUnchecked: when the groups that cannot be looked up
+// are those of someone who approved earlier, the clicker is told so, not
+// that their own groups could not be checked, and nothing is counted.
+func TestEarlierApproverUnchecked(t *testing.T) {
+	e := mustEnv(t, func(c *envConfig) { c.policy.MinApprovals = 3 })
+	r := e.create(requester, "ins-web00001 earlier approver")
+	if _, u := e.click(sreMember, "approve", r.ID); !strings.Contains(e.responseText(u, 1), "You approved "+r.ID) {
+		t.Fatal("the first approval was not counted")
+	}
+	// The group's answer ages out, and Slack fails from now on.
+	e.clock.Advance(2 * time.Minute)
+	for range 20 {
+		e.stub.Fail(slackstub.Fault{Method: "usergroups.users.list", Status: http.StatusInternalServerError})
+	}
+	_, responseURL := e.click(approverA, "approve", r.ID)
+	got := e.responseText(responseURL, 1)
+	if !strings.Contains(got, "couldn't check the user groups of the people who approved before you") {
+		t.Errorf("clicker was told %q", got)
+	}
+	if strings.Contains(got, "your user groups") {
+		t.Errorf("clicker, a direct approver, was told their own groups were unchecked: %q", got)
+	}
+	if got := e.request(r.ID); got.State != approval.Pending || len(got.Approvals) != 1 {
+		t.Errorf("%s is %s with %d approvals, want it pending with the first one only", r.ID, got.State, len(got.Approvals))
 	}
 }
 
