@@ -44,6 +44,11 @@ var _ approval.Finder = (*CVM)(nil)
 // of the calls to keep them few) are matched exactly here: the result
 // depends only on sel.
 func (c *CVM) Find(ctx context.Context, region string, sel approval.Selector) ([]approval.Instance, error) {
+	return c.find(ctx, region, sel, MaxFound)
+}
+
+// find is Find with the most instances it collects, limit.
+func (c *CVM) find(ctx context.Context, region string, sel approval.Selector, limit int) ([]approval.Instance, error) {
 	region = c.region(region)
 	if sel.Empty() {
 		return nil, nil
@@ -52,10 +57,13 @@ func (c *CVM) Find(ctx context.Context, region string, sel approval.Selector) ([
 	if ce != nil {
 		return nil, asError(ce, ctx.Err())
 	}
-	f := &finder{c: c, cl: cl, seen: map[string]bool{}}
+	f := &finder{c: c, cl: cl, limit: limit, seen: map[string]bool{}}
 	for _, q := range planQueries(sel) {
 		if err := f.query(ctx, q); err != nil {
 			return nil, err
+		}
+		if len(f.found) > limit {
+			return nil, tooBroad(len(f.found), limit)
 		}
 	}
 	out := make([]approval.Instance, 0, len(f.found))
@@ -70,8 +78,9 @@ func (c *CVM) Find(ctx context.Context, region string, sel approval.Selector) ([
 // finder collects the instances of one Find, each once, in the order the
 // API listed them.
 type finder struct {
-	c  *CVM
-	cl *cvm.Client
+	c     *CVM
+	cl    *cvm.Client
+	limit int // the most instances to collect
 
 	mu    sync.Mutex
 	seen  map[string]bool
@@ -85,8 +94,8 @@ func (f *finder) query(ctx context.Context, filters []*cvm.Filter) error {
 	if err != nil {
 		return err
 	}
-	if total > MaxFound {
-		return approval.Errorf(approval.Invalid, "The selection matches %d instances, more than the %d the bot looks through; narrow it with more selector words.", total, MaxFound)
+	if total > f.limit {
+		return tooBroad(total, f.limit)
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -120,6 +129,11 @@ feed:
 	default:
 		return ctx.Err()
 	}
+}
+
+// tooBroad refuses a selection that matches n instances, more than limit.
+func tooBroad(n, limit int) error {
+	return approval.Errorf(approval.Invalid, "The selection matches %d instances, more than the %d the bot looks through; narrow it with more selector words.", n, limit)
 }
 
 // page fetches the page of filters' matches at offset and returns the

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 
@@ -244,6 +245,30 @@ func TestFindTooBroad(t *testing.T) {
 	}
 	if n := len(r.calls.of(ActionDescribe)); n != 1 {
 		t.Errorf("%d DescribeInstances calls, want 1: the first page tells the total", n)
+	}
+}
+
+// TestFindTooBroadTogether: calls that each stay under the bound but
+// together pass it are refused too.
+func TestFindTooBroadTogether(t *testing.T) {
+	const limit = 150
+	fleet := fleetOf(limit+2, "webs")
+	for i := range fleet {
+		fleet[i].Zone = "ap-guangzhou-3"
+		if i > limit/2 {
+			fleet[i].Zone = "ap-guangzhou-4"
+		}
+	}
+	r := mustRig(t, emulator.Config{}, nil, fleet...)
+	// Six zones are two calls of at most five; the two zones the fleet
+	// uses fall one in each, 76 instances each.
+	sel := mustSelector(t, "zone:ap-guangzhou-3", "zone:ap-guangzhou-1", "zone:ap-guangzhou-2", "zone:ap-guangzhou-5", "zone:ap-guangzhou-6", "zone:ap-guangzhou-4")
+	_, err := r.cvm.find(t.Context(), "", sel, limit)
+	if approval.ErrorKind(err) != approval.Invalid || !strings.Contains(err.Error(), "152 instances, more than the 150") {
+		t.Fatalf("err = %v, want an Invalid error asking for a narrower selection", err)
+	}
+	if got, err := r.cvm.find(t.Context(), "", sel, limit+2); err != nil || len(got) != limit+2 {
+		t.Errorf("with room for them: %d instances, err %v", len(got), err)
 	}
 }
 
