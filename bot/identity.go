@@ -27,7 +27,8 @@ func (e *TokenRefusedError) Error() string { return "Slack refused the bot token
 
 // tokenRefused reports whether Slack's error code code means the token is
 // no good at all (wrong, revoked, of the wrong type, or its workspace or
-// user gone).
+// user gone), whichever token it is: the bot token here, the app token in
+// appTokenRefusal.
 func tokenRefused(code string) bool {
 	switch code {
 	case "invalid_auth", "not_authed", "not_allowed_token_type", "account_inactive", "token_revoked",

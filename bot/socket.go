@@ -26,16 +26,16 @@ type AppTokenRefusedError struct{ Code string }
 
 func (e *AppTokenRefusedError) Error() string { return "Slack refused the app token: " + e.Code }
 
-// appTokenRefused reports whether Slack's error code means the app token
-// is no good at all (wrong, revoked, of the wrong type, or its app,
-// workspace or user gone), so that trying again cannot help.
-func appTokenRefused(code string) bool {
-	switch code {
-	case "invalid_auth", "not_authed", "not_allowed_token_type", "account_inactive", "token_revoked",
-		"token_expired", "team_disabled", "org_login_required", "ekm_access_denied", "missing_scope":
-		return true
+// appTokenRefusal returns an *AppTokenRefusedError when err is Slack
+// refusing the app token, so that trying again cannot help, and nil
+// otherwise. The codes are those that refuse any token (tokenRefused),
+// and missing_scope: apps.connections.open needs connections:write alone,
+// so a token without it can never connect.
+func appTokenRefusal(err error) *AppTokenRefusedError {
+	if code := slackErrorCode(err); tokenRefused(code) || code == "missing_scope" {
+		return &AppTokenRefusedError{Code: code}
 	}
-	return false
+	return nil
 }
 
 // socketLink is the state of the Socket Mode connection, for /healthz.
@@ -105,8 +105,8 @@ func (h *Handler) RunSocketMode(ctx context.Context, appToken string) error {
 			if ctx.Err() != nil {
 				return nil
 			}
-			if code := slackErrorCode(err); appTokenRefused(code) {
-				return &AppTokenRefusedError{Code: code}
+			if refused := appTokenRefusal(err); refused != nil {
+				return refused
 			}
 			if err == nil {
 				err = errors.New("connection ended")
@@ -144,8 +144,8 @@ func (h *Handler) socketEvent(ctx context.Context, client *socketmode.Client, ev
 		// slack-go gives up by itself only on some of the codes that
 		// refuse a token and retries the others (not_allowed_token_type)
 		// for ever.
-		if code := slackErrorCode(ce.ErrorObj); appTokenRefused(code) {
-			return &AppTokenRefusedError{Code: code}
+		if refused := appTokenRefusal(ce.ErrorObj); refused != nil {
+			return refused
 		}
 		h.log.Warn("socket mode connection failed", "attempt", ce.Attempt, "backoff", ce.Backoff.String(), "err", ce.ErrorObj)
 	case socketmode.EventTypeInvalidAuth:

@@ -175,6 +175,10 @@ func TestSocketModeRefusedToken(t *testing.T) {
 		{"WrongToken", "xapp-wrong", "", "invalid_auth"},
 		{"NotAnAppToken", "xapp-test-token", "not_allowed_token_type", "not_allowed_token_type"},
 		{"Revoked", "xapp-test-token", "token_revoked", "token_revoked"},
+		// apps.connections.open needs connections:write alone: without
+		// it the token can never connect.
+		{"MissingScope", "xapp-test-token", "missing_scope", "missing_scope"},
+		{"Inactive", "xapp-test-token", "account_inactive", "account_inactive"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
