@@ -3,13 +3,11 @@ package main
 import (
 	"bufio"
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"net/http"
-	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -209,8 +207,11 @@ func runBench(ctx context.Context, c benchConfig, stderr io.Writer) (*benchResul
 	sampled := make(chan struct{})
 	go func() { proc.sampleRSS(sampling, &res.peakAnonKiB, &res.peakFileKiB); close(sampled) }()
 	defer func() { stopSampling(); <-sampled }()
-	bot := &benchDriver{base: botURL, secret: secret, stub: stub}
-	sig := &benchDriver{base: sigOnly, secret: secret, stub: stub}
+	sender := func(base string) *slackSender {
+		return &slackSender{base: base, secret: secret, team: "TBENCH", channel: benchChannel, channelName: "bench", tag: "bench"}
+	}
+	bot := &benchDriver{send: sender(botURL), stub: stub}
+	sig := &benchDriver{send: sender(sigOnly), stub: stub}
 
 	// Warm both servers' connections up, so that neither pays for dialling
 	// in its figures.
@@ -526,68 +527,31 @@ func waitUntil(ctx context.Context, stub *slackstub.Server, cond func() bool) bo
 	}
 }
 
-// benchDriver signs and sends deliveries like Slack and times the answer.
+// benchDriver sends deliveries like Slack and times the answer.
 type benchDriver struct {
-	base, secret string
-	stub         *slackstub.Server
-	mu           sync.Mutex
-	seq          int
+	send *slackSender
+	stub *slackstub.Server
 }
 
-func (d *benchDriver) trigger() string {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	d.seq++
-	return fmt.Sprintf("%d.2000.bench%06d", time.Now().UnixNano(), d.seq)
-}
-
-func (d *benchDriver) post(ctx context.Context, path string, form url.Values) (time.Duration, error) {
-	body := form.Encode()
-	ts := strconv.FormatInt(time.Now().Unix(), 10)
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, d.base+path, strings.NewReader(body))
+// answered returns how long an answer took, or why it was not one.
+func answered(path string, status int, took time.Duration, err error) (time.Duration, error) {
 	if err != nil {
 		return 0, err
 	}
-	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	req.Header.Set("X-Slack-Request-Timestamp", ts)
-	req.Header.Set("X-Slack-Signature", bot.Sign(d.secret, ts, []byte(body)))
-	start := time.Now()
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return 0, err
-	}
-	_, err = io.Copy(io.Discard, resp.Body)
-	took := time.Since(start)
-	resp.Body.Close()
-	if err != nil {
-		return 0, err
-	}
-	if resp.StatusCode != http.StatusOK {
-		return 0, fmt.Errorf("%s answered %s", path, resp.Status)
+	if status != http.StatusOK {
+		return 0, fmt.Errorf("%s answered %d %s", path, status, http.StatusText(status))
 	}
 	return took, nil
 }
 
 func (d *benchDriver) command(ctx context.Context, text string) (time.Duration, error) {
-	return d.post(ctx, "/slack/commands", url.Values{
-		"team_id": {"TBENCH"}, "channel_id": {benchChannel}, "channel_name": {"bench"}, "user_id": {benchRequester},
-		"user_name": {"requester"}, "command": {"/reboot"}, "text": {text},
-		"response_url": {d.stub.ResponseURL()}, "trigger_id": {d.trigger()}, "api_app_id": {"AREBOOTBOT"},
-	})
+	status, _, took, err := d.send.command(ctx, benchRequester, text, d.stub.ResponseURL())
+	return answered("/slack/commands", status, took, err)
 }
 
 func (d *benchDriver) click(ctx context.Context, requestID, ts string) (time.Duration, error) {
-	payload, _ := json.Marshal(map[string]any{
-		"type": "block_actions", "trigger_id": d.trigger(), "response_url": d.stub.ResponseURL(), "api_app_id": "AREBOOTBOT",
-		"user":      map[string]any{"id": benchApprover, "username": "approver", "team_id": "TBENCH"},
-		"team":      map[string]any{"id": "TBENCH"},
-		"channel":   map[string]any{"id": benchChannel, "name": "bench"},
-		"container": map[string]any{"type": "message", "message_ts": ts, "channel_id": benchChannel},
-		"message":   map[string]any{"ts": ts},
-		"actions": []map[string]any{{"action_id": bot.ActionApprove, "block_id": "decide:" + requestID, "type": "button",
-			"value": requestID, "action_ts": fmt.Sprintf("%d.000100", time.Now().Unix())}},
-	})
-	return d.post(ctx, "/slack/interactions", url.Values{"payload": {string(payload)}})
+	status, _, took, err := d.send.click(ctx, benchApprover, bot.ActionApprove, requestID, ts, d.stub.ResponseURL())
+	return answered("/slack/interactions", status, took, err)
 }
 
 // percentile returns the p-th percentile (0–100) of ds.

@@ -11,11 +11,9 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
-	"strconv"
 	"strings"
 	"time"
 
@@ -99,7 +97,8 @@ func demo(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer app.stop()
-	d := &driver{base: "http://" + app.addr, secret: secret, stub: stub}
+	d := &driver{stub: stub, send: &slackSender{base: "http://" + app.addr, secret: secret,
+		team: "TDEMO", channel: demoChannel, channelName: "ops", tag: "demo"}}
 	say("bot listening on http://%s, CVM emulator on %s, Slack stand-in on %s", app.addr, emuURL, stubURL)
 	say("policy: approvers = members of %s (%s) and %s, 1 approval (2 for --hard), requests expire after 30m\n", demoGroup, demoApprover, demoRequester)
 
@@ -179,58 +178,34 @@ func demo(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	return nil
 }
 
-// driver sends signed requests to the bot the way Slack does.
+// driver sends signed requests to the bot the way Slack does and prints
+// what the people in the demo see.
 type driver struct {
-	base   string
-	secret string
-	stub   *slackstub.Server
-	seq    int
+	send *slackSender
+	stub *slackstub.Server
 }
 
-// post signs body and sends it to path, returning the bot's answer.
-func (d *driver) post(ctx context.Context, path string, form url.Values) (int, string, error) {
-	body := form.Encode()
-	ts := strconv.FormatInt(time.Now().Unix(), 10)
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, d.base+path, strings.NewReader(body))
-	if err != nil {
-		return 0, "", err
+// answer checks a delivery's answer: an error unless it came within
+// Slack's 3 seconds with 200 OK.
+func answer(path string, status int, body string, took time.Duration, err error) error {
+	switch {
+	case err != nil:
+		return err
+	case took > 3*time.Second:
+		return fmt.Errorf("%s took %s to answer, longer than Slack's 3 s", path, took.Round(time.Millisecond))
+	case status != http.StatusOK:
+		return fmt.Errorf("%s answered %d: %s", path, status, body)
 	}
-	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	req.Header.Set("X-Slack-Request-Timestamp", ts)
-	req.Header.Set("X-Slack-Signature", bot.Sign(d.secret, ts, []byte(body)))
-	start := time.Now()
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return 0, "", err
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	if time.Since(start) > 3*time.Second {
-		return 0, "", fmt.Errorf("%s took %s to answer, longer than Slack's 3 s", path, time.Since(start).Round(time.Millisecond))
-	}
-	return resp.StatusCode, string(b), nil
-}
-
-func (d *driver) trigger() string {
-	d.seq++
-	return fmt.Sprintf("%d.1000.demo%04d", time.Now().UnixNano(), d.seq)
+	return nil
 }
 
 // command sends a /reboot slash command, prints the immediate answer and
 // returns the command's response URL.
 func (d *driver) command(ctx context.Context, say func(string, ...any), user, text string) (string, error) {
 	responseURL := d.stub.ResponseURL()
-	form := url.Values{
-		"team_id": {"TDEMO"}, "channel_id": {demoChannel}, "channel_name": {"ops"}, "user_id": {user},
-		"user_name": {strings.ToLower(user[1:])}, "command": {"/reboot"}, "text": {text},
-		"response_url": {responseURL}, "trigger_id": {d.trigger()}, "api_app_id": {"AREBOOTBOT"},
-	}
-	status, body, err := d.post(ctx, "/slack/commands", form)
-	if err != nil {
+	status, body, took, err := d.send.command(ctx, user, text, responseURL)
+	if err := answer("/slack/commands", status, body, took, err); err != nil {
 		return "", err
-	}
-	if status != http.StatusOK {
-		return "", fmt.Errorf("/slack/commands answered %d: %s", status, body)
 	}
 	if t := messageText([]byte(body)); t != "" {
 		say("   rebootbot (only to %s, at once):\n%s", strings.ToLower(user[1:]), indent(t, "   │ "))
@@ -251,23 +226,9 @@ func (d *driver) reply(say func(string, ...any), user, responseURL string, timeo
 // click sends a block_actions payload for a card button.
 func (d *driver) click(ctx context.Context, say func(string, ...any), user, action, requestID, ts string) error {
 	responseURL := d.stub.ResponseURL()
-	payload := map[string]any{
-		"type": "block_actions", "trigger_id": d.trigger(), "response_url": responseURL, "api_app_id": "AREBOOTBOT",
-		"user":      map[string]any{"id": user, "username": strings.ToLower(user[1:]), "team_id": "TDEMO"},
-		"team":      map[string]any{"id": "TDEMO"},
-		"channel":   map[string]any{"id": demoChannel, "name": "ops"},
-		"container": map[string]any{"type": "message", "message_ts": ts, "channel_id": demoChannel},
-		"message":   map[string]any{"ts": ts},
-		"actions": []map[string]any{{"action_id": action, "block_id": "decide:" + requestID, "type": "button",
-			"value": requestID, "action_ts": fmt.Sprintf("%d.000100", time.Now().Unix())}},
-	}
-	b, _ := json.Marshal(payload)
-	status, body, err := d.post(ctx, "/slack/interactions", url.Values{"payload": {string(b)}})
-	if err != nil {
+	status, body, took, err := d.send.click(ctx, user, action, requestID, ts, responseURL)
+	if err := answer("/slack/interactions", status, body, took, err); err != nil {
 		return err
-	}
-	if status != http.StatusOK {
-		return fmt.Errorf("/slack/interactions answered %d: %s", status, body)
 	}
 	d.reply(say, user, responseURL, 5*time.Second)
 	return nil
