@@ -8,13 +8,14 @@ import (
 	"testing"
 
 	"rebootbot/approval"
+	"rebootbot/store/bolttest"
 )
 
 // TestClientReadsWhatTheServerHolds checks that a Client dialled through
 // the admin file streams the same bytes the log holds, for a query with
 // every field set, and gets the same verify count.
 func TestClientReadsWhatTheServerHolds(t *testing.T) {
-	db := mustOpen(t)
+	db := bolttest.Open(t, t0)
 	mustFillLog(t, db, 40)
 	mustStartAdmin(t, db)
 	c, err := Dial(db.Path())
@@ -47,7 +48,7 @@ func TestClientReadsWhatTheServerHolds(t *testing.T) {
 }
 
 func TestDialRefusesBadFiles(t *testing.T) {
-	db := mustOpen(t)
+	db := bolttest.Open(t, t0)
 	if _, err := Dial(db.Path()); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("Dial without an admin file = %v, want os.ErrNotExist", err)
 	}

@@ -9,7 +9,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -17,22 +16,11 @@ import (
 	"rebootbot/approval"
 	"rebootbot/internal/testutil"
 	"rebootbot/store"
+	"rebootbot/store/bolttest"
 )
 
 // t0 is when the tests' logs start.
 var t0 = time.Date(2026, 3, 1, 9, 0, 0, 0, time.UTC)
-
-// mustOpen opens a fresh database in t.TempDir whose events are one second
-// apart from t0, closed when the test ends.
-func mustOpen(t *testing.T) *store.DB {
-	t.Helper()
-	db, err := store.Open(filepath.Join(t.TempDir(), "bot.db"), store.Options{NoSync: true, Now: testutil.Ticker(t0, time.Second)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
-	return db
-}
 
 var (
 	testUsers     = []string{"U0ALICE", "U0BOB", "U0CAROL"}
@@ -116,7 +104,7 @@ func get(t *testing.T, addr, path, auth string) (int, string) {
 }
 
 func TestAdminFile(t *testing.T) {
-	db := mustOpen(t)
+	db := bolttest.Open(t, t0)
 	admin, info := mustStartAdmin(t, db)
 	st, err := os.Stat(File(db.Path()))
 	if err != nil {
@@ -150,7 +138,7 @@ func TestAdminFile(t *testing.T) {
 }
 
 func TestAdminRequiresToken(t *testing.T) {
-	db := mustOpen(t)
+	db := bolttest.Open(t, t0)
 	_, info := mustStartAdmin(t, db)
 	tests := []struct {
 		name string
@@ -184,7 +172,7 @@ func TestAdminRequiresToken(t *testing.T) {
 }
 
 func TestAdminEvents(t *testing.T) {
-	db := mustOpen(t)
+	db := bolttest.Open(t, t0)
 	mustFillLog(t, db, 20)
 	_, info := mustStartAdmin(t, db)
 	auth := "Bearer " + info.Token
@@ -234,7 +222,7 @@ func TestAdminEvents(t *testing.T) {
 // TestAdminStopsWithContext checks that ending Start's context closes the
 // endpoint and removes the admin file, as when the bot shuts down.
 func TestAdminStopsWithContext(t *testing.T) {
-	db := mustOpen(t)
+	db := bolttest.Open(t, t0)
 	ctx, cancel := context.WithCancel(context.Background())
 	admin := NewServer(db)
 	if err := admin.Start(ctx); err != nil {

@@ -18,8 +18,8 @@ import (
 
 	"rebootbot/approval"
 	"rebootbot/auditapi"
-	"rebootbot/internal/testutil"
 	"rebootbot/store"
+	"rebootbot/store/bolttest"
 
 	bolt "go.etcd.io/bbolt"
 )
@@ -47,18 +47,6 @@ func mustRunAudit(t *testing.T, env map[string]string, args ...string) cliResult
 		t.Fatalf("audit %s: %v\nstderr: %s", strings.Join(args, " "), res.err, res.stderr)
 	}
 	return res
-}
-
-// mustOpenStore opens a fresh database in t.TempDir whose events are one
-// second apart from t0, closed when the test ends.
-func mustOpenStore(t *testing.T) *store.DB {
-	t.Helper()
-	db, err := store.Open(filepath.Join(t.TempDir(), "bot.db"), store.Options{NoSync: true, Now: testutil.Ticker(t0, time.Second)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
-	return db
 }
 
 // mustFillLog files n requests through the Store API, by turns of three
@@ -123,7 +111,7 @@ func mustRecord(t *testing.T, db *store.DB, e approval.Event) {
 // it, returning its path and every event, oldest first.
 func mustFilledFile(t *testing.T) (string, []approval.Event) {
 	t.Helper()
-	db := mustOpenStore(t)
+	db := bolttest.Open(t, t0)
 	mustFillLog(t, db, 30)
 	all := mustAudit(t, db, approval.AuditQuery{Oldest: true})
 	if err := db.Close(); err != nil {
@@ -428,7 +416,7 @@ func TestAuditFindsDatabase(t *testing.T) {
 }
 
 func TestAuditTableShowsTypedTextSafely(t *testing.T) {
-	db := mustOpenStore(t)
+	db := bolttest.Open(t, t0)
 	mustRecord(t, db, approval.Event{
 		Type:    approval.EventRejected,
 		Actor:   "U0ALICE\x1b[2J",
@@ -445,7 +433,7 @@ func TestAuditTableShowsTypedTextSafely(t *testing.T) {
 }
 
 func TestAuditWhileLockedWithoutAdmin(t *testing.T) {
-	holder := mustOpenStore(t)
+	holder := bolttest.Open(t, t0)
 	res := runAudit(nil, "list", "--db", holder.Path())
 	if res.err == nil || !strings.Contains(res.err.Error(), "locked by another process that does not serve audit requests") {
 		t.Errorf("got %v, want the locked-without-admin explanation", res.err)
@@ -456,7 +444,7 @@ func TestAuditWhileLockedWithoutAdmin(t *testing.T) {
 // another process (the test, standing in for the running bot) and compares
 // the output with what the same commands print once the file is free.
 func TestAuditThroughAdmin(t *testing.T) {
-	holder := mustOpenStore(t)
+	holder := bolttest.Open(t, t0)
 	mustFillLog(t, holder, 30)
 	admin := mustServeAudit(t, holder)
 	info := mustReadAdminFile(t, holder.Path())
@@ -510,7 +498,7 @@ func TestAuditVerifyThroughAdminFindsBadRecord(t *testing.T) {
 }
 
 func TestAuditStaleAdminFile(t *testing.T) {
-	holder := mustOpenStore(t)
+	holder := bolttest.Open(t, t0)
 	mustServeAudit(t, holder)
 	info := mustReadAdminFile(t, holder.Path())
 	const forged = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
@@ -541,7 +529,7 @@ func TestAuditStaleAdminFile(t *testing.T) {
 }
 
 func TestAuditTableShowsSelection(t *testing.T) {
-	db := mustOpenStore(t)
+	db := bolttest.Open(t, t0)
 	mustRecord(t, db, approval.Event{
 		Type: approval.EventRejected, Actor: "U0ALICE", Instances: []string{"ins-aaaaaaaa"},
 		Details: approval.Details{Reason: "rollout", Selector: []string{"tag:role=web", "zone:ap-guangzhou-3"}, Fingerprint: "3627f582"},
