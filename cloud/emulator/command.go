@@ -29,6 +29,11 @@ const (
 // DefaultListen is where `bot emulator` listens unless told otherwise.
 const DefaultListen = "127.0.0.1:9000"
 
+// DefaultGenerateSeed is the seed `bot emulator` generates its instances
+// with unless told otherwise: Generate(n, DefaultGenerateSeed) are the
+// instances it serves by default.
+const DefaultGenerateSeed = 1
+
 // UsageError is a command line Command cannot run with: a flag it does not
 // know, a flag's bad value, or an argument. The caller reports it in one
 // line and exits with status 2.
@@ -58,7 +63,7 @@ func Command(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		seedPath   = fs.String("seed", "", "JSON `file` of instances to serve (format below)")
 		count      = fs.Int("instances", 5, "number of instances to generate when there is no seed file")
 		fleet      = fs.Int("fleet", 0, "generate a fleet of `N` instances instead (up to 100000): tags role, env and team across the region's zones, 1 in 40 STOPPED")
-		genSeed    = fs.Int64("generate-seed", 1, "seed of the generated instances")
+		genSeed    = fs.Int64("generate-seed", DefaultGenerateSeed, "seed of the generated instances")
 		region     = fs.String("region", DefaultRegion, "region of the generated instances")
 		rebootTime = fs.Duration("reboot-duration", DefaultRebootDuration, "how long an instance stays REBOOTING")
 		errorRate  = fs.Float64("error-rate", 0, "probability (0..1) that a call fails with one of --error-code")

@@ -35,11 +35,18 @@ flags:
   --signing-secret TEXT   the signing secret to print (default: a random one)
   --channel ID            the channel of the printed commands (default C0OPS)
   --requester ID          who types the printed /reboot (default U0ALICE)
-  --instance ID           the instance it asks to reboot (default ins-jk1fz1uw,
+  --instance ID           the instance it asks to reboot (default %s,
                           the first that bot emulator generates by default)
   --approver ID           who clicks Approve, the printed BOT_APPROVERS
                           (default U0BOB)
 `
+
+// defaultStandinInstance returns the first instance `bot emulator`
+// serves by default, the one the printed /reboot asks for unless told
+// otherwise.
+func defaultStandinInstance() string {
+	return emulator.Generate(1, emulator.DefaultGenerateSeed)[0].ID
+}
 
 // standinToken is the only bot token the stand-in accepts.
 const standinToken = "xoxb-slack-standin"
@@ -53,8 +60,8 @@ func slackStandin(ctx context.Context, args []string, stdout io.Writer) error {
 	channel := fs.String("channel", "C0OPS", "")
 	requester := fs.String("requester", "U0ALICE", "")
 	approver := fs.String("approver", "U0BOB", "")
-	instance := fs.String("instance", "ins-jk1fz1uw", "")
-	if ok, err := parseFlags(fs, args, standinHelp, stdout); !ok {
+	instance := fs.String("instance", defaultStandinInstance(), "")
+	if ok, err := parseFlags(fs, args, fmt.Sprintf(standinHelp, defaultStandinInstance()), stdout); !ok {
 		return err
 	}
 	if u, err := url.Parse(*botURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {

@@ -102,7 +102,7 @@ func TestSlackStandinDrivesServe(t *testing.T) {
 		t.Helper()
 		return sendSigned(t, env["SLACK_SIGNING_SECRET"], function, botURL, line)
 	}
-	if got := send(printedLine(t, printed, "slack /slack/commands ")); !strings.Contains(got, "Checking `ins-jk1fz1uw`") {
+	if got := send(printedLine(t, printed, "slack /slack/commands ")); !strings.Contains(got, "Checking `"+defaultStandinInstance()+"`") {
 		t.Fatalf("the command was answered %q", got)
 	}
 	after := waitOutput(t, out, "To approve R-1 as U0BOB")
