@@ -264,7 +264,7 @@ func (h *Handler) deliver(ctx context.Context, to replyTo, msg *Message) {
 	default:
 		err = errors.New("nowhere to send it")
 	}
-	if err != nil {
+	if err != nil && !errors.Is(err, errForeignResponseURL) { // Respond logged that one, with the host
 		h.log.Warn("could not answer the user", "user", to.user, "err", err)
 	}
 }
