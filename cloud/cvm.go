@@ -280,8 +280,13 @@ func (c *CVM) Describe(ctx context.Context, region string, ids []string) ([]appr
 	if ce != nil {
 		return nil, nil, asError(ce, ctx.Err())
 	}
-	var found []approval.Instance
-	var missing []string
+	found, missing := splitFound(ids, seen)
+	return found, missing, nil
+}
+
+// splitFound returns the instances of ids that seen holds, in the order
+// asked, and the IDs it does not.
+func splitFound(ids []string, seen map[string]approval.Instance) (found []approval.Instance, missing []string) {
 	for _, id := range ids {
 		if in, ok := seen[id]; ok {
 			found = append(found, in)
@@ -289,7 +294,7 @@ func (c *CVM) Describe(ctx context.Context, region string, ids []string) ([]appr
 			missing = append(missing, id)
 		}
 	}
-	return found, missing, nil
+	return found, missing
 }
 
 // describe looks up well-formed IDs in calls of at most 100, with retries.

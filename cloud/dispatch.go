@@ -317,15 +317,7 @@ func (d *Dispatcher) Describe(ctx context.Context, region string, ids []string) 
 	if err != nil {
 		return nil, nil, err
 	}
-	var found []approval.Instance
-	var missing []string
-	for _, id := range ids {
-		if in, ok := seen[id]; ok {
-			found = append(found, in)
-		} else {
-			missing = append(missing, id)
-		}
-	}
+	found, missing := splitFound(ids, seen)
 	return found, missing, nil
 }
 

@@ -160,22 +160,32 @@ func (e *Emulator) describeInstances(c *callContext) (any, *apiError) {
 		return nil, err
 	}
 
-	now := e.now()
-	e.mu.Lock()
-	found := e.selectInstances(c.region, ids, matchers, now)
-	from, to := page(len(found), offset, limit)
-	snaps := make([]snapshot, 0, to-from)
-	for _, in := range found[from:to] {
-		in.settle(now)
-		snaps = append(snaps, snapshot{Status: in.status(), facts: in.facts})
-	}
-	e.mu.Unlock()
-
+	snaps, total := describePage(e, c.region, ids, matchers, offset, limit, func(in *instance) snapshot {
+		return snapshot{Status: in.status(), facts: in.facts}
+	})
 	set := make([]apiInstance, len(snaps))
 	for i := range snaps {
 		set[i] = snaps[i].api()
 	}
-	return &describeInstancesResult{TotalCount: len(found), InstanceSet: set}, nil
+	return &describeInstancesResult{TotalCount: total, InstanceSet: set}, nil
+}
+
+// describePage selects instances as selectInstances does and returns view
+// of each instance of the page from offset, at most limit, settled to now,
+// and how many were selected in all. view runs under e.mu, so that it
+// sees each instance as of one moment.
+func describePage[T any](e *Emulator, region string, ids []string, matchers []matcher, offset, limit int, view func(*instance) T) ([]T, int) {
+	now := e.now()
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	found := e.selectInstances(region, ids, matchers, now)
+	from, to := page(len(found), offset, limit)
+	out := make([]T, 0, to-from)
+	for _, in := range found[from:to] {
+		in.settle(now)
+		out = append(out, view(in))
+	}
+	return out, len(found)
 }
 
 // selectInstances returns the instances of region among ids, in order
@@ -229,16 +239,8 @@ func (e *Emulator) describeInstancesStatus(c *callContext) (any, *apiError) {
 		}
 	}
 
-	now := e.now()
-	e.mu.Lock()
-	found := e.selectInstances(c.region, ids, nil, now)
-	from, to := page(len(found), offset, limit)
-	set := make([]apiInstanceStatus, 0, to-from)
-	for _, in := range found[from:to] {
-		in.settle(now)
-		set = append(set, apiInstanceStatus{InstanceID: in.ID, InstanceState: in.State})
-	}
-	total := len(found)
-	e.mu.Unlock()
+	set, total := describePage(e, c.region, ids, nil, offset, limit, func(in *instance) apiInstanceStatus {
+		return apiInstanceStatus{InstanceID: in.ID, InstanceState: in.State}
+	})
 	return &describeInstancesStatusResult{TotalCount: total, InstanceStatusSet: set}, nil
 }
