@@ -198,3 +198,30 @@ func TestConcurrentClicksShareLookups(t *testing.T) {
 		t.Errorf("usergroups.users.list called %d times for %d concurrent clicks, want once per group", n, len(members))
 	}
 }
+
+// TestViewLookupsShareOneDeadline: whether someone may look requests up
+// is decided with the groups of every list that would let them in looked up
+// at once, under one deadline, not one list after another.
+func TestViewLookupsShareOneDeadline(t *testing.T) {
+	e := mustEnv(t, func(c *envConfig) {
+		c.policy.Requesters = []string{requester}
+		c.policy.Rules = append(c.policy.Rules, approval.Rule{Tags: map[string]string{"team": "db"}, Approvers: []string{dbaGroup}})
+	})
+	// One group answers late, without the user, the other hangs.
+	e.stub.Fail(slackstub.Fault{Method: "usergroups.users.list", Delay: 1200 * time.Millisecond})
+	e.stub.Fail(slackstub.Fault{Method: "usergroups.users.list", Delay: time.Minute})
+	start := time.Now()
+	ans, responseURL := e.command("U0DBAMEMBER", channel, "pending")
+	got := ans.text()
+	if ans.Raw == "" {
+		got = e.responseText(responseURL, 1)
+	}
+	took := time.Since(start)
+	if took >= 2*time.Second {
+		t.Errorf("told after %v, want one lookup deadline (%v), not one per list", took, approval.GroupLookupTimeout)
+	}
+	t.Logf("told in %v", took.Round(time.Millisecond))
+	if !strings.Contains(got, "couldn't check your user groups; try again") {
+		t.Errorf("pending answered %q", got)
+	}
+}
