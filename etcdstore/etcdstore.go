@@ -23,17 +23,20 @@
 //	deliveries/<key>          Reply JSON for a delivery key (a trigger_id);
 //	                          written only where the key does not exist yet
 //	events/<seq>              the event's canonical JSON
-//	idx/request/<id>/<seq>    "" for each event of request id
-//	idx/instance/<id>/<seq>   "" for each event naming instance id (or, when
+//	idx/request/<id>/<^seq>   "" for each event of request id
+//	idx/instance/<id>/<^seq>  "" for each event naming instance id (or, when
 //	                          the event names none, of its request)
-//	idx/user/<id>/<seq>       "" for each event whose actor or requester is id
+//	idx/user/<id>/<^seq>      "" for each event whose actor or requester is id
 //	idx/time/<time><seq>      "" for each event, by time
 //	election/                 the leader election (see Leader)
 //
 // <seq> is a sequence number and <time> a time (nanoseconds since 1970
 // with the sign bit flipped), each as 16 lowercase hex digits so that keys
-// sort in order. Index IDs are path-escaped, so no ID can reach into
-// another's range.
+// sort in order; <^seq> is the sequence number's bitwise complement, so
+// that an index lists its newest events first. etcd can stop a range read
+// after n keys only in ascending key order, and "the latest 10 events of
+// this instance" is the lookup people make. Index IDs are path-escaped, so
+// no ID can reach into another's range.
 //
 // Instances are claimed only by Create, which is conditioned on
 // seq/request: two creates never both read an instance as free. They are

@@ -94,7 +94,7 @@ func (a *appender) index(kind string, seq uint64, ids ...string) {
 		if !indexable(id) || slices.Contains(ids[:i], id) {
 			continue
 		}
-		a.ops = append(a.ops, clientv3.OpPut(a.s.indexPrefix(kind, id)+seqHex(seq), ""))
+		a.ops = append(a.ops, clientv3.OpPut(a.s.index(kind, id).key(seq), ""))
 	}
 }
 

@@ -3,12 +3,15 @@ package etcdstore
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 
 	"rebootbot/approval"
 
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/mvccpb"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
@@ -62,19 +65,24 @@ func (s *Store) scan(ctx context.Context, q approval.AuditQuery, fn func(raw []b
 		}
 		filters = append(filters, f)
 	}
-	lo, hi, ok, err := s.seqBounds(ctx, q)
+	lo, hi, sn, ok, err := s.seqBounds(ctx, q)
 	if err != nil || !ok {
 		return err
 	}
 	// The driving list: the first filter's index, or the log.
-	drive := s.eventPrefix()
+	drive := list{prefix: s.eventPrefix()}
 	if len(filters) > 0 {
-		drive = s.indexPrefix(filters[0].kind, filters[0].id)
+		drive = s.index(filters[0].kind, filters[0].id)
 	}
 	desc := !q.Oldest
+	// etcd returns a range's keys in ascending order and can cut it short
+	// only at its end. Index keys hold inverted sequence numbers, so the
+	// usual newest-first lookup of an index is such a read; the other
+	// direction reads windows below the end (see pageWindow).
+	forward := desc == drive.inverted
 	sent := 0
-	// window is how many sequence numbers a newest-first page looks at;
-	// it adapts to how dense the driving list is.
+	// window is how many sequence numbers a windowed page looks at; it
+	// adapts to how dense the driving list is.
 	window := uint64(2 * pageSize)
 	for lo <= hi {
 		want := pageSize
@@ -84,10 +92,10 @@ func (s *Store) scan(ctx context.Context, q approval.AuditQuery, fn func(raw []b
 		}
 		var seqs []uint64
 		var err error
-		if desc {
-			seqs, hi, window, err = s.pageDown(ctx, drive, lo, hi, want, window)
+		if forward {
+			seqs, err = s.pageForward(ctx, sn, drive, lo, hi, want)
 		} else {
-			seqs, lo, err = s.pageUp(ctx, drive, lo, hi, want)
+			seqs, window, err = s.pageWindow(ctx, sn, drive, lo, hi, want, window)
 		}
 		if err != nil {
 			return err
@@ -95,7 +103,14 @@ func (s *Store) scan(ctx context.Context, q approval.AuditQuery, fn func(raw []b
 		if len(seqs) == 0 {
 			return nil
 		}
-		events, err := s.fetch(ctx, seqs, filters[min(1, len(filters)):])
+		// seqs are in q's order: the next page starts past the last.
+		last := seqs[len(seqs)-1]
+		if desc {
+			hi = last - 1
+		} else {
+			lo = last + 1
+		}
+		events, err := s.fetch(ctx, sn, seqs, filters[min(1, len(filters)):])
 		if err != nil {
 			return err
 		}
@@ -108,96 +123,138 @@ func (s *Store) scan(ctx context.Context, q approval.AuditQuery, fn func(raw []b
 				return nil
 			}
 		}
-		if desc && hi == 0 {
-			return nil
-		}
 	}
 	return nil
 }
 
-// pageUp returns the first want sequence numbers of list (a key prefix
-// followed by 16 hex digits) in [lo, hi], oldest first, and where the next
-// page starts.
-func (s *Store) pageUp(ctx context.Context, list string, lo, hi uint64, want int) ([]uint64, uint64, error) {
-	resp, err := s.client.Get(ctx, list+seqHex(lo), clientv3.WithRange(list+seqHex(hi+1)), clientv3.WithKeysOnly(), clientv3.WithLimit(int64(want)))
-	if err != nil {
-		return nil, 0, unavailable(ctx, "audit", err)
-	}
-	seqs, err := keySeqs(resp.Kvs, list)
-	if err != nil || len(seqs) == 0 {
-		return nil, hi + 1, err
-	}
-	return seqs, seqs[len(seqs)-1] + 1, nil
+// list is a range of keys, each a prefix and a sequence number in 16 hex
+// digits: the log itself, in sequence order, or an index, whose keys hold
+// the number's bitwise complement so that they sort newest first.
+type list struct {
+	prefix   string
+	inverted bool
 }
 
-// pageDown returns the last want sequence numbers of list in [lo, hi],
-// newest first, where the next page ends, and the window to try next.
+// index returns the list of index kind's entries for id.
+func (s *Store) index(kind, id string) list {
+	return list{prefix: s.indexPrefix(kind, id), inverted: true}
+}
+
+// key returns the key of seq in l.
+func (l list) key(seq uint64) string {
+	if l.inverted {
+		seq = ^seq
+	}
+	return l.prefix + seqHex(seq)
+}
+
+// span returns the keys holding [lo, hi], as a range's start and end.
+func (l list) span(lo, hi uint64) (string, string) {
+	if l.inverted {
+		return l.key(hi), l.key(lo - 1)
+	}
+	return l.key(lo), l.key(hi + 1)
+}
+
+// seqs returns the sequence numbers of kvs, keys of l.
+func (l list) seqs(kvs []*mvccpb.KeyValue) ([]uint64, error) {
+	out := make([]uint64, len(kvs))
+	for i, k := range kvs {
+		seq, ok := parseSeq(string(k.Key), l.prefix)
+		if !ok {
+			return nil, fmt.Errorf("etcdstore: foreign key %q among the audit log's keys", k.Key)
+		}
+		if l.inverted {
+			seq = ^seq
+		}
+		out[i] = seq
+	}
+	return out, nil
+}
+
+// pageForward returns the first want sequence numbers of l in [lo, hi] in
+// key order: one read that etcd stops after want keys.
+func (s *Store) pageForward(ctx context.Context, sn *snapshot, l list, lo, hi uint64, want int) ([]uint64, error) {
+	from, to := l.span(lo, hi)
+	resp, err := sn.get(ctx, s, from, clientv3.WithRange(to), clientv3.WithKeysOnly(), clientv3.WithLimit(int64(want)))
+	if err != nil {
+		return nil, err
+	}
+	return l.seqs(resp.Kvs)
+}
+
+// pageWindow returns the last want sequence numbers of l in [lo, hi] in
+// key order, from the last, and the window to try next.
 //
-// etcd returns a range's keys in ascending order and can cut it short only
-// at its end: a descending sort with a limit reads the whole range first.
-// So pageDown reads windows of sequence numbers just below hi, widening
-// them while they come back empty and sizing the next one by how dense
-// the last was; a lookup far back in a sparse index takes a few short
-// reads instead of one read of every entry.
-func (s *Store) pageDown(ctx context.Context, list string, lo, hi uint64, want int, window uint64) ([]uint64, uint64, uint64, error) {
-	for {
-		from := lo
+// A descending sort with a limit makes etcd read the whole range first.
+// So pageWindow reads windows of sequence numbers at the end of the key
+// range, widening them while they come back empty and sizing the next by
+// how dense the last was: a lookup far back in a sparse list takes a few
+// short reads instead of one read of every entry.
+func (s *Store) pageWindow(ctx context.Context, sn *snapshot, l list, lo, hi uint64, want int, window uint64) ([]uint64, uint64, error) {
+	for lo <= hi {
+		// The window's part of [lo, hi]: its end in key order.
+		wlo, whi := lo, hi
 		if hi-lo+1 > window {
-			from = hi - window + 1
+			if l.inverted {
+				whi = lo + window - 1
+			} else {
+				wlo = hi - window + 1
+			}
 		}
-		resp, err := s.client.Get(ctx, list+seqHex(from), clientv3.WithRange(list+seqHex(hi+1)), clientv3.WithKeysOnly())
+		from, to := l.span(wlo, whi)
+		resp, err := sn.get(ctx, s, from, clientv3.WithRange(to), clientv3.WithKeysOnly())
 		if err != nil {
-			return nil, 0, 0, unavailable(ctx, "audit", err)
+			return nil, 0, err
 		}
-		seqs, err := keySeqs(resp.Kvs, list)
+		seqs, err := l.seqs(resp.Kvs)
 		if err != nil {
-			return nil, 0, 0, err
+			return nil, 0, err
 		}
 		if len(seqs) == 0 {
-			if from == lo {
-				return nil, 0, window, nil
+			if l.inverted {
+				lo = whi + 1
+			} else {
+				hi = wlo - 1
 			}
-			hi, window = from-1, window*8
+			if wlo == 0 || whi == ^uint64(0) {
+				break
+			}
+			window *= 8
 			continue
 		}
 		// Size the next window to hold about twice what is wanted.
-		next := max(window*uint64(2*want)/uint64(len(seqs)), uint64(want))
-		window = min(next, window*8)
+		window = min(max(window*uint64(2*want)/uint64(len(seqs)), uint64(want)), window*8)
 		if len(seqs) > want {
 			seqs = seqs[len(seqs)-want:]
 		}
 		slices.Reverse(seqs)
-		return seqs, seqs[len(seqs)-1] - 1, window, nil
+		return seqs, window, nil
 	}
-}
-
-// keySeqs returns the sequence numbers at the end of list's keys.
-func keySeqs(kvs []*mvccpb.KeyValue, list string) ([]uint64, error) {
-	seqs := make([]uint64, len(kvs))
-	for i, k := range kvs {
-		seq, ok := parseSeq(string(k.Key), list)
-		if !ok {
-			return nil, fmt.Errorf("etcdstore: foreign key %q among the audit log's keys", k.Key)
-		}
-		seqs[i] = seq
-	}
-	return seqs, nil
+	return nil, window, nil
 }
 
 // fetch returns, in order, the stored bytes of the events seqs that are
 // in every one of filters' indexes, read at one revision.
-func (s *Store) fetch(ctx context.Context, seqs []uint64, filters []filter) ([][]byte, error) {
+func (s *Store) fetch(ctx context.Context, sn *snapshot, seqs []uint64, filters []filter) ([][]byte, error) {
 	per := 1 + len(filters)
-	gets := make([]clientv3.Op, 0, len(seqs)*per)
-	for _, seq := range seqs {
-		gets = append(gets, clientv3.OpGet(s.eventKey(seq)))
-		for _, f := range filters {
-			gets = append(gets, clientv3.OpGet(s.indexPrefix(f.kind, f.id)+seqHex(seq), clientv3.WithKeysOnly()))
+	var got []*pb.RangeResponse
+	for {
+		gets := make([]clientv3.Op, 0, len(seqs)*per)
+		for _, seq := range seqs {
+			gets = append(gets, clientv3.OpGet(s.eventKey(seq), sn.opts()...))
+			for _, f := range filters {
+				gets = append(gets, clientv3.OpGet(s.index(f.kind, f.id).key(seq), sn.opts(clientv3.WithKeysOnly())...))
+			}
 		}
-	}
-	got, _, err := s.read(ctx, gets)
-	if err != nil {
-		return nil, err
+		var err error
+		got, _, err = s.read(ctx, gets)
+		if err == nil {
+			break
+		}
+		if !sn.fallback(err) {
+			return nil, err
+		}
 	}
 	out := make([][]byte, 0, len(seqs))
 	for i, seq := range seqs {
@@ -218,9 +275,10 @@ func (s *Store) fetch(ctx context.Context, seqs []uint64, filters []filter) ([][
 }
 
 // seqBounds turns q's time range into the inclusive range of sequence
-// numbers it covers, within the log as it stands now; ok is false when
-// nothing can match.
-func (s *Store) seqBounds(ctx context.Context, q approval.AuditQuery) (lo, hi uint64, ok bool, err error) {
+// numbers it covers, within the log as it stands now, with quorum; ok is
+// false when nothing can match. The snapshot it returns lets the rest of
+// the lookup read at the same revision from the member it talks to.
+func (s *Store) seqBounds(ctx context.Context, q approval.AuditQuery) (lo, hi uint64, sn *snapshot, ok bool, err error) {
 	tp := s.timePrefix()
 	gets := []clientv3.Op{clientv3.OpGet(s.headKey())}
 	if !q.Since.IsZero() {
@@ -232,13 +290,14 @@ func (s *Store) seqBounds(ctx context.Context, q approval.AuditQuery) (lo, hi ui
 		// read the whole range first.
 		gets = append(gets, clientv3.OpGet(tp+timeHex(q.Until), clientv3.WithRange(clientv3.GetPrefixRangeEnd(tp)), clientv3.WithKeysOnly(), clientv3.WithLimit(1)))
 	}
-	got, _, err := s.read(ctx, gets)
+	got, rev, err := s.read(ctx, gets)
 	if err != nil {
-		return 0, 0, false, err
+		return 0, 0, nil, false, err
 	}
+	sn = &snapshot{rev: rev}
 	h, _, err := readHead(got[0])
 	if err != nil {
-		return 0, 0, false, err
+		return 0, 0, nil, false, err
 	}
 	lo, hi = 1, h.Seq
 	timeSeq := func(key []byte) (uint64, error) {
@@ -256,11 +315,11 @@ func (s *Store) seqBounds(ctx context.Context, q approval.AuditQuery) (lo, hi ui
 	if !q.Since.IsZero() {
 		v := kv(got[i])
 		if v == nil {
-			return 0, 0, false, nil
+			return 0, 0, nil, false, nil
 		}
 		seq, err := timeSeq(v.Key)
 		if err != nil {
-			return 0, 0, false, err
+			return 0, 0, nil, false, err
 		}
 		lo = max(lo, seq)
 		i++
@@ -269,13 +328,52 @@ func (s *Store) seqBounds(ctx context.Context, q approval.AuditQuery) (lo, hi ui
 		if v := kv(got[i]); v != nil {
 			seq, err := timeSeq(v.Key)
 			if err != nil {
-				return 0, 0, false, err
+				return 0, 0, nil, false, err
 			}
 			if seq == 0 {
-				return 0, 0, false, nil
+				return 0, 0, nil, false, nil
 			}
 			hi = min(hi, seq-1)
 		}
 	}
-	return lo, hi, lo <= hi && hi > 0, nil
+	return lo, hi, sn, lo <= hi && hi > 0, nil
+}
+
+// snapshot is the revision a lookup of several reads reads at. The first
+// read is linearizable (it goes through the leader); the others read the
+// same revision from the member the client talks to without a round of
+// quorum, which is what makes a lookup a few fast reads instead of a few
+// slow ones. A member that lags behind the revision, or has compacted it
+// away during a long scan, makes the lookup read with quorum from then on.
+type snapshot struct{ rev int64 }
+
+// opts returns extra with the options of a read at the snapshot.
+func (sn *snapshot) opts(extra ...clientv3.OpOption) []clientv3.OpOption {
+	if sn.rev == 0 {
+		return extra
+	}
+	return append(extra, clientv3.WithSerializable(), clientv3.WithRev(sn.rev))
+}
+
+// fallback reports whether err calls for reading again with quorum, and
+// makes later reads do so.
+func (sn *snapshot) fallback(err error) bool {
+	if sn.rev != 0 && (errors.Is(err, rpctypes.ErrFutureRev) || errors.Is(err, rpctypes.ErrCompacted)) {
+		sn.rev = 0
+		return true
+	}
+	return false
+}
+
+// get reads key at the snapshot.
+func (sn *snapshot) get(ctx context.Context, s *Store, key string, opts ...clientv3.OpOption) (*clientv3.GetResponse, error) {
+	for {
+		resp, err := s.client.Get(ctx, key, sn.opts(opts...)...)
+		if err == nil {
+			return resp, nil
+		}
+		if !sn.fallback(err) {
+			return nil, unavailable(ctx, "audit", err)
+		}
+	}
 }

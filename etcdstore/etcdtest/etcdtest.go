@@ -26,8 +26,9 @@ type Member struct {
 // nothing.
 func (m *Member) Stop() { m.stop.Do(m.Etcd.Close) }
 
-// Start starts a single-member cluster, stopped when the test ends.
-func Start(t testing.TB) *Member {
+// Start starts a single-member cluster, stopped when the test ends. Each
+// of tune, if any, may change the member's configuration first.
+func Start(t testing.TB, tune ...func(*embed.Config)) *Member {
 	t.Helper()
 	cfg := embed.NewConfig()
 	cfg.Name = "m0"
@@ -47,6 +48,9 @@ func Start(t testing.TB) *Member {
 	cfg.ListenPeerUrls = []url.URL{peer}
 	cfg.AdvertisePeerUrls = []url.URL{peer}
 	cfg.InitialCluster = cfg.InitialClusterFromName(cfg.Name)
+	for _, f := range tune {
+		f(cfg)
+	}
 	e, err := embed.StartEtcd(cfg)
 	if err != nil {
 		t.Fatalf("start etcd: %v", err)
