@@ -56,12 +56,20 @@ func NewLeader(s *Store, name string, ttl time.Duration) *Leader {
 
 // Campaign blocks until this replica leads, then returns a channel that is
 // closed when it has lost the lead: its lease expired or was revoked, or
-// Resign or Close was called. It returns ctx's error if ctx ends first.
+// Resign or Close was called. It returns ctx's error if ctx ends first;
+// ctx bounds only the waiting, not the leadership won.
 func (l *Leader) Campaign(ctx context.Context) (<-chan struct{}, error) {
-	secs := int((l.ttl + time.Second - 1) / time.Second)
-	session, err := concurrency.NewSession(l.client, concurrency.WithTTL(secs), concurrency.WithContext(ctx))
+	secs := int64((l.ttl + time.Second - 1) / time.Second)
+	lease, err := l.client.Grant(ctx, secs)
 	if err != nil {
 		return nil, unavailable(ctx, "start a lease", err)
+	}
+	// The session keeps the lease alive for as long as the client lives,
+	// whatever becomes of ctx.
+	session, err := concurrency.NewSession(l.client, concurrency.WithLease(lease.ID), concurrency.WithTTL(int(secs)))
+	if err != nil {
+		l.client.Revoke(context.WithoutCancel(ctx), lease.ID)
+		return nil, unavailable(ctx, "keep the lease alive", err)
 	}
 	election := concurrency.NewElection(session, l.pfx)
 	if err := election.Campaign(ctx, l.name); err != nil {

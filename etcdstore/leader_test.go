@@ -46,7 +46,15 @@ func TestPausedLeaderIsFenced(t *testing.T) {
 	la, lb := NewLeader(a, "replica-a", time.Second), NewLeader(b, "replica-b", time.Second)
 	t.Cleanup(func() { la.Close(); lb.Close() })
 
-	mustCampaign(t, ctx, la)
+	// The campaign's context ends once a leads; the lead does not.
+	campaign, stop := context.WithCancel(ctx)
+	lostA := mustCampaign(t, campaign, la)
+	stop()
+	select {
+	case <-lostA:
+		t.Fatal("a lost the lead when its campaign's context ended")
+	case <-time.After(300 * time.Millisecond):
+	}
 	asA := a.Fenced(la)
 	if err := record(asA); err != nil {
 		t.Fatalf("write as the leader: %v", err)

@@ -465,9 +465,11 @@ func (s *Store) putReply(key string, reply approval.Reply) (clientv3.Cmp, client
 
 // distinct returns ids without repeats, in order.
 func distinct(ids []string) []string {
+	seen := make(map[string]bool, len(ids))
 	out := make([]string, 0, len(ids))
 	for _, id := range ids {
-		if !slices.Contains(out, id) {
+		if !seen[id] {
+			seen[id] = true
 			out = append(out, id)
 		}
 	}
