@@ -3,8 +3,10 @@
 package etcdtest
 
 import (
+	"fmt"
 	"net"
 	"net/url"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -30,41 +32,61 @@ func (m *Member) Stop() { m.stop.Do(m.Etcd.Close) }
 // of tune, if any, may change the member's configuration first.
 func Start(t testing.TB, tune ...func(*embed.Config)) *Member {
 	t.Helper()
-	cfg := embed.NewConfig()
-	cfg.Name = "m0"
-	cfg.Dir = t.TempDir()
-	// Shutting down logs errors about closed listeners; failures show
-	// through the clients instead.
-	cfg.LogLevel = "panic"
-	// Short ticks let a lone member elect itself at once and keep lease
-	// expiry close to the TTL asked for.
-	cfg.TickMs = 10
-	cfg.ElectionMs = 100
-	cfg.UnsafeNoFsync = true
-	client := mustURL(t, "http://"+FreeAddr(t))
-	peer := mustURL(t, "http://"+FreeAddr(t))
-	cfg.ListenClientUrls = []url.URL{client}
-	cfg.AdvertiseClientUrls = []url.URL{client}
-	cfg.ListenPeerUrls = []url.URL{peer}
-	cfg.AdvertisePeerUrls = []url.URL{peer}
-	cfg.InitialCluster = cfg.InitialClusterFromName(cfg.Name)
-	for _, f := range tune {
-		f(cfg)
+	return StartCluster(t, 1, tune...)[0]
+}
+
+// StartCluster starts a cluster of n members, each stopped when the test
+// ends, and waits until every member is ready.
+func StartCluster(t testing.TB, n int, tune ...func(*embed.Config)) []*Member {
+	t.Helper()
+	cfgs := make([]*embed.Config, n)
+	var initial []string
+	for i := range cfgs {
+		cfg := embed.NewConfig()
+		cfg.Name = fmt.Sprintf("m%d", i)
+		cfg.Dir = t.TempDir()
+		// Shutting down logs errors about closed listeners; failures show
+		// through the clients instead.
+		cfg.LogLevel = "panic"
+		// Short ticks elect a leader at once and keep lease expiry close
+		// to the TTL asked for.
+		cfg.TickMs = 10
+		cfg.ElectionMs = 100
+		cfg.UnsafeNoFsync = true
+		client := mustURL(t, "http://"+FreeAddr(t))
+		peer := mustURL(t, "http://"+FreeAddr(t))
+		cfg.ListenClientUrls = []url.URL{client}
+		cfg.AdvertiseClientUrls = []url.URL{client}
+		cfg.ListenPeerUrls = []url.URL{peer}
+		cfg.AdvertisePeerUrls = []url.URL{peer}
+		initial = append(initial, cfg.Name+"="+peer.String())
+		cfgs[i] = cfg
 	}
-	e, err := embed.StartEtcd(cfg)
-	if err != nil {
-		t.Fatalf("start etcd: %v", err)
+	members := make([]*Member, n)
+	for i, cfg := range cfgs {
+		cfg.InitialCluster = strings.Join(initial, ",")
+		cfg.InitialClusterToken = "rebootbot-test"
+		for _, f := range tune {
+			f(cfg)
+		}
+		e, err := embed.StartEtcd(cfg)
+		if err != nil {
+			t.Fatalf("start etcd member %s: %v", cfg.Name, err)
+		}
+		members[i] = &Member{Etcd: e, Endpoint: cfg.ListenClientUrls[0].String()}
+		t.Cleanup(members[i].Stop)
 	}
-	m := &Member{Etcd: e, Endpoint: client.String()}
-	t.Cleanup(m.Stop)
-	select {
-	case <-e.Server.ReadyNotify():
-	case err := <-e.Err():
-		t.Fatalf("etcd failed: %v", err)
-	case <-time.After(30 * time.Second):
-		t.Fatal("etcd did not become ready within 30 s")
+	deadline := time.After(30 * time.Second)
+	for _, m := range members {
+		select {
+		case <-m.Etcd.Server.ReadyNotify():
+		case err := <-m.Etcd.Err():
+			t.Fatalf("etcd failed: %v", err)
+		case <-deadline:
+			t.Fatal("etcd did not become ready within 30 s")
+		}
 	}
-	return m
+	return members
 }
 
 // Client returns a client of m, closed when the test ends. Each call makes
