@@ -75,14 +75,12 @@ func (s *Store) scan(ctx context.Context, q approval.AuditQuery, fn func(raw []b
 		drive = s.index(filters[0].kind, filters[0].id)
 	}
 	desc := !q.Oldest
-	// etcd returns a range's keys in ascending order and can cut it short
-	// only at its end. Index keys hold inverted sequence numbers, so the
-	// usual newest-first lookup of an index is such a read; the other
-	// direction reads windows below the end (see pageWindow).
+	// Index keys hold inverted sequence numbers, so the usual newest-first
+	// lookup of an index reads keys in ascending order (see page).
 	forward := desc == drive.inverted
 	sent := 0
-	// window is how many sequence numbers a windowed page looks at; it
-	// adapts to how dense the driving list is.
+	// window is how many sequence numbers a page looks at; it adapts to
+	// how dense the driving list is.
 	window := uint64(2 * pageSize)
 	for lo <= hi {
 		want := pageSize
@@ -92,11 +90,7 @@ func (s *Store) scan(ctx context.Context, q approval.AuditQuery, fn func(raw []b
 		}
 		var seqs []uint64
 		var err error
-		if forward {
-			seqs, err = s.pageForward(ctx, sn, drive, lo, hi, want)
-		} else {
-			seqs, window, err = s.pageWindow(ctx, sn, drive, lo, hi, want, window)
-		}
+		seqs, window, err = s.page(ctx, sn, drive, lo, hi, want, window, forward)
 		if err != nil {
 			return err
 		}
@@ -172,38 +166,35 @@ func (l list) seqs(kvs []*mvccpb.KeyValue) ([]uint64, error) {
 	return out, nil
 }
 
-// pageForward returns the first want sequence numbers of l in [lo, hi] in
-// key order: one read that etcd stops after want keys.
-func (s *Store) pageForward(ctx context.Context, sn *snapshot, l list, lo, hi uint64, want int) ([]uint64, error) {
-	from, to := l.span(lo, hi)
-	resp, err := sn.get(ctx, s, from, clientv3.WithRange(to), clientv3.WithKeysOnly(), clientv3.WithLimit(int64(want)))
-	if err != nil {
-		return nil, err
-	}
-	return l.seqs(resp.Kvs)
-}
-
-// pageWindow returns the last want sequence numbers of l in [lo, hi] in
-// key order, from the last, and the window to try next.
+// page returns up to want sequence numbers of l in [lo, hi] in q's order
+// (key order when forward, else the reverse), and the window to try next.
 //
-// A descending sort with a limit makes etcd read the whole range first.
-// So pageWindow reads windows of sequence numbers at the end of the key
-// range, widening them while they come back empty and sizing the next by
-// how dense the last was: a lookup far back in a sparse list takes a few
-// short reads instead of one read of every entry.
-func (s *Store) pageWindow(ctx context.Context, sn *snapshot, l list, lo, hi uint64, want int, window uint64) ([]uint64, uint64, error) {
+// etcd counts every key of a range it reads, whatever the limit, and can
+// cut a range short only at its end in ascending key order. So page reads
+// windows of sequence numbers at the end of [lo, hi] that q's order starts
+// from, widening them while they come back empty and sizing the next by
+// how dense the last was: a lookup costs about the keys it returns, not
+// the size of the index, and one far back in a sparse index takes a few
+// short reads.
+func (s *Store) page(ctx context.Context, sn *snapshot, l list, lo, hi uint64, want int, window uint64, forward bool) ([]uint64, uint64, error) {
+	// The window is at the high end of [lo, hi] when the first keys it
+	// yields hold the highest sequence numbers.
+	high := forward == l.inverted
 	for lo <= hi {
-		// The window's part of [lo, hi]: its end in key order.
 		wlo, whi := lo, hi
 		if hi-lo+1 > window {
-			if l.inverted {
-				whi = lo + window - 1
-			} else {
+			if high {
 				wlo = hi - window + 1
+			} else {
+				whi = lo + window - 1
 			}
 		}
 		from, to := l.span(wlo, whi)
-		resp, err := sn.get(ctx, s, from, clientv3.WithRange(to), clientv3.WithKeysOnly())
+		opts := []clientv3.OpOption{clientv3.WithRange(to), clientv3.WithKeysOnly()}
+		if forward {
+			opts = append(opts, clientv3.WithLimit(int64(want)))
+		}
+		resp, err := sn.get(ctx, s, from, opts...)
 		if err != nil {
 			return nil, 0, err
 		}
@@ -212,19 +203,23 @@ func (s *Store) pageWindow(ctx context.Context, sn *snapshot, l list, lo, hi uin
 			return nil, 0, err
 		}
 		if len(seqs) == 0 {
-			if l.inverted {
-				lo = whi + 1
-			} else {
+			if high {
 				hi = wlo - 1
-			}
-			if wlo == 0 || whi == ^uint64(0) {
-				break
+			} else {
+				lo = whi + 1
 			}
 			window *= 8
 			continue
 		}
 		// Size the next window to hold about twice what is wanted.
-		window = min(max(window*uint64(2*want)/uint64(len(seqs)), uint64(want)), window*8)
+		found := uint64(len(seqs))
+		if resp.More {
+			found = uint64(resp.Count)
+		}
+		window = min(max(window*uint64(2*want)/found, uint64(want)), window*8)
+		if forward {
+			return seqs, window, nil
+		}
 		if len(seqs) > want {
 			seqs = seqs[len(seqs)-want:]
 		}
