@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"time"
 
 	"rebootbot/approval"
 
@@ -270,22 +271,12 @@ func (s *Store) fetch(ctx context.Context, sn *snapshot, seqs []uint64, filters 
 }
 
 // seqBounds turns q's time range into the inclusive range of sequence
-// numbers it covers, within the log as it stands now, with quorum; ok is
-// false when nothing can match. The snapshot it returns lets the rest of
-// the lookup read at the same revision from the member it talks to.
+// numbers it covers, within the log as it stands now, read with quorum;
+// ok is false when nothing can match. The snapshot it returns lets the
+// rest of the lookup read at the same revision from the member it talks
+// to.
 func (s *Store) seqBounds(ctx context.Context, q approval.AuditQuery) (lo, hi uint64, sn *snapshot, ok bool, err error) {
-	tp := s.timePrefix()
-	gets := []clientv3.Op{clientv3.OpGet(s.headKey())}
-	if !q.Since.IsZero() {
-		gets = append(gets, clientv3.OpGet(tp+timeHex(q.Since), clientv3.WithRange(clientv3.GetPrefixRangeEnd(tp)), clientv3.WithKeysOnly(), clientv3.WithLimit(1)))
-	}
-	if !q.Until.IsZero() {
-		// The last event before Until is the one before the first at
-		// or after it: a descending read with a limit would make etcd
-		// read the whole range first.
-		gets = append(gets, clientv3.OpGet(tp+timeHex(q.Until), clientv3.WithRange(clientv3.GetPrefixRangeEnd(tp)), clientv3.WithKeysOnly(), clientv3.WithLimit(1)))
-	}
-	got, rev, err := s.read(ctx, gets)
+	got, rev, err := s.read(ctx, []clientv3.Op{clientv3.OpGet(s.headKey())})
 	if err != nil {
 		return 0, 0, nil, false, err
 	}
@@ -295,43 +286,54 @@ func (s *Store) seqBounds(ctx context.Context, q approval.AuditQuery) (lo, hi ui
 		return 0, 0, nil, false, err
 	}
 	lo, hi = 1, h.Seq
-	timeSeq := func(key []byte) (uint64, error) {
-		k := string(key)
-		if len(k) != len(tp)+32 {
-			return 0, fmt.Errorf("etcdstore: foreign key %q in the time index", k)
-		}
-		seq, ok := parseSeq(tp+k[len(tp)+16:], tp)
-		if !ok {
-			return 0, fmt.Errorf("etcdstore: foreign key %q in the time index", k)
-		}
-		return seq, nil
-	}
-	i := 1
 	if !q.Since.IsZero() {
-		v := kv(got[i])
-		if v == nil {
-			return 0, 0, nil, false, nil
-		}
-		seq, err := timeSeq(v.Key)
-		if err != nil {
+		seq, found, err := s.firstAt(ctx, sn, q.Since, h.Time)
+		if err != nil || !found {
 			return 0, 0, nil, false, err
 		}
 		lo = max(lo, seq)
-		i++
 	}
 	if !q.Until.IsZero() {
-		if v := kv(got[i]); v != nil {
-			seq, err := timeSeq(v.Key)
-			if err != nil {
-				return 0, 0, nil, false, err
-			}
-			if seq == 0 {
-				return 0, 0, nil, false, nil
-			}
+		// The last event before Until is the one before the first at or
+		// after it.
+		seq, found, err := s.firstAt(ctx, sn, q.Until, h.Time)
+		if err != nil {
+			return 0, 0, nil, false, err
+		}
+		if found {
 			hi = min(hi, seq-1)
 		}
 	}
 	return lo, hi, sn, lo <= hi && hi > 0, nil
+}
+
+// firstAt returns the sequence number of the first event at or after t,
+// through idx/time; last is the newest event's time. It reads windows of
+// time from t, a minute wide and sixteen times wider each time one comes
+// back empty, since etcd counts every key of a range it reads: one read
+// to the end of the index would cost as much as the events after t.
+func (s *Store) firstAt(ctx context.Context, sn *snapshot, t, last time.Time) (uint64, bool, error) {
+	tp := s.timePrefix()
+	for from, width := t, time.Minute; !from.After(last); from, width = from.Add(width), width*16 {
+		to := tp + timeHex(from.Add(width))
+		if from.Add(width).Before(from) || from.Add(width).After(last) {
+			to = clientv3.GetPrefixRangeEnd(tp)
+		}
+		resp, err := sn.get(ctx, s, tp+timeHex(from), clientv3.WithRange(to), clientv3.WithKeysOnly(), clientv3.WithLimit(1))
+		if err != nil {
+			return 0, false, err
+		}
+		if len(resp.Kvs) == 0 {
+			continue
+		}
+		k := string(resp.Kvs[0].Key)
+		seq, ok := parseSeq(tp+k[min(len(k), len(tp)+16):], tp)
+		if !ok || len(k) != len(tp)+32 {
+			return 0, false, fmt.Errorf("etcdstore: foreign key %q in the time index", k)
+		}
+		return seq, true, nil
+	}
+	return 0, false, nil
 }
 
 // snapshot is the revision a lookup of several reads reads at. The first
