@@ -167,21 +167,23 @@ func (l list) seqs(kvs []*mvccpb.KeyValue) ([]uint64, error) {
 	return out, nil
 }
 
-// page returns up to want sequence numbers of l in [lo, hi] in q's order
-// (key order when forward, else the reverse), and the window to try next.
+// page returns the first want sequence numbers of l in [lo, hi] in q's
+// order (key order when forward, else the reverse), and the window to try
+// next.
 //
 // etcd counts every key of a range it reads, whatever the limit, and can
 // cut a range short only at its end in ascending key order. So page reads
-// windows of sequence numbers at the end of [lo, hi] that q's order starts
-// from, widening them while they come back empty and sizing the next by
-// how dense the last was: a lookup costs about the keys it returns, not
-// the size of the index, and one far back in a sparse index takes a few
-// short reads.
+// windows of sequence numbers from the end of [lo, hi] that q's order
+// starts at, each sized by how dense the last was (eight times wider after
+// an empty one), until it has want: a lookup costs about the keys it
+// returns, not the size of the index, and one far back in a sparse index
+// takes a few short reads.
 func (s *Store) page(ctx context.Context, sn *snapshot, l list, lo, hi uint64, want int, window uint64, forward bool) ([]uint64, uint64, error) {
 	// The window is at the high end of [lo, hi] when the first keys it
 	// yields hold the highest sequence numbers.
 	high := forward == l.inverted
-	for lo <= hi {
+	var out []uint64
+	for lo <= hi && len(out) < want {
 		wlo, whi := lo, hi
 		if hi-lo+1 > window {
 			if high {
@@ -193,7 +195,7 @@ func (s *Store) page(ctx context.Context, sn *snapshot, l list, lo, hi uint64, w
 		from, to := l.span(wlo, whi)
 		opts := []clientv3.OpOption{clientv3.WithRange(to), clientv3.WithKeysOnly()}
 		if forward {
-			opts = append(opts, clientv3.WithLimit(int64(want)))
+			opts = append(opts, clientv3.WithLimit(int64(want-len(out))))
 		}
 		resp, err := sn.get(ctx, s, from, opts...)
 		if err != nil {
@@ -203,31 +205,28 @@ func (s *Store) page(ctx context.Context, sn *snapshot, l list, lo, hi uint64, w
 		if err != nil {
 			return nil, 0, err
 		}
-		if len(seqs) == 0 {
-			if high {
-				hi = wlo - 1
-			} else {
-				lo = whi + 1
-			}
-			window *= 8
-			continue
+		if !forward {
+			slices.Reverse(seqs)
+			seqs = seqs[:min(len(seqs), want-len(out))]
 		}
-		// Size the next window to hold about twice what is wanted.
+		out = append(out, seqs...)
+		if high {
+			hi = wlo - 1
+		} else {
+			lo = whi + 1
+		}
+		// Size the next window to hold about twice what is still wanted.
 		found := uint64(len(seqs))
 		if resp.More {
 			found = uint64(resp.Count)
 		}
-		window = min(max(window*uint64(2*want)/found, uint64(want)), window*8)
-		if forward {
-			return seqs, window, nil
+		if found == 0 {
+			window *= 8
+		} else {
+			window = min(max(window*uint64(2*want)/found, uint64(want)), window*8)
 		}
-		if len(seqs) > want {
-			seqs = seqs[len(seqs)-want:]
-		}
-		slices.Reverse(seqs)
-		return seqs, window, nil
 	}
-	return nil, window, nil
+	return out, window, nil
 }
 
 // fetch returns, in order, the stored bytes of the events seqs that are
