@@ -126,7 +126,7 @@ func New(ctx context.Context, client *clientv3.Client, opts Options) (*Store, er
 
 // init writes meta/version once and checks it.
 func (s *Store) init(ctx context.Context) error {
-	k := s.prefix + "meta/version"
+	k := s.versionKey()
 	resp, err := s.client.Txn(ctx).
 		If(clientv3.Compare(clientv3.CreateRevision(k), "=", 0)).
 		Then(clientv3.OpPut(k, schemaVersion)).
@@ -165,7 +165,7 @@ func (s *Store) Check(ctx context.Context) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	resp, err := s.client.Get(ctx, s.prefix+"meta/version")
+	resp, err := s.client.Get(ctx, s.versionKey())
 	if err != nil {
 		return unavailable(ctx, "check", err)
 	}
