@@ -24,6 +24,12 @@ const (
 	EventInstanceSucceeded EventType = "instance_succeeded"
 	EventInstanceFailed    EventType = "instance_failed"
 	EventCompleted         EventType = "completed"
+	// EventWaveStarted and EventWaveFinished bound each wave of a rolling
+	// request; EventStopped records a stop, by a person or by the failure
+	// budget.
+	EventWaveStarted  EventType = "wave_started"
+	EventWaveFinished EventType = "wave_finished"
+	EventStopped      EventType = "stopped"
 	// EventNoticesLost records that Slack will never take the request's
 	// card or thread messages again (the card deleted, the channel
 	// archived, the token refused): from then on the audit log alone shows
@@ -52,6 +58,10 @@ type Details struct {
 	// instances by tag, name, address or zone (see Request).
 	Selector    []string `json:"selector,omitempty"`
 	Fingerprint string   `json:"fingerprint,omitempty"`
+	// Plan is a rolling request's plan as asked ("--wave 10 --pause 5m"),
+	// and Wave the wave an event is about (1-based).
+	Plan string `json:"plan,omitempty"`
+	Wave int    `json:"wave,omitempty"`
 }
 
 // Event is one record of the append-only audit log.

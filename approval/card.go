@@ -137,8 +137,9 @@ func (e *Engine) report(ctx context.Context, r *Request, rep Report) error {
 }
 
 // MaxInstanceReports is the largest request whose thread gets a message
-// per instance; a larger one gets its start and its outcome, which names
-// the failures, so that a fleet does not flood the channel.
+// per instance; a larger one gets its start, a message per wave when it
+// rolls in waves, and its outcome, each naming the failures, so that a
+// fleet does not flood the channel.
 const MaxInstanceReports = 10
 
 // reportsPerMark is how many instance reports are marked posted in one
@@ -206,11 +207,21 @@ func (e *Engine) postReports(ctx context.Context, id string) {
 			return
 		}
 	}
-	if !markPosted() || !r.State.Terminal() || r.EndAnnounced {
+	if !markPosted() {
+		return
+	}
+	if !perInstance && r.Plan != nil {
+		for k := r.WavesReported + 1; k <= r.wavesFinished(); k++ {
+			if e.report(ctx, r, Report{Kind: ReportWave, Wave: k}) != nil || !mark(func(r *Request) { r.WavesReported = max(r.WavesReported, k) }) {
+				return
+			}
+		}
+	}
+	if !r.State.Terminal() || r.EndAnnounced {
 		return
 	}
 	for _, run := range r.Runs {
-		if perInstance && !run.Reported {
+		if perInstance && run.State.Done() && !run.Reported {
 			return
 		}
 	}

@@ -90,6 +90,7 @@ type CreateInput struct {
 	Selector  Selector // instances selected by what they are, added to Instances
 	StopType  StopType // "" = SOFT
 	Region    string   // "" = the policy's default
+	Waves     WaveOptions
 }
 
 // MaxReasonLength bounds a reason, in characters.
@@ -296,6 +297,9 @@ func (e *Engine) create(ctx context.Context, in CreateInput) (*Request, error) {
 		Details: Details{Reason: r.Reason, StopType: r.StopType, Region: r.Region, Channel: r.Channel, Required: r.Required,
 			Selector: r.Selector, Fingerprint: r.Fingerprint, Note: unselectedNote(r.Unselected)},
 	}
+	if r.Plan != nil {
+		requested.Details.Plan = planText(r.Plan)
+	}
 	// The delivery key is stored with the request, in one transaction, so a
 	// command redelivered after a crash finds its request.
 	e.posting.RLock()
@@ -375,11 +379,21 @@ func (e *Engine) check(ctx context.Context, in CreateInput) (*Request, error) {
 			return nil, err
 		}
 	}
+	if err := in.Waves.check(); err != nil {
+		return nil, err
+	}
 	sel, err := e.selectFleet(ctx, p, region, in.Selector, instances)
 	if err != nil {
 		return nil, err
 	}
 	instances = sel.instances
+	var plan *Plan
+	if in.Waves.Rolling() {
+		plan = newPlan(instances, in.Waves)
+	}
+	if err := p.checkPlan(len(instances), plan); err != nil {
+		return nil, err
+	}
 	req, err := p.Require(instances, stop)
 	if err != nil {
 		return nil, err
@@ -388,7 +402,7 @@ func (e *Engine) check(ctx context.Context, in CreateInput) (*Request, error) {
 	return &Request{
 		Requester: in.Requester, Channel: in.Channel, Reason: reason, StopType: stop, Region: region,
 		Instances: instances, Selector: in.Selector.Words(), Unselected: sel.unselected, Fingerprint: Fingerprint(InstanceIDs(instances)),
-		Required: req.Required, ApproverGroups: req.ApproverGroups,
+		Required: req.Required, ApproverGroups: req.ApproverGroups, Plan: plan,
 		SelfApproval: p.AllowSelfApproval, State: Pending,
 		CreatedAt: now, ExpiresAt: now.Add(p.RequestTTL),
 	}, nil

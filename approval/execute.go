@@ -40,13 +40,16 @@ type Executor struct {
 	background *background.Group // the running executions
 
 	mu      sync.Mutex
-	running map[string]bool // requests with an execution in this process
+	running map[string]bool          // requests with an execution in this process
+	wake    map[string]chan struct{} // wakes a paused execution (see Wake)
+	closing chan struct{}            // closed by Close: paused executions end
+	close   sync.Once
 }
 
 func newExecutor(store Store, cloud Rebooter, clock Clock, log *slog.Logger, poll, timeout time.Duration,
 	follow func(*Request, []Event), recheck func(context.Context, *Request) (*Request, error)) *Executor {
 	return &Executor{store: store, cloud: cloud, clock: clock, log: log, poll: poll, timeout: timeout, follow: follow, recheck: recheck,
-		background: background.New(), running: map[string]bool{}}
+		background: background.New(), running: map[string]bool{}, wake: map[string]chan struct{}{}, closing: make(chan struct{})}
 }
 
 // Start runs request id's execution in the background unless one already
@@ -65,6 +68,7 @@ func (x *Executor) Start(id string) {
 	done := func() {
 		x.mu.Lock()
 		delete(x.running, id)
+		delete(x.wake, id)
 		x.mu.Unlock()
 	}
 	started := x.background.Go(func(ctx context.Context) {
@@ -79,9 +83,11 @@ func (x *Executor) Start(id string) {
 }
 
 // Close starts no more executions and waits for the running ones until
-// ctx ends; then it cancels them and returns ctx's error. What a cancelled
+// ctx ends; then it cancels them and returns ctx's error. An execution
+// pausing between waves ends at once. What a cancelled
 // execution leaves is in the store, and the next start resumes it.
 func (x *Executor) Close(ctx context.Context) error {
+	x.close.Do(func() { close(x.closing) })
 	return x.background.Close(ctx)
 }
 
@@ -152,14 +158,182 @@ func (x *Executor) execute(ctx context.Context, id string) error {
 	// Thread messages are posted by their own job, so that a slow Slack
 	// delays the messages, never the reboots.
 	x.follow(r, nil)
-	if err := x.callAll(ctx, r); err != nil {
+	return x.roll(ctx, id)
+}
+
+// roll runs request id's waves one after the other from where the store
+// says it is: the wave started last, whether it finished, the pause's end
+// and any stop. Each step is stored before it takes effect, so a restart
+// goes on at the right wave and reboots no instance twice. A request
+// without a plan is one wave, with no wave events.
+func (x *Executor) roll(ctx context.Context, id string) error {
+	for {
+		r, err := x.store.Get(ctx, id)
+		if err != nil {
+			return err
+		}
+		if r.State != Executing {
+			return nil
+		}
+		waves := r.waves()
+		switch {
+		case r.Plan == nil:
+			if err := x.runWave(ctx, r, nil); err != nil {
+				return err
+			}
+			_, err = x.finish(ctx, id)
+			return err
+		case r.Wave > 0 && !r.WaveFinished:
+			if err := x.runWave(ctx, r, waves[r.Wave-1]); err != nil {
+				return err
+			}
+			if _, err := x.saveShown(ctx, id, x.endWave); err != nil {
+				return err
+			}
+		case r.Wave == len(waves):
+			_, err = x.finish(ctx, id)
+			return err
+		case r.Halt == nil && x.now().Before(r.NextWaveAt):
+			if err := x.sleepUntil(ctx, id, r.NextWaveAt); err != nil {
+				return err
+			}
+			if x.isClosing() {
+				// Paused: the next start reads the pause's end and waits
+				// out the rest.
+				return nil
+			}
+		default:
+			if _, err := x.saveShown(ctx, id, x.startWave); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+// runWave reboots the instances ids of r (all of them when ids is nil)
+// and waits for them.
+func (x *Executor) runWave(ctx context.Context, r *Request, ids []string) error {
+	if err := x.callAll(ctx, r, ids); err != nil {
 		return err
 	}
-	if err := x.waitAll(ctx, id); err != nil {
-		return err
+	return x.waitAll(ctx, r.ID)
+}
+
+// startWave starts r's next wave, or ends r as stopped when a stop came
+// first.
+func (x *Executor) startWave(r *Request) ([]Event, error) {
+	if r.State != Executing || r.Wave > 0 && !r.WaveFinished {
+		return nil, nil
 	}
-	_, err = x.finish(ctx, id)
-	return err
+	if r.Halt != nil {
+		return x.stopNow(r)
+	}
+	r.Wave++
+	r.WaveFinished, r.NextWaveAt = false, time.Time{}
+	return []Event{{RequestID: r.ID, Type: EventWaveStarted, Actor: ActorBot, Instances: r.waves()[r.Wave-1],
+		Details: Details{Wave: r.Wave, Note: fmt.Sprintf("wave %d of %d", r.Wave, r.WaveCount())}}}, nil
+}
+
+// endWave records that r's running wave finished, then checks the failure
+// budget and any stop: either ends r as stopped, or stores when the next
+// wave may start.
+func (x *Executor) endWave(r *Request) ([]Event, error) {
+	if r.State != Executing || r.Wave == 0 || r.WaveFinished {
+		return nil, nil
+	}
+	ok, failed := 0, 0
+	for _, id := range r.waves()[r.Wave-1] {
+		switch r.Run(id).State {
+		case RunSucceeded:
+			ok++
+		case RunFailed:
+			failed++
+		}
+	}
+	r.WaveFinished = true
+	events := []Event{{RequestID: r.ID, Type: EventWaveFinished, Actor: ActorBot, Instances: r.waves()[r.Wave-1],
+		Details: Details{Wave: r.Wave, Note: fmt.Sprintf("wave %d of %d: %d rebooted, %d failed", r.Wave, r.WaveCount(), ok, failed)}}}
+	if r.Wave == r.WaveCount() {
+		return events, nil
+	}
+	now := x.now()
+	if why := r.overBudget(); why != "" && r.Halt == nil {
+		r.Halt = &Halt{By: ActorBot, At: now, Reason: why}
+		events = append(events, Event{RequestID: r.ID, Type: EventStopped, Actor: ActorBot, Instances: r.InstanceIDs(),
+			Details: Details{Wave: r.Wave, Note: "failure budget exceeded: " + why}})
+	}
+	if r.Halt != nil {
+		stop, err := x.stopNow(r)
+		return append(events, stop...), err
+	}
+	r.NextWaveAt = now.Add(r.Plan.Pause)
+	return events, nil
+}
+
+// stopNow ends r, between waves, as stopped.
+func (x *Executor) stopNow(r *Request) ([]Event, error) {
+	return stopRequest(r, x.now())
+}
+
+// stopRequest ends r as stopped at now: no wave is running, and the
+// instances of the waves not started are reported not rebooted.
+func stopRequest(r *Request, now time.Time) ([]Event, error) {
+	if err := r.transition(Stopped); err != nil {
+		return nil, err
+	}
+	r.FinishedAt, r.NextWaveAt = now, time.Time{}
+	p := r.Progress()
+	return []Event{{RequestID: r.ID, Type: EventCompleted, Actor: ActorBot, Instances: r.InstanceIDs(),
+		Details: Details{Outcome: string(Stopped), Wave: r.Wave,
+			Note: fmt.Sprintf("%s; %d of %d rebooted, %d failed, %d not rebooted", r.HaltText(), p.Rebooted, len(r.Instances), p.Failed, p.Waiting)}}}, nil
+}
+
+// sleepUntil waits on the clock until t, a wake-up for request id (a
+// stop), the executor closing, or ctx's end.
+func (x *Executor) sleepUntil(ctx context.Context, id string, t time.Time) error {
+	d := t.Sub(x.now())
+	if d <= 0 {
+		return nil
+	}
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-x.closing:
+	case <-x.clock.After(d):
+	case <-x.waker(id):
+	}
+	return nil
+}
+
+// waker returns the channel that wakes request id's execution from a
+// pause.
+func (x *Executor) waker(id string) chan struct{} {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	ch, ok := x.wake[id]
+	if !ok {
+		ch = make(chan struct{}, 1)
+		x.wake[id] = ch
+	}
+	return ch
+}
+
+// Wake wakes request id's execution if it is pausing between waves, so
+// that it sees a stop at once.
+func (x *Executor) Wake(id string) {
+	select {
+	case x.waker(id) <- struct{}{}:
+	default:
+	}
+}
+
+func (x *Executor) isClosing() bool {
+	select {
+	case <-x.closing:
+		return true
+	default:
+		return false
+	}
 }
 
 // anyCalled reports whether r's execution has gone past waiting for any
@@ -173,16 +347,26 @@ func anyCalled(r *Request) bool {
 	return false
 }
 
-// callAll reboots every instance of r that has not been called yet, in
-// rounds: reconcile unknown outcomes, look at the instances once, store
+// callAll reboots every instance of r among ids (all when ids is nil)
+// that has not been called yet, in rounds: reconcile unknown outcomes, look at the instances once, store
 // the intent, call.
-func (x *Executor) callAll(ctx context.Context, r *Request) error {
+func (x *Executor) callAll(ctx context.Context, r *Request, ids []string) error {
+	var wave map[string]bool
+	if ids != nil {
+		wave = make(map[string]bool, len(ids))
+		for _, id := range ids {
+			wave[id] = true
+		}
+	}
 	for round := 0; ; round++ {
 		var err error
 		if r, err = x.reconcile(ctx, r, round >= maxCallRounds); err != nil {
 			return err
 		}
 		waiting := runsIn(r, RunWaiting)
+		if wave != nil {
+			waiting = slices.DeleteFunc(waiting, func(id string) bool { return !wave[id] })
+		}
 		if len(waiting) == 0 {
 			return nil
 		}
@@ -310,12 +494,16 @@ func (x *Executor) intend(ctx context.Context, r *Request, waiting []string) (*R
 	if err != nil {
 		return nil, err
 	}
+	due := make(map[string]bool, len(waiting))
+	for _, id := range waiting {
+		due[id] = true
+	}
 	return x.save(ctx, r.ID, func(r *Request) ([]Event, error) {
 		var events []Event
 		var intended []string
 		for i := range r.Runs {
 			run := &r.Runs[i]
-			if run.State != RunWaiting {
+			if run.State != RunWaiting || !due[run.InstanceID] {
 				continue
 			}
 			in, ok := seen[run.InstanceID]

@@ -28,6 +28,10 @@ type fakeCloud struct {
 	// "after" the cloud has acted. reached is closed when it hangs.
 	interrupt string
 	reached   chan struct{}
+	// hold, when set, makes Wait block until it is closed or its context
+	// ends, so that a wave stays running; waiting is told of each Wait.
+	hold    chan struct{}
+	waiting chan struct{}
 }
 
 func newFakeCloud(instances ...approval.Instance) *fakeCloud {
@@ -118,6 +122,19 @@ func (c *fakeCloud) reboot(ids []string) []approval.RebootResult {
 }
 
 func (c *fakeCloud) Wait(ctx context.Context, region string, targets []approval.WaitTarget, opts approval.WaitOptions, report func([]approval.WaitResult)) error {
+	c.mu.Lock()
+	hold, waiting := c.hold, c.waiting
+	c.mu.Unlock()
+	if hold != nil {
+		if waiting != nil {
+			waiting <- struct{}{}
+		}
+		select {
+		case <-hold:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
 	var results []approval.WaitResult
 	for _, t := range targets {
 		c.mu.Lock()

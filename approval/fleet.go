@@ -16,7 +16,7 @@ type selection struct {
 }
 
 // selectFleet adds the instances sel picks in region to named (already
-// checked to be RUNNING) and checks the whole set against p's size rules. Only RUNNING instances are selected; the others that
+// checked to be RUNNING). Only RUNNING instances are selected; the others that
 // matched are counted. A selector that picks nothing RUNNING refuses the
 // request with those counts.
 func (e *Engine) selectFleet(ctx context.Context, p *Policy, region string, sel Selector, named []Instance) (selection, error) {
@@ -69,22 +69,7 @@ func (e *Engine) selectFleet(ctx context.Context, p *Policy, region string, sel 
 		})
 		out.instances = append(slices.Clip(named), running...)
 	}
-	if err := p.checkSize(len(out.instances)); err != nil {
-		return selection{}, err
-	}
 	return out, nil
-}
-
-// checkSize refuses a request of n instances that breaks max_instances or
-// the wave rules, naming the rule.
-func (p *Policy) checkSize(n int) error {
-	if n > p.MaxInstances {
-		return Errorf(Invalid, "This request selects %d instances; the policy allows at most %d in one request (max_instances).", n, p.MaxInstances)
-	}
-	if w := p.Waves.RequiredAbove; w > 0 && n > w {
-		return Errorf(Invalid, "This request selects %d instances; the policy asks that requests of more than %d roll in waves (waves.required_above), which this bot does not do yet. Select at most %d.", n, w, w)
-	}
-	return nil
 }
 
 // unselectedNote says which matched instances a request left out.

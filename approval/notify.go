@@ -32,12 +32,17 @@ const (
 	ReportStarted  ReportKind = "started"  // execution began
 	ReportInstance ReportKind = "instance" // one instance's result
 	ReportFinished ReportKind = "finished" // the summary
+	// ReportWave is one finished wave's result, naming its failures: a
+	// rolling request of more than MaxInstanceReports instances gets one
+	// per wave instead of one per instance.
+	ReportWave ReportKind = "wave"
 )
 
 // Report is one message for a request's thread.
 type Report struct {
 	Kind ReportKind
 	Run  *Run // for ReportInstance
+	Wave int  // for ReportWave, 1-based
 }
 
 // Groups resolves Slack user groups (S…) to their members.

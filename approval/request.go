@@ -30,6 +30,10 @@ const (
 	// channel the bot is not in). It never reaches a channel and holds no
 	// instance.
 	Rejected State = "REJECTED"
+	// Stopped ends a rolling request before its last wave: someone
+	// stopped it, or its failures exceeded its budget. The instances of
+	// the waves that never started were not rebooted.
+	Stopped State = "STOPPED"
 )
 
 // transitions lists every allowed state change. Anything else is a conflict.
@@ -38,7 +42,7 @@ const (
 var transitions = map[State][]State{
 	Pending:   {Approved, Denied, Cancelled, Expired, Rejected},
 	Approved:  {Executing},
-	Executing: {Succeeded, Failed, PartiallyFailed, Denied},
+	Executing: {Succeeded, Failed, PartiallyFailed, Denied, Stopped},
 }
 
 // CanTransition reports whether a request may go from one state to another.
@@ -239,6 +243,20 @@ type Request struct {
 	Runs           []Run      `json:"runs,omitempty"`
 	StartedAt      time.Time  `json:"started_at,omitzero"`
 	FinishedAt     time.Time  `json:"finished_at,omitzero"`
+	// Plan is how the request rolls in waves; nil for one wave.
+	Plan *Plan `json:"plan,omitempty"`
+	// Wave is the wave started last (1-based; 0 before the first), and
+	// WaveFinished whether it has finished. Each is stored before it takes
+	// effect, so that a restart goes on at the right wave.
+	Wave         int  `json:"wave,omitempty"`
+	WaveFinished bool `json:"wave_finished,omitempty"`
+	// NextWaveAt is when the pause after the finished wave ends.
+	NextWaveAt time.Time `json:"next_wave_at,omitzero"`
+	// Halt records a stop: no wave starts after it.
+	Halt *Halt `json:"halt,omitempty"`
+	// WavesReported counts the waves whose message was posted in the
+	// thread (requests of more than MaxInstanceReports instances).
+	WavesReported int `json:"waves_reported,omitempty"`
 	// Announced reports whether the start of execution and the final summary
 	// were posted in the thread, so that a restart does not post them twice.
 	StartAnnounced bool `json:"start_announced,omitempty"`
@@ -339,6 +357,18 @@ func (r *Request) Clone() *Request {
 	}
 	c.Approvals = append([]Approval(nil), r.Approvals...)
 	c.Runs = append([]Run(nil), r.Runs...)
+	if r.Plan != nil {
+		plan := *r.Plan
+		plan.Waves = make([][]string, len(r.Plan.Waves))
+		for i, w := range r.Plan.Waves {
+			plan.Waves[i] = slices.Clone(w)
+		}
+		c.Plan = &plan
+	}
+	if r.Halt != nil {
+		h := *r.Halt
+		c.Halt = &h
+	}
 	return &c
 }
 

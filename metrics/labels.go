@@ -14,9 +14,9 @@ var (
 		approval.EventApprovalRefused, approval.EventDenied, approval.EventCancelled,
 		approval.EventExpired, approval.EventExecuting, approval.EventRebootIntent,
 		approval.EventRebootCalled, approval.EventInstanceSucceeded, approval.EventInstanceFailed,
-		approval.EventCompleted,
+		approval.EventCompleted, approval.EventWaveStarted, approval.EventWaveFinished, approval.EventStopped,
 	)
-	outcomes          = set("succeeded", "failed", "partially_failed", "rejected", "denied", "cancelled", "expired")
+	outcomes          = set("succeeded", "failed", "partially_failed", "rejected", "denied", "cancelled", "expired", "stopped")
 	signatureReasons  = set("no_secret", "missing", "malformed", "stale", "future", "mismatch", "error")
 	badRequestReasons = set("oversize", "unreadable", "malformed")
 	cloudActions      = set("DescribeInstances", "RebootInstances")
