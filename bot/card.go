@@ -15,6 +15,7 @@ import (
 const (
 	ActionApprove = "approve"
 	ActionDeny    = "deny"
+	ActionStop    = "stop"
 )
 
 // Block Kit limits the card stays within.
@@ -28,14 +29,15 @@ const (
 
 // RenderCard returns r's approval card as of now: the plain-text fallback
 // and the blocks. While r is pending the card carries Approve and Deny
-// buttons; once decided it states the outcome, who decided and when.
+// buttons, and while a rolling request has waves still to start, Stop;
+// once decided it states the outcome, who decided and when.
 func RenderCard(r *approval.Request, now time.Time) (text string, blocks []slack.Block) {
-	return cardText(r), cardBlocks(r, now, r.State == approval.Pending)
+	return cardText(r), cardBlocks(r, now, true)
 }
 
 // Outcome returns the word a card shows for a request in state s: one of
-// the outcomes Succeeded, Failed, Partially failed, Denied, Expired,
-// Cancelled (and Rejected) once decided, else where it stands.
+// the outcomes Succeeded, Failed, Partially failed, Stopped, Denied,
+// Expired, Cancelled (and Rejected) once decided, else where it stands.
 func Outcome(s approval.State) string {
 	switch s {
 	case approval.Succeeded:
@@ -52,6 +54,8 @@ func Outcome(s approval.State) string {
 		return "Cancelled"
 	case approval.Rejected:
 		return "Rejected"
+	case approval.Stopped:
+		return "Stopped"
 	case approval.Approved:
 		return "Approved"
 	case approval.Executing:
@@ -82,6 +86,9 @@ func cardBlocks(r *approval.Request, now time.Time, buttons bool) []slack.Block 
 	for _, text := range fleetSections(r) {
 		blocks = append(blocks, slack.NewSectionBlock(mrkdwn(text), nil, nil))
 	}
+	if t := wavesText(r, now); t != "" {
+		blocks = append(blocks, slack.NewSectionBlock(mrkdwn(t), nil, nil))
+	}
 	for _, text := range instanceSections(r) {
 		blocks = append(blocks, slack.NewSectionBlock(mrkdwn(text), nil, nil))
 	}
@@ -91,8 +98,11 @@ func cardBlocks(r *approval.Request, now time.Time, buttons bool) []slack.Block 
 	if t := outcomeText(r); t != "" {
 		blocks = append(blocks, slack.NewSectionBlock(mrkdwn(t), nil, nil))
 	}
-	if buttons {
+	switch {
+	case buttons && r.State == approval.Pending:
 		blocks = append(blocks, decisionButtons(r))
+	case buttons && stoppable(r):
+		blocks = append(blocks, stopButton(r))
 	}
 	return blocks
 }
@@ -331,6 +341,12 @@ func outcomeText(r *approval.Request) string {
 		b.WriteString(by + at + "; the reboot is starting.")
 	case approval.Executing:
 		fmt.Fprintf(&b, ": approved%s%s; %s", by, at, progress(r))
+	case approval.Stopped:
+		fmt.Fprintf(&b, ": approved%s%s; %s", by, at, haltWords(r))
+		if !r.FinishedAt.IsZero() {
+			b.WriteString(", ended " + slackDate(r.FinishedAt))
+		}
+		b.WriteString(". " + progress(r))
 	default: // Succeeded, Failed, PartiallyFailed
 		fmt.Fprintf(&b, ": approved%s%s", by, at)
 		if !r.FinishedAt.IsZero() {
@@ -359,6 +375,9 @@ func progress(r *approval.Request) string {
 	s := fmt.Sprintf("%d of %d %s rebooted", ok, len(r.Instances), plural(len(r.Instances), "instance", "instances"))
 	if failed > 0 {
 		s += fmt.Sprintf(", %d failed", failed)
+	}
+	if r.State == approval.Stopped {
+		s += fmt.Sprintf(", %d not rebooted", len(r.Instances)-ok-failed)
 	}
 	return s + "."
 }
@@ -404,11 +423,16 @@ func RenderReport(r *approval.Request, rep approval.Report) string {
 			return "An instance finished."
 		}
 		return instanceReport(r, rep.Run)
+	case approval.ReportWave:
+		return waveReport(r, rep.Wave)
 	case approval.ReportFinished:
 		if len(r.Runs) > approval.MaxInstanceReports {
 			return fleetFinished(r)
 		}
 		s := fmt.Sprintf("*%s*: %s", Outcome(r.State), progress(r))
+		if r.State == approval.Stopped {
+			s = fmt.Sprintf("*%s*: %s. %s", Outcome(r.State), haltWords(r), progress(r))
+		}
 		var failed []string
 		for _, run := range r.Runs {
 			if run.State == approval.RunFailed {

@@ -5,13 +5,15 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"time"
 	"unicode/utf8"
 
 	"rebootbot/approval"
 )
 
 // Command is one parsed /reboot invocation: one of HelpCommand, FormCommand,
-// CreateCommand, StatusCommand, CancelCommand, PendingCommand, AuditCommand.
+// CreateCommand, StatusCommand, CancelCommand, StopCommand, PendingCommand,
+// AuditCommand.
 type Command interface{ command() }
 
 // HelpCommand asks for the usage.
@@ -27,6 +29,7 @@ type CreateCommand struct {
 	StopType  approval.StopType
 	Region    string // "" for the policy's default
 	Reason    string // as the user typed it, Slack's escaping undone
+	Waves     approval.WaveOptions
 }
 
 // StatusCommand shows one request: its card, or with Page one page of
@@ -38,6 +41,9 @@ type StatusCommand struct {
 
 // CancelCommand withdraws a pending request.
 type CancelCommand struct{ RequestID string }
+
+// StopCommand stops a rolling request after its running wave.
+type StopCommand struct{ RequestID string }
 
 // PendingCommand lists the requests waiting for approval.
 type PendingCommand struct{}
@@ -56,6 +62,7 @@ func (FormCommand) command()    {}
 func (CreateCommand) command()  {}
 func (StatusCommand) command()  {}
 func (CancelCommand) command()  {}
+func (StopCommand) command()    {}
 func (PendingCommand) command() {}
 func (AuditCommand) command()   {}
 
@@ -73,7 +80,8 @@ const (
 const Usage = "Usage:\n" +
 	"`/reboot ins-xxxxxxxx [ins-… …] [--hard | --soft-first] [--region REGION] reason…`\n" +
 	"`/reboot [tag:KEY=VALUE …] [name:PATTERN …] [ip:ADDRESS …] [zone:ZONE …] [ins-… …] [options] reason…`\n" +
-	"`/reboot` (opens a form) · `/reboot help` · `/reboot status R-42 [--page N]` · `/reboot cancel R-42` · `/reboot pending`\n" +
+	"options: `--wave N|N%` `--pause DURATION` `--max-failures N|N%` `--by-zone` `--hard | --soft-first` `--region REGION`\n" +
+	"`/reboot` (opens a form) · `/reboot help` · `/reboot status R-42 [--page N]` · `/reboot cancel R-42` · `/reboot stop R-42` · `/reboot pending`\n" +
 	"`/reboot audit R-42 | ins-xxxxxxxx | @person [--limit N]`"
 
 // Help is the answer to /reboot help.
@@ -85,6 +93,9 @@ const Help = "*rebootbot* reboots Tencent Cloud CVM instances once the policy's 
 	"(private or public), `zone:ap-guangzhou-3`. Different kinds narrow (`tag:role=web zone:ap-guangzhou-3`), " +
 	"repeats of one kind widen (`tag:role=web tag:role=api`), IDs are added. Only RUNNING instances are selected; " +
 	"the set is frozen when you ask.\n" +
+	"• Roll a large set in waves: `--wave 10` (or `--wave 10%`) instances at a time, `--pause 5m` between waves, " +
+	"`--max-failures 2` (or `2%`) failures allowed before no further wave starts (default 0), `--by-zone` to never mix zones in a wave.\n" +
+	"• `/reboot stop R-42` (or the card's Stop button) lets the running wave finish and starts no later one.\n" +
 	"• `/reboot` alone opens a form with the same fields.\n" +
 	"• `/reboot status R-42` shows a request; `/reboot cancel R-42` withdraws your pending request.\n" +
 	"• `/reboot pending` lists requests waiting for approval.\n" +
@@ -113,6 +124,12 @@ func ParseCommand(text string) (Command, error) {
 			return nil, err
 		}
 		return CancelCommand{RequestID: id}, nil
+	case "stop":
+		id, err := requestIDArg("stop", toks[1:])
+		if err != nil {
+			return nil, err
+		}
+		return StopCommand{RequestID: id}, nil
 	case "pending":
 		if len(toks) > 1 {
 			return nil, invalid("`pending` takes nothing after it.")
@@ -231,6 +248,22 @@ func parseCreate(raw string, toks []token) (Command, error) {
 					return nil, invalid("Choose one stop type: `--soft` (the default), `--hard` or `--soft-first`.")
 				}
 				stopSet = name
+			case "wave", "pause", "max-failures":
+				if value == "" {
+					if i+1 >= len(toks) {
+						return nil, invalid(waveUsage(name))
+					}
+					i++
+					value = toks[i].text
+				}
+				if err := setWaveOption(&c.Waves, name, Unescape(value)); err != nil {
+					return nil, err
+				}
+			case "by-zone":
+				if value != "" {
+					return nil, invalid("`--by-zone` takes no value.")
+				}
+				c.Waves.ByZone = true
 			case "region":
 				if value == "" {
 					if i+1 >= len(toks) {
@@ -252,7 +285,7 @@ func parseCreate(raw string, toks []token) (Command, error) {
 				regions++
 				c.Region = region
 			default:
-				return nil, invalid(fmt.Sprintf("Unknown option `%s`. Options are `--hard`, `--soft-first` and `--region REGION`.", escapeText(truncate(oneLine(Unescape(w)), 40))))
+				return nil, invalid(fmt.Sprintf("Unknown option `%s`. Options are `--hard`, `--soft-first`, `--region REGION`, `--wave N|N%%`, `--pause DURATION`, `--max-failures N|N%%` and `--by-zone`.", escapeText(truncate(oneLine(Unescape(w)), 40))))
 			}
 			continue
 		}
@@ -438,4 +471,55 @@ func selectorInvalid(err error) error {
 		return invalid("`" + escapeText(truncate(oneLine(se.Word), 60)) + "` " + se.Problem)
 	}
 	return invalid(approval.ErrorMessage(err))
+}
+
+// waveUsage says what the wave option name takes.
+func waveUsage(name string) string {
+	switch name {
+	case "wave":
+		return "`--wave` takes a number of instances or a percentage of them, for example `--wave 10` or `--wave 10%`."
+	case "pause":
+		return "`--pause` takes a duration of at most 24h, for example `--pause 5m`."
+	}
+	return "`--max-failures` takes a number of instances or a percentage of them, for example `--max-failures 2` or `--max-failures 5%`."
+}
+
+// setWaveOption reads value into the wave option name of o. Giving an
+// option twice is an error, unless the values agree.
+func setWaveOption(o *approval.WaveOptions, name, value string) error {
+	count := func(v string) (int, bool, bool) {
+		n, pct := strings.CutSuffix(v, "%")
+		i, err := strconv.Atoi(n)
+		return i, pct, err == nil && i >= 0 && i <= approval.MaxInstancesPerRequest
+	}
+	switch name {
+	case "wave":
+		n, pct, ok := count(value)
+		if !ok || n == 0 || pct && n > 100 {
+			return invalid(waveUsage(name))
+		}
+		if o.Size != 0 && (o.Size != n || o.SizePercent != pct) {
+			return invalid("Give `--wave` once.")
+		}
+		o.Size, o.SizePercent = n, pct
+	case "pause":
+		d, err := time.ParseDuration(value)
+		if err != nil || d < 0 || d > approval.MaxWaveFlagPause {
+			return invalid(waveUsage(name))
+		}
+		if o.Pause != 0 && o.Pause != d {
+			return invalid("Give `--pause` once.")
+		}
+		o.Pause = d
+	default:
+		n, pct, ok := count(value)
+		if !ok || pct && n > 100 {
+			return invalid(waveUsage(name))
+		}
+		if (o.MaxFailures != 0 || o.FailuresPercent) && (o.MaxFailures != n || o.FailuresPercent != pct) {
+			return invalid("Give `--max-failures` once.")
+		}
+		o.MaxFailures, o.FailuresPercent = n, pct
+	}
+	return nil
 }

@@ -43,7 +43,7 @@ func (h *Handler) Command(ctx context.Context, sc slack.SlashCommand) (any, erro
 	case CreateCommand:
 		in := approval.CreateInput{
 			Key: commandKey(sc), Requester: sc.UserID, Channel: sc.ChannelID, Reason: c.Reason,
-			Instances: c.Instances, Selector: c.Selector, StopType: c.StopType, Region: c.Region,
+			Instances: c.Instances, Selector: c.Selector, StopType: c.StopType, Region: c.Region, Waves: c.Waves,
 		}
 		if !h.spawn(func(ctx context.Context) { h.create(ctx, in, to, true) }) {
 			return Ephemeral(shuttingDown), nil
@@ -90,6 +90,15 @@ func (h *Handler) Command(ctx context.Context, sc slack.SlashCommand) (any, erro
 			}
 			return RenderAudit(what, events)
 		}), nil
+	case StopCommand:
+		key := commandKey(sc)
+		return h.quick(ctx, to, func(ctx context.Context) *Message {
+			res, err := h.engine.Stop(ctx, key, c.RequestID, sc.UserID, nil)
+			if err != nil {
+				return h.errorReply(err)
+			}
+			return Ephemeral(res.Message)
+		}), nil
 	case CancelCommand:
 		key := commandKey(sc)
 		return h.quick(ctx, to, func(ctx context.Context) *Message {
@@ -111,7 +120,7 @@ func requestAttempt(text string) bool {
 		return false
 	}
 	switch strings.ToLower(strings.TrimLeft(words[0], "-—–")) {
-	case "help", "h", "status", "cancel", "pending", "audit":
+	case "help", "h", "status", "cancel", "stop", "pending", "audit":
 		return false
 	}
 	return true
@@ -218,7 +227,7 @@ func (h *Handler) Interaction(ctx context.Context, cb *slack.InteractionCallback
 	switch cb.Type {
 	case slack.InteractionTypeBlockActions:
 		for _, a := range cb.ActionCallback.BlockActions {
-			if a == nil || (a.ActionID != ActionApprove && a.ActionID != ActionDeny) {
+			if a == nil || (a.ActionID != ActionApprove && a.ActionID != ActionDeny && a.ActionID != ActionStop) {
 				continue
 			}
 			h.decide(cb, a)
@@ -234,7 +243,7 @@ func (h *Handler) Interaction(ctx context.Context, cb *slack.InteractionCallback
 	return nil, nil
 }
 
-// decide applies an Approve or Deny click and sends the clicker an
+// decide applies an Approve, Deny or Stop click and sends the clicker an
 // ephemeral answer in the background. The engine has stored the effect
 // when it returns, so the click may be acknowledged then.
 func (h *Handler) decide(cb *slack.InteractionCallback, a *slack.BlockAction) {
@@ -251,9 +260,12 @@ func (h *Handler) decide(cb *slack.InteractionCallback, a *slack.BlockAction) {
 	)
 	// The engine acts only if this message is the request's card.
 	from := approval.Card{Channel: firstNonEmpty(cb.Container.ChannelID, cb.Channel.ID), TS: firstNonEmpty(cb.Container.MessageTs, cb.Message.Timestamp)}
-	if a.ActionID == ActionApprove {
+	switch a.ActionID {
+	case ActionApprove:
 		res, err = h.engine.Approve(ctx, key, a.Value, cb.User.ID, from)
-	} else {
+	case ActionStop:
+		res, err = h.engine.Stop(ctx, key, a.Value, cb.User.ID, &from)
+	default:
 		res, err = h.engine.Deny(ctx, key, a.Value, cb.User.ID, from)
 	}
 	msg := Ephemeral(res.Message)

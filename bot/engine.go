@@ -15,6 +15,9 @@ type Engine interface {
 	Approve(ctx context.Context, key, id, user string, from approval.Card) (approval.Result, error)
 	Deny(ctx context.Context, key, id, user string, from approval.Card) (approval.Result, error)
 	Cancel(ctx context.Context, key, id, user string) (approval.Result, error)
+	// Stop stops a rolling request after its running wave, for a click on
+	// the card at from, or for a command when from is nil.
+	Stop(ctx context.Context, key, id, user string, from *approval.Card) (approval.Result, error)
 	Get(ctx context.Context, id string) (*approval.Request, error)
 	Pending(ctx context.Context) ([]*approval.Request, error)
 	Audit(ctx context.Context, q approval.AuditQuery) ([]approval.Event, error)

@@ -146,10 +146,21 @@ func RenderStatusPage(r *approval.Request, page int) *Message {
 // message per instance: the counts, then the failures grouped by reason,
 // each with its instances.
 func fleetFinished(r *approval.Request) string {
-	lines := []string{fmt.Sprintf("*%s*: %s", Outcome(r.State), progress(r))}
+	head := fmt.Sprintf("*%s*: %s", Outcome(r.State), progress(r))
+	if r.State == approval.Stopped {
+		head = fmt.Sprintf("*%s*: %s. %s", Outcome(r.State), haltWords(r), progress(r))
+	}
+	lines := append([]string{head}, failureLines(r, r.Runs)...)
+	return truncateLines(strings.Join(lines, "\n"), maxSectionText)
+}
+
+// failureLines groups the failed runs among runs by reason, naming the
+// first instances of each.
+func failureLines(r *approval.Request, runs []approval.Run) []string {
+	var lines []string
 	byReason := map[string][]string{}
 	var reasons []string
-	for _, run := range r.Runs {
+	for _, run := range runs {
 		if run.State != approval.RunFailed {
 			continue
 		}
@@ -179,5 +190,5 @@ func fleetFinished(r *approval.Request) string {
 		}
 		lines = append(lines, fmt.Sprintf("❌ %d: %s — %s%s", len(ids), escapeText(truncate(oneLine(why), 200)), strings.Join(shown, ", "), more))
 	}
-	return truncateLines(strings.Join(lines, "\n"), maxSectionText)
+	return lines
 }

@@ -85,6 +85,10 @@ func (f *fakeEngine) Cancel(ctx context.Context, key, id, user string) (approval
 	return approval.Result{Message: "You cancelled " + id + "."}, nil
 }
 
+func (f *fakeEngine) Stop(ctx context.Context, key, id, user string, from *approval.Card) (approval.Result, error) {
+	return approval.Result{Message: "You stopped " + id + "."}, nil
+}
+
 func (f *fakeEngine) Get(ctx context.Context, id string) (*approval.Request, error) {
 	if err := f.wait(ctx, "Get"); err != nil {
 		return nil, err

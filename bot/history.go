@@ -45,6 +45,9 @@ func reportKey(rep approval.Report) string {
 	if rep.Kind == approval.ReportInstance && rep.Run != nil {
 		return string(rep.Kind) + ":" + rep.Run.InstanceID
 	}
+	if rep.Kind == approval.ReportWave {
+		return string(rep.Kind) + ":" + strconv.Itoa(rep.Wave)
+	}
 	return string(rep.Kind)
 }
 

@@ -71,6 +71,7 @@ type Slack struct {
 	historyOff bool                       // Slack refused a history read
 	unsure     map[string]bool            // card:R-1, thread:R-1 — a post may have landed unseen
 	reports    map[string]map[string]bool // request → reports known to be in its thread
+	paced      map[string]time.Time       // channel → when its next wave message may go
 }
 
 type groupEntry struct {
@@ -100,6 +101,7 @@ func NewSlack(cfg SlackConfig) *Slack {
 		groups:   map[string]groupEntry{},
 		unsure:   map[string]bool{},
 		reports:  map[string]map[string]bool{},
+		paced:    map[string]time.Time{},
 	}
 	if s.apiURL == "" {
 		s.apiURL = slack.APIURL
@@ -237,6 +239,11 @@ func (s *Slack) Report(ctx context.Context, r *approval.Request, rep approval.Re
 		return nil
 	}
 	text := RenderReport(r, rep)
+	if rep.Kind == approval.ReportWave {
+		if err := s.pace(ctx, r.Card.Channel); err != nil {
+			return unavailable(err, "The wave message waited its turn past its deadline.")
+		}
+	}
 	landed := func(ctx context.Context) (bool, error) {
 		found, err := s.threadReports(ctx, r)
 		return found[key], err
@@ -282,6 +289,28 @@ func (s *Slack) reported(ctx context.Context, r *approval.Request, key string) (
 }
 
 // noteReport records how posting report key of request id went.
+// wavePace is the least time between two wave messages in one channel, so
+// that many rolling requests together never flood it.
+const wavePace = time.Second
+
+// pace waits until channel may take another wave message, and books the
+// next turn. It keeps to real time, not the engine's clock: the limit is
+// Slack's.
+func (s *Slack) pace(ctx context.Context, channel string) error {
+	s.mu.Lock()
+	now := time.Now()
+	at := now
+	if next := s.paced[channel]; next.After(now) {
+		at = next
+	}
+	s.paced[channel] = at.Add(wavePace)
+	s.mu.Unlock()
+	if d := at.Sub(now); d > 0 {
+		return s.sleep(ctx, d)
+	}
+	return nil
+}
+
 func (s *Slack) noteReport(id, key string, last bool, err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
