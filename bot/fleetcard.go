@@ -49,6 +49,9 @@ func zoneSummary(r *approval.Request) string {
 		state := in.State
 		if run := r.Run(in.ID); run != nil {
 			state = runSummaryWord(run.State)
+			if run.State == approval.RunWaiting && r.State.Terminal() {
+				state = "not rebooted" // a wave that never started
+			}
 		}
 		if byZone[in.Zone] == nil {
 			byZone[in.Zone] = map[string]int{}
