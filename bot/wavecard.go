@@ -107,7 +107,7 @@ func waveReport(r *approval.Request, k int) string {
 			failed++
 		}
 	}
-	lines := []string{fmt.Sprintf("*Wave %d of %d* done: %d of %d rebooted, %d failed.", k, len(r.Plan.Waves), ok, len(ids), failed)}
+	lines := []string{fmt.Sprintf("Wave *%d of %d* done: %d of %d rebooted, %d failed.", k, len(r.Plan.Waves), ok, len(ids), failed)}
 	lines = append(lines, failureLines(r, runs)...)
 	return truncateLines(strings.Join(lines, "\n"), maxSectionText)
 }

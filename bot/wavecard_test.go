@@ -163,7 +163,7 @@ func TestRenderWaveCardGolden(t *testing.T) {
 func TestRenderWaveReport(t *testing.T) {
 	r := rollingRequest(5000, 100, 3, true)
 	got := RenderReport(r, approval.Report{Kind: approval.ReportWave, Wave: 1})
-	for _, want := range []string{"*Wave 1 of 50* done: 98 of 100 rebooted, 2 failed.", "`ins-f0000007`", "`ins-f0000057`"} {
+	for _, want := range []string{"Wave *1 of 50* done: 98 of 100 rebooted, 2 failed.", "`ins-f0000007`", "`ins-f0000057`"} {
 		if !strings.Contains(got, want) {
 			t.Errorf("wave report lacks %q:\n%s", want, got)
 		}

@@ -96,7 +96,7 @@ func TestFleetWavesStopButton(t *testing.T) {
 	}
 	testutil.Eventually(t, waitLong, func() bool { return e.request(r.ID).EndAnnounced }, "the outcome of %s in the thread", r.ID)
 	thread := e.threadTexts(done.Card.TS)
-	if len(thread) != 3 || !strings.Contains(thread[1], "*Wave 1 of 4* done: 6 of 6 rebooted") || !strings.Contains(thread[2], "*Stopped*") {
+	if len(thread) != 3 || !strings.Contains(thread[1], "Wave *1 of 4* done: 6 of 6 rebooted") || !strings.Contains(thread[2], "*Stopped*") {
 		t.Errorf("thread = %q, want the start, wave 1 and the outcome", thread)
 	}
 	types := eventTypes(e.events(approval.AuditQuery{RequestID: r.ID}))
