@@ -174,6 +174,22 @@ func (w *world) checkWorld(ids []string, opt checkOptions) checkReport {
 		if got := len(evs[approval.EventApproved]); got < r.Required || got != len(r.Approvals) {
 			w.t.Errorf("%s has %d approved events for %d approvals (%d required)", id, got, len(r.Approvals), r.Required)
 		}
+		if r.Plan != nil {
+			// Each wave that started, started once and finished once.
+			finished := r.Wave
+			if !r.WaveFinished {
+				finished--
+			}
+			if got := len(evs[approval.EventWaveStarted]); got != r.Wave {
+				w.t.Errorf("%s reached wave %d with %d wave_started events", id, r.Wave, got)
+			}
+			if got := len(evs[approval.EventWaveFinished]); got != finished {
+				w.t.Errorf("%s finished %d waves with %d wave_finished events", id, finished, got)
+			}
+		}
+		if r.State == approval.Stopped && len(evs[approval.EventStopped]) == 0 {
+			w.t.Errorf("%s is stopped without a stopped event", id)
+		}
 		thread := msgs.threads[r.Card.TS]
 		once(id, starts(thread), "start messages")
 		once(id, summaries(thread), "summaries")
@@ -190,8 +206,13 @@ func (w *world) checkWorld(ids []string, opt checkOptions) checkReport {
 				w.t.Errorf("%s: %s succeeded with %d succeeded and %d failed events", id, run.InstanceID, ok, failed)
 			case run.State == approval.RunFailed && (ok != 0 || failed != 1):
 				w.t.Errorf("%s: %s failed with %d succeeded and %d failed events", id, run.InstanceID, ok, failed)
-			case !run.State.Done():
+			case !run.State.Done() && r.State != approval.Stopped:
 				w.t.Errorf("%s: %s ended %q", id, run.InstanceID, run.State)
+			case !run.State.Done() && rebootCalledPerInstance(evs[approval.EventRebootCalled])[run.InstanceID] != 0:
+				w.t.Errorf("%s: %s of a wave that never started has a reboot_called event", id, run.InstanceID)
+			}
+			if !run.State.Done() {
+				continue // a wave the stop left out: nothing to report
 			}
 			if len(r.Runs) > approval.MaxInstanceReports {
 				// A fleet's thread names its failures in the outcome instead.

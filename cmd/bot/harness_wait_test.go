@@ -77,7 +77,7 @@ func (w *world) waitCard(id string, what string, ok func(slackstub.Message) bool
 }
 
 // terminalOutcomes are the words a card ends with.
-var terminalOutcomes = []string{"Succeeded", "Failed", "Partially failed", "Denied", "Expired", "Cancelled"}
+var terminalOutcomes = []string{"Succeeded", "Failed", "Partially failed", "Stopped", "Denied", "Expired", "Cancelled"}
 
 // waitSettled waits until request id's card shows an outcome and, when it
 // was executed, its summary is in the thread; it returns the outcome.
