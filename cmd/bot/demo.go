@@ -64,6 +64,9 @@ func demo(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	); err != nil {
 		return err
 	}
+	if err := emu.Add(demoFleetInstances()...); err != nil {
+		return err
+	}
 	emuURL, stopEmu, err := serveLocal(emu)
 	if err != nil {
 		return err
@@ -174,7 +177,11 @@ func demo(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	say("── bot audit verify: audit log intact: %d events, each linked to the one before by SHA-256", n)
 	say("\nreboot calls the emulator received: ins-web00001 %d, ins-web00002 %d, ins-db000001 %d",
 		emu.RebootCalls("ins-web00001"), emu.RebootCalls("ins-web00002"), emu.RebootCalls("ins-db000001"))
-	say("demo finished: request R-1 succeeded.")
+	say("")
+	if err := demoFleet(ctx, say, d, app.engine, emu); err != nil {
+		return err
+	}
+	say("demo finished: request R-1 succeeded; fleet request R-2 stopped by its failure budget after wave 2 of 4.")
 	return nil
 }
 

@@ -262,7 +262,10 @@ func TestDemo(t *testing.T) {
 	}
 	for _, want := range []string{"ins-db000001 is STOPPED", "Reboot request R-1: Pending", "[Approve] [Deny]",
 		"You asked for R-1, so you can't approve it", "You are not one of the approvers of R-1",
-		"You approved R-1", "Reboot request R-1: Succeeded", "audit log intact", "ins-web00001 1, ins-web00002 1, ins-db000001 0"} {
+		"You approved R-1", "Reboot request R-1: Succeeded", "audit log intact", "ins-web00001 1, ins-web00002 1, ins-db000001 0",
+		"*Waves* 4 of at most 10", "[Stop]", "Wave *1 of 4* done: 10 of 10 rebooted, 0 failed.", "Wave *2 of 4* done: 9 of 10 rebooted, 1 failed.",
+		"Reboot request R-2: Stopped", "stopped by the failure budget (1 failure, budget 0, after wave 2 of 4)",
+		"accepted for the 40 web instances: 20"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("transcript lacks %q", want)
 		}
