@@ -46,9 +46,6 @@ type Halt struct {
 	Reason string    `json:"reason,omitempty"`
 }
 
-// MaxWaveFlagPause bounds --pause.
-const MaxWaveFlagPause = 24 * time.Hour
-
 // check refuses options that make no sense whatever the policy says.
 func (o WaveOptions) check() error {
 	switch {
@@ -56,7 +53,7 @@ func (o WaveOptions) check() error {
 		return Errorf(Invalid, "--wave must be a positive number of instances or a percentage such as 10%%.")
 	case o.SizePercent && (o.Size < 1 || o.Size > 100):
 		return Errorf(Invalid, "--wave %d%% is not a percentage between 1%% and 100%%.", o.Size)
-	case o.Pause < 0 || o.Pause > MaxWaveFlagPause:
+	case o.Pause < 0 || o.Pause > MaxWavePause:
 		return Errorf(Invalid, "--pause must be between 0s and 24h; %s is not.", o.Pause)
 	case o.MaxFailures < 0:
 		return Errorf(Invalid, "--max-failures must be 0 or more.")

@@ -504,7 +504,7 @@ func setWaveOption(o *approval.WaveOptions, name, value string) error {
 		o.Size, o.SizePercent = n, pct
 	case "pause":
 		d, err := time.ParseDuration(value)
-		if err != nil || d < 0 || d > approval.MaxWaveFlagPause {
+		if err != nil || d < 0 || d > approval.MaxWavePause {
 			return invalid(waveUsage(name))
 		}
 		if o.Pause != 0 && o.Pause != d {
