@@ -36,6 +36,12 @@ type Config struct {
 	// Finder selects instances by tag, name, address or zone; nil means
 	// Cloud when it can, else requests must name IDs.
 	Finder Finder
+	// Passive engines answer commands and clicks but do no background
+	// work: no executions, expiry, card or thread updates. What they owe
+	// stays in the store for the one engine, among replicas sharing a
+	// store, that does that work (see Wake). Start on a passive engine
+	// resumes nothing.
+	Passive bool
 }
 
 // Engine decides reboot requests: it validates and stores them, collects
@@ -52,6 +58,7 @@ type Engine struct {
 	clock    Clock
 	log      *slog.Logger
 	observer func(*Event)
+	passive  bool
 	exec     *Executor
 	creating singleflight.Group // Create calls in flight, by delivery key
 	// posting is held for reading by each Create from its store write
@@ -107,7 +114,7 @@ func NewEngine(cfg Config) (*Engine, error) {
 	}
 	e := &Engine{
 		store: cfg.Store, cloud: cfg.Cloud, finder: cfg.Finder, notify: cfg.Notifier, groups: cfg.Groups,
-		clock: cfg.Clock, log: cfg.Logger, observer: cfg.Observer,
+		clock: cfg.Clock, log: cfg.Logger, observer: cfg.Observer, passive: cfg.Passive,
 		kick:       make(chan struct{}, 1),
 		background: background.New(),
 		running:    map[string]bool{},
@@ -158,6 +165,9 @@ func (e *Engine) SetPolicy(p *Policy) error {
 // stale ones, finishing executions), judges the pending ones by the policy
 // in force, and starts the expiry loop.
 func (e *Engine) Start(ctx context.Context) error {
+	if e.passive {
+		return nil
+	}
 	open, err := e.store.Open(ctx)
 	if err != nil {
 		return fmt.Errorf("resume open requests: %w", err)
@@ -179,7 +189,7 @@ func (e *Engine) resume(r *Request) {
 		e.ensureCard(r.ID)
 	}
 	if r.State == Approved || r.State == Executing {
-		e.exec.Start(r.ID)
+		e.execute(r.ID)
 	}
 	if r.Card.TS != "" && !r.CardCurrent {
 		e.refreshCard(r.ID)
@@ -210,10 +220,34 @@ func (e *Engine) Close(ctx context.Context) error {
 }
 
 // spawnJob runs a job in the background unless the engine has stopped
-// them. Jobs may start while executions drain, so that a request that
-// finishes during shutdown still gets its card updated.
+// them or is passive. Jobs may start while executions drain, so that a
+// request that finishes during shutdown still gets its card updated.
 func (e *Engine) spawnJob(fn func(ctx context.Context)) bool {
+	if e.passive {
+		return false
+	}
 	return e.background.Go(fn)
+}
+
+// execute starts request id's execution unless the engine is passive.
+func (e *Engine) execute(id string) {
+	if !e.passive {
+		e.exec.Start(id)
+	}
+}
+
+// Wake has the engine look at every open request now rather than at its
+// next sweep, and start whatever each owes. Another process sharing the
+// store (a passive replica that took an approval) stores work that this
+// engine would otherwise only find at the sweep after.
+func (e *Engine) Wake() {
+	if e.passive || e.isClosed() {
+		return
+	}
+	select {
+	case e.kick <- struct{}{}:
+	default:
+	}
 }
 
 // stopIdle wakes the expiry loop so that it sees the engine closing.
@@ -897,7 +931,7 @@ func (e *Engine) decide(ctx context.Context, key, id, user, action string, from 
 		e.refreshCard(id)
 	}
 	if executing {
-		e.exec.Start(id)
+		e.execute(id)
 	}
 	if reply.Kind != "" {
 		return Result{Request: r}, reply.Err()
