@@ -42,6 +42,12 @@ type Config struct {
 	// store, that does that work (see Wake). Start on a passive engine
 	// resumes nothing.
 	Passive bool
+	// Shared says that engines in other processes create requests in the
+	// same store (replicas). A request's card is then left to the engine
+	// that created it for firstCardWait and a little more, since that
+	// engine may still be posting it; in one process the creating call
+	// holds the card's job instead.
+	Shared bool
 }
 
 // Engine decides reboot requests: it validates and stores them, collects
@@ -59,6 +65,7 @@ type Engine struct {
 	log      *slog.Logger
 	observer func(*Event)
 	passive  bool
+	shared   bool
 	exec     *Executor
 	creating singleflight.Group // Create calls in flight, by delivery key
 	// posting is held for reading by each Create from its store write
@@ -114,7 +121,7 @@ func NewEngine(cfg Config) (*Engine, error) {
 	}
 	e := &Engine{
 		store: cfg.Store, cloud: cfg.Cloud, finder: cfg.Finder, notify: cfg.Notifier, groups: cfg.Groups,
-		clock: cfg.Clock, log: cfg.Logger, observer: cfg.Observer, passive: cfg.Passive,
+		clock: cfg.Clock, log: cfg.Logger, observer: cfg.Observer, passive: cfg.Passive, shared: cfg.Shared,
 		kick:       make(chan struct{}, 1),
 		background: background.New(),
 		running:    map[string]bool{},
@@ -185,7 +192,7 @@ func (e *Engine) Start(ctx context.Context) error {
 // card update and its thread messages. Each is guarded, so calling it
 // again for the same request starts nothing twice.
 func (e *Engine) resume(r *Request) {
-	if r.Card.TS == "" && !r.Settled() {
+	if r.Card.TS == "" && !r.Settled() && !e.creatorPosting(r) {
 		e.ensureCard(r.ID)
 	}
 	if r.State == Approved || r.State == Executing {
@@ -197,6 +204,16 @@ func (e *Engine) resume(r *Request) {
 	if !r.StartedAt.IsZero() {
 		e.kickReports(r.ID)
 	}
+}
+
+// creatorGrace is how long past firstCardWait a shared engine leaves a new
+// request's card to the engine that created it.
+const creatorGrace = 2 * time.Second
+
+// creatorPosting reports whether r's card may still be on its way from
+// another process's engine, which created r.
+func (e *Engine) creatorPosting(r *Request) bool {
+	return e.shared && e.now().Sub(r.CreatedAt) < firstCardWait+creatorGrace
 }
 
 // jobGrace is how long Close lets card updates and reports go on once the

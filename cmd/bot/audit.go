@@ -14,6 +14,7 @@ import (
 
 	"rebootbot/approval"
 	"rebootbot/auditapi"
+	"rebootbot/etcdstore"
 	"rebootbot/store"
 )
 
@@ -41,6 +42,10 @@ content or link does not match.
 
 Both commands work while the bot runs: when it holds the database they ask it
 through its loopback admin endpoint (announced in PATH.admin).
+
+With BOT_ETCD_ENDPOINTS set (and the other BOT_ETCD_* variables bot serve
+reads), both read the etcd cluster the replicas share, unless --db names a
+database file.
 `
 
 // lockWait is how long the CLI waits for the database before asking the
@@ -160,7 +165,6 @@ func parseList(args []string, getenv func(string) string, now time.Time) (listOp
 		o.more = true
 		q.Limit++
 	}
-	o.db = dbPath(o.db, getenv)
 	return o, nil
 }
 
@@ -169,7 +173,7 @@ func auditList(ctx context.Context, args []string, getenv func(string) string, s
 	if err != nil {
 		return auditUsageError(stdout, "bot audit list", err)
 	}
-	src, done, err := openSource(o.db)
+	src, done, err := auditFrom(ctx, o.db, getenv)
 	if err != nil {
 		return err
 	}
@@ -214,7 +218,7 @@ func auditVerify(ctx context.Context, args []string, getenv func(string) string,
 	if err != nil {
 		return auditUsageError(stdout, "bot audit verify", err)
 	}
-	src, done, err := openSource(dbPath(*db, getenv))
+	src, done, err := auditFrom(ctx, *db, getenv)
 	if err != nil {
 		return err
 	}
@@ -260,6 +264,31 @@ func dbPath(flagValue string, getenv func(string) string) string {
 		}
 	}
 	return "rebootbot.db"
+}
+
+// etcdDialWait bounds how long `bot audit` waits for the etcd cluster.
+const etcdDialWait = 10 * time.Second
+
+// auditFrom opens where bot serve keeps the audit log: the etcd cluster
+// when BOT_ETCD_ENDPOINTS is set and no --db was given, else the database
+// file (openSource).
+func auditFrom(ctx context.Context, dbFlag string, getenv func(string) string) (auditSource, func(), error) {
+	if dbFlag == "" && getenv != nil {
+		cfg, ok, err := etcdstore.ConfigFromEnv(getenv)
+		if err != nil {
+			return nil, nil, err
+		}
+		if ok {
+			ctx, cancel := context.WithTimeout(ctx, etcdDialWait)
+			defer cancel()
+			s, err := etcdstore.Open(ctx, cfg, etcdstore.Options{})
+			if err != nil {
+				return nil, nil, err
+			}
+			return s, func() { s.Close() }, nil
+		}
+	}
+	return openSource(dbPath(dbFlag, getenv))
 }
 
 // openSource opens the database for reading or, when the bot holds it,

@@ -9,6 +9,7 @@ import (
 	"text/tabwriter"
 
 	"rebootbot/approval"
+	"rebootbot/etcdstore"
 )
 
 // usage is what `bot --help` prints.
@@ -48,7 +49,15 @@ var serveVars = []envVar{
 	{"SLACK_APP_TOKEN", "unset: HTTP mode", "app-level token (xapp-…); when set, Socket Mode is used and no public URL is needed"},
 	{"SLACK_API_URL", "https://slack.com/api/", "base URL of Slack's Web API (bot slack-standin prints a local one)"},
 	{"BOT_LISTEN_ADDR", ":8080", "HTTP listen address: /slack/commands, /slack/interactions, /healthz, /metrics"},
-	{"BOT_DB", "rebootbot.db", "the bbolt database file: requests and the audit log"},
+	{"BOT_DB", "rebootbot.db", "the bbolt database file: requests and the audit log (unused with BOT_ETCD_ENDPOINTS)"},
+	{"BOT_ETCD_ENDPOINTS", "unset: bbolt", "comma-separated etcd client URLs; set: state in etcd, and several replicas may run"},
+	{"BOT_ETCD_PREFIX", etcdstore.DefaultPrefix, "etcd key prefix, so that several bots can share a cluster"},
+	{"BOT_ETCD_CA", "unset", "etcd: PEM certificates to trust (TLS)"},
+	{"BOT_ETCD_CERT", "unset", "etcd: client certificate (PEM), with BOT_ETCD_KEY"},
+	{"BOT_ETCD_KEY", "unset", "etcd: the client certificate's key (PEM)"},
+	{"BOT_ETCD_USERNAME", "unset", "etcd: user name, with BOT_ETCD_PASSWORD"},
+	{"BOT_ETCD_PASSWORD", "unset", "etcd: password; never logged"},
+	{"BOT_ETCD_LEASE_TTL", etcdstore.DefaultLeaseTTL.String(), "etcd: the leader's lease; another replica takes over this long after the leader dies"},
 	{"BOT_POLICY", "none", "policy file (YAML): approvers, required approvals, regions, rules"},
 	{"BOT_APPROVERS", "none", "without BOT_POLICY: comma-separated user IDs (U…, W…) and user-group IDs (S…) who may approve"},
 	{"BOT_MIN_APPROVALS", "1", "without BOT_POLICY: approvals a request needs"},

@@ -118,14 +118,21 @@ func TestBadCommandLines(t *testing.T) {
 // environment variable that configuring serve reads, with its default.
 func TestServeHelpListsEveryVariable(t *testing.T) {
 	var asked []string
+	env := map[string]string{
+		"SLACK_BOT_TOKEN": "xoxb-1", "SLACK_SIGNING_SECRET": "s", "BOT_APPROVERS": "U1",
+	}
 	getenv := func(k string) string {
 		if !slices.Contains(asked, k) {
 			asked = append(asked, k)
 		}
-		return map[string]string{
-			"SLACK_BOT_TOKEN": "xoxb-1", "SLACK_SIGNING_SECRET": "s", "BOT_APPROVERS": "U1",
-		}[k]
+		return env[k]
 	}
+	if _, err := loadConfig(getenv); err != nil {
+		t.Fatal(err)
+	}
+	// BOT_ETCD_ENDPOINTS set switches to etcd, which has variables of its
+	// own.
+	env["BOT_ETCD_ENDPOINTS"] = "http://127.0.0.1:2379"
 	if _, err := loadConfig(getenv); err != nil {
 		t.Fatal(err)
 	}

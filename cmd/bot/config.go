@@ -10,6 +10,7 @@ import (
 	"rebootbot/approval"
 	"rebootbot/approval/policyfile"
 	"rebootbot/cloud"
+	"rebootbot/etcdstore"
 )
 
 // config is everything `bot serve` reads from the environment.
@@ -25,6 +26,10 @@ type config struct {
 	Policy        *approval.Policy
 	Warnings      []string
 	Cloud         cloud.Config
+	// Etcd is the cluster the state is kept in when OnEtcd; otherwise it
+	// is in the bbolt file DBPath.
+	Etcd   etcdstore.Config
+	OnEtcd bool
 }
 
 // LogValue describes the configuration for the start-up log without any
@@ -34,8 +39,12 @@ func (c *config) LogValue() slog.Value {
 	if c.AppToken != "" {
 		mode = "socket"
 	}
+	state := slog.String("db", c.DBPath)
+	if c.OnEtcd {
+		state = slog.String("store", c.Etcd.String())
+	}
 	return slog.GroupValue(
-		slog.String("mode", mode), slog.String("listen", c.ListenAddr), slog.String("db", c.DBPath),
+		slog.String("mode", mode), slog.String("listen", c.ListenAddr), state,
 		slog.String("slack_api", c.APIURL), slog.String("region", c.Policy.DefaultRegion),
 		slog.Int("min_approvals", c.Policy.MinApprovals), slog.Duration("request_ttl", c.Policy.RequestTTL),
 		slog.Duration("poll_interval", c.PollInterval), slog.Duration("reboot_timeout", c.RebootTimeout),
@@ -108,6 +117,9 @@ func loadConfig(getenv func(string) string) (*config, error) {
 		return nil, err
 	}
 	if c.Cloud, err = cloud.ConfigFromEnv(getenv); err != nil {
+		return nil, err
+	}
+	if c.Etcd, c.OnEtcd, err = etcdstore.ConfigFromEnv(getenv); err != nil {
 		return nil, err
 	}
 	return c, nil

@@ -170,7 +170,7 @@ func demo(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if _, err := d.command(ctx, say, demoApprover, "audit R-1"); err != nil {
 		return err
 	}
-	n, err := app.db.Verify(ctx)
+	n, err := app.state.answering().Verify(ctx)
 	if err != nil {
 		return fmt.Errorf("audit chain: %w", err)
 	}

@@ -11,9 +11,27 @@ import (
 	"rebootbot/approval/policyfile"
 )
 
+// policySetter puts a policy in force: an engine, or every engine of a
+// replica.
+type policySetter interface {
+	SetPolicy(*approval.Policy) error
+}
+
+// policySetters puts a policy in force on each of its setters in turn.
+type policySetters []policySetter
+
+func (ps policySetters) SetPolicy(p *approval.Policy) error {
+	for _, s := range ps {
+		if err := s.SetPolicy(p); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // reloadOnHangup reloads the policy file each time the process gets
 // SIGHUP, until the returned stop is called.
-func reloadOnHangup(getenv func(string) string, engine *approval.Engine, log *slog.Logger) (stop func()) {
+func reloadOnHangup(getenv func(string) string, engine policySetter, log *slog.Logger) (stop func()) {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	done, finished := make(chan struct{}), make(chan struct{})
@@ -39,7 +57,7 @@ func reloadOnHangup(getenv func(string) string, engine *approval.Engine, log *sl
 // is valid; otherwise the policy in force stays and the log says why.
 // Open requests are judged by the new policy from their next click or
 // execution on.
-func reloadPolicy(getenv func(string) string, engine *approval.Engine, log *slog.Logger) {
+func reloadPolicy(getenv func(string) string, engine policySetter, log *slog.Logger) {
 	path := strings.TrimSpace(getenv("BOT_POLICY"))
 	if path == "" {
 		log.Warn("SIGHUP: nothing to reload: BOT_POLICY is not set, and BOT_APPROVERS is read only at start-up")

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -8,19 +9,27 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"time"
 
 	"rebootbot/approval"
 	"rebootbot/auditapi"
 	"rebootbot/bot"
 	"rebootbot/cloud"
+	"rebootbot/etcdstore"
 	"rebootbot/metrics"
-	"rebootbot/store"
 )
 
 // drainTimeout is how long a stopping bot lets in-flight work finish; what
 // is left then is resumed by the next start.
 const drainTimeout = 25 * time.Second
+
+// replicaName tells people which replica leads: its host, process and
+// listening address.
+func replicaName(addr string) string {
+	host, _ := os.Hostname()
+	return fmt.Sprintf("%s pid %d %s", cmp.Or(host, "unknown host"), os.Getpid(), addr)
+}
 
 // writeProbeEvery is how often the store checks that its file can still
 // be written while nothing else writes (see store.DB.Probe).
@@ -48,7 +57,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	if err != nil {
 		return err
 	}
-	defer reloadOnHangup(getenv, app.engine, log)()
+	defer reloadOnHangup(getenv, app.policy, log)()
 	fmt.Fprintf(stdout, "rebootbot %s listening on http://%s\n", version, app.addr)
 	var died error
 	select {
@@ -79,9 +88,11 @@ func durationText(_ []string, a slog.Attr) slog.Attr {
 // app is a running bot: its parts, for stopping them in order.
 type app struct {
 	addr    string
-	db      *store.DB
-	admin   *auditapi.Server
-	engine  *approval.Engine
+	state   *stateStore
+	admin   *auditapi.Server // the bbolt file's audit endpoint; nil on etcd
+	engine  *approval.Engine // answers Slack; with bbolt it also does the background work
+	replica *replica         // on etcd: the background work, while this replica leads
+	policy  policySetter     // every engine SIGHUP reloads the policy of
 	handler *bot.Handler
 	server  *http.Server
 	done    chan error // the HTTP server's or Socket Mode's end, each an error for the user
@@ -92,31 +103,15 @@ type app struct {
 // start wires store, cloud, Slack and engine and starts serving. clock may
 // be nil for the system clock.
 func start(ctx context.Context, cfg *config, log *slog.Logger, clock approval.Clock) (*app, error) {
-	db, err := store.Open(cfg.DBPath, store.Options{
-		Timeout: time.Second, Check: true, ProbeEvery: writeProbeEvery,
-		OnWritable: func(err error) {
-			if err != nil {
-				log.Error("BOT_DB cannot be written: commands and clicks are refused and /healthz fails until it can", "db", cfg.DBPath, "err", err)
-				return
-			}
-			log.Info("BOT_DB can be written again", "db", cfg.DBPath)
-		},
-	})
+	state, err := openState(ctx, cfg, log)
 	if err != nil {
-		var damaged *store.DamagedError
-		switch {
-		case errors.Is(err, store.ErrLocked):
-			return nil, fmt.Errorf("BOT_DB %s is in use by another process (is another bot running?)", cfg.DBPath)
-		case errors.As(err, &damaged):
-			return nil, err
-		}
-		return nil, fmt.Errorf("BOT_DB %s: %w", cfg.DBPath, err)
+		return nil, err
 	}
-	a := &app{db: db, log: log, done: make(chan error, 2)}
+	a := &app{state: state, log: log, done: make(chan error, 2)}
 	ok := false
 	defer func() {
 		if !ok {
-			db.Close()
+			state.Close()
 		}
 	}()
 
@@ -143,17 +138,22 @@ func start(ctx context.Context, cfg *config, log *slog.Logger, clock approval.Cl
 		return nil, fmt.Errorf("SLACK_BOT_TOKEN could not be checked with auth.test: %w", err)
 	}
 	log.Info("slack workspace", "team", self.Team, "team_id", self.TeamID, "bot_user", self.User, "bot_user_id", self.UserID, "bot_id", self.BotID)
-	a.engine, err = approval.NewEngine(approval.Config{
-		Store: db, Cloud: dispatcher, Rebooter: dispatcher, Notifier: slack, Groups: slack, Policy: cfg.Policy, Clock: clock,
-		Logger: log.With("component", "engine"), PollInterval: cfg.PollInterval, RebootTimeout: cfg.RebootTimeout,
-		Observer: counts.ObserveEvent,
-	})
-	if err != nil {
+	newEngine := func(s approval.Store, p *approval.Policy, passive bool) (*approval.Engine, error) {
+		return approval.NewEngine(approval.Config{
+			Store: s, Cloud: dispatcher, Rebooter: dispatcher, Notifier: slack, Groups: slack, Policy: p, Clock: clock,
+			Logger: log.With("component", "engine"), PollInterval: cfg.PollInterval, RebootTimeout: cfg.RebootTimeout,
+			Observer: counts.ObserveEvent, Passive: passive, Shared: state.etcd != nil,
+		})
+	}
+	// On etcd every replica answers Slack and only the leader works in
+	// the background; with bbolt the one process does both.
+	if a.engine, err = newEngine(state.answering(), cfg.Policy, state.etcd != nil); err != nil {
 		return nil, err
 	}
+	a.policy = a.engine
 	a.handler = bot.NewHandler(bot.HandlerConfig{
 		Engine: a.engine, Slack: slack, SigningSecret: cfg.SigningSecret, Clock: clock,
-		Logger: log.With("component", "handler"), Metrics: counts, Health: db.Check,
+		Logger: log.With("component", "handler"), Metrics: counts, Health: state.health,
 	})
 
 	ln, err := net.Listen("tcp", cfg.ListenAddr)
@@ -161,15 +161,22 @@ func start(ctx context.Context, cfg *config, log *slog.Logger, clock approval.Cl
 		return nil, fmt.Errorf("BOT_LISTEN_ADDR %s: %w", cfg.ListenAddr, err)
 	}
 	a.addr = ln.Addr().String()
-	a.admin = auditapi.NewServer(db)
-	if err := a.admin.Start(ctx); err != nil {
-		ln.Close()
-		return nil, fmt.Errorf("start the audit admin endpoint: %w", err)
-	}
-	if err := a.engine.Start(ctx); err != nil {
-		ln.Close()
-		a.admin.Close()
-		return nil, err
+	if state.db != nil {
+		a.admin = auditapi.NewServer(state.db)
+		if err := a.admin.Start(ctx); err != nil {
+			ln.Close()
+			return nil, fmt.Errorf("start the audit admin endpoint: %w", err)
+		}
+		if err := a.engine.Start(ctx); err != nil {
+			ln.Close()
+			a.admin.Close()
+			return nil, err
+		}
+	} else {
+		leader := etcdstore.NewLeader(state.etcd, replicaName(a.addr), cfg.Etcd.LeaseTTL)
+		a.replica = startReplica(state.etcd, leader, cfg.Policy, cfg.PollInterval, log.With("component", "replica"),
+			func(s approval.Store, p *approval.Policy) (*approval.Engine, error) { return newEngine(s, p, false) })
+		a.policy = policySetters{a.engine, a.replica}
 	}
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", counts.Handler())
@@ -215,10 +222,17 @@ func (a *app) stop() error {
 	if err := a.engine.Close(ctx); err != nil {
 		a.log.Warn("in-flight work left for the next start", "err", err)
 	}
-	if err := a.admin.Close(); err != nil {
-		errs = append(errs, err)
+	if a.replica != nil {
+		if err := a.replica.Close(ctx); err != nil {
+			a.log.Warn("in-flight work left for the next leader", "err", err)
+		}
 	}
-	if err := a.db.Close(); err != nil {
+	if a.admin != nil {
+		if err := a.admin.Close(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if err := a.state.Close(); err != nil {
 		errs = append(errs, err)
 	}
 	select {

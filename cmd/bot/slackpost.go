@@ -76,8 +76,18 @@ func (s *slackSender) command(ctx context.Context, user, text, responseURL strin
 // click sends a block_actions payload: user pressing the action button of
 // request requestID on the card posted at ts.
 func (s *slackSender) click(ctx context.Context, user, action, requestID, ts, responseURL string) (status int, body string, took time.Duration, err error) {
+	form, err := s.clickForm(user, action, requestID, ts, s.trigger(), responseURL)
+	if err != nil {
+		return 0, "", 0, err
+	}
+	return s.post(ctx, "/slack/interactions", form)
+}
+
+// clickForm is the form of a click with trigger ID trigger; Slack sends
+// the same form again when it redelivers the click.
+func (s *slackSender) clickForm(user, action, requestID, ts, trigger, responseURL string) (url.Values, error) {
 	payload, err := json.Marshal(map[string]any{
-		"type": "block_actions", "trigger_id": s.trigger(), "response_url": responseURL, "api_app_id": "AREBOOTBOT",
+		"type": "block_actions", "trigger_id": trigger, "response_url": responseURL, "api_app_id": "AREBOOTBOT",
 		"user":      map[string]any{"id": user, "username": strings.ToLower(user[1:]), "team_id": s.team},
 		"team":      map[string]any{"id": s.team},
 		"channel":   map[string]any{"id": s.channel, "name": s.channelName},
@@ -87,7 +97,7 @@ func (s *slackSender) click(ctx context.Context, user, action, requestID, ts, re
 			"value": requestID, "action_ts": fmt.Sprintf("%d.000100", time.Now().Unix())}},
 	})
 	if err != nil {
-		return 0, "", 0, err
+		return nil, err
 	}
-	return s.post(ctx, "/slack/interactions", url.Values{"payload": {string(payload)}})
+	return url.Values{"payload": {string(payload)}}, nil
 }
