@@ -39,7 +39,11 @@ func (e *Engine) sweep(ctx context.Context) time.Time {
 	open, err := e.store.Open(ctx)
 	e.posting.Unlock()
 	if err != nil {
-		e.log.Error("expiry sweep", "err", err)
+		// An engine being stopped (a replica that lost the lead) is not
+		// a failure worth an error line.
+		if ctx.Err() == nil {
+			e.log.Error("expiry sweep", "err", err)
+		}
 		return time.Time{}
 	}
 	now := e.now()

@@ -8,24 +8,31 @@ import (
 	"rebootbot/approval"
 )
 
-// storeCallTimeout bounds each call to the etcd store. Without quorum etcd
-// holds a request until its deadline; with this one a command or a click
-// is still answered within Slack's 3 s, saying that nothing was recorded.
-// A healthy cluster answers in milliseconds.
-const storeCallTimeout = 1500 * time.Millisecond
+// storeCallTimeout bounds each call to the etcd store that a click waits
+// for. Without quorum etcd holds a request until its deadline; with this
+// one a click is still answered within Slack's 3 s, saying that nothing
+// was recorded. A healthy cluster answers in milliseconds.
+const storeCallTimeout = 2 * time.Second
+
+// storeCreateTimeout bounds a Create. A command is acknowledged at once
+// and answered later, so a Create may wait longer: new requests all
+// contend for the request counter, and a burst of them on a busy cluster
+// takes a few rounds of retries.
+const storeCreateTimeout = 10 * time.Second
 
 // boundedStore is an approval.Store whose calls that a delivery or a step
-// of an execution waits for each end after a deadline. Audit lookups and
+// of an execution waits for each end after a deadline (createLimit for
+// Create, limit for the others). Audit lookups and
 // Verify read as long as their caller allows.
 type boundedStore struct {
 	approval.Store
-	limit time.Duration
+	limit, createLimit time.Duration
 }
 
 var _ approval.Store = boundedStore{}
 
 func (s boundedStore) Create(ctx context.Context, r *approval.Request, key string, reply approval.Reply, events []approval.Event) error {
-	ctx, cancel := context.WithTimeout(ctx, s.limit)
+	ctx, cancel := context.WithTimeout(ctx, s.createLimit)
 	defer cancel()
 	return s.Store.Create(ctx, r, key, reply, events)
 }

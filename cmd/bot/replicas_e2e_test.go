@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -245,5 +246,225 @@ func TestReplicasTakeOverAfterSIGKILL(t *testing.T) {
 	}
 	if got := strings.Count(out.String(), ",approved,"); got != rounds {
 		t.Errorf("audit has %d approvals, want %d (one per request, the redelivered clicks acting once)", got, rounds)
+	}
+}
+
+// TestPausedLeaderWritesNothing stops the leader with SIGSTOP right after
+// its RebootInstances call reached the cloud and keeps it stopped past its
+// lease: another replica takes over and finishes the request. Then the old
+// leader gets SIGCONT, and with it the cloud's answer it was waiting for:
+// it must not store anything, since another replica leads.
+func TestPausedLeaderWritesNothing(t *testing.T) {
+	cluster := etcdtest.StartCluster(t, 3)
+	var endpoints []string
+	for _, m := range cluster {
+		endpoints = append(endpoints, m.Endpoint)
+	}
+	ids := []string{"ins-pause001", "ins-pause002"}
+	w := newWorld(t, worldConfig{Instances: []emulator.Instance{{ID: ids[0], Name: "p1"}, {ID: ids[1], Name: "p2"}},
+		RebootDuration: 300 * time.Millisecond, Env: map[string]string{
+			"BOT_ETCD_ENDPOINTS": strings.Join(endpoints, ","), "BOT_ETCD_LEASE_TTL": "2s", "BOT_POLL_INTERVAL": "200ms",
+		}})
+	replicas := []*replicaProcess{startReplicaProcess(t, w, "replica0"), startReplicaProcess(t, w, "replica1")}
+	var lead int
+	testutil.Eventually(t, waitLong, func() bool {
+		for i, p := range replicas {
+			if p.leads(t) > 0 {
+				lead = i
+				return true
+			}
+		}
+		return false
+	}, "a leader")
+	old, other := replicas[lead], replicas[1-lead]
+	t.Cleanup(func() { old.cmd.Process.Signal(syscall.SIGCONT) })
+	paused := make(chan struct{})
+	var once sync.Once
+	w.onEmulator(func(c emulator.Call) {
+		if c.Action == "RebootInstances" && c.ErrorCode == "" {
+			once.Do(func() {
+				old.cmd.Process.Signal(syscall.SIGSTOP)
+				close(paused)
+			})
+		}
+	})
+	status, body, took, err := other.send.command(t.Context(), requester, strings.Join(ids, " ")+" pause", w.stub.ResponseURL())
+	if err := answer("/slack/commands", status, body, took, err); err != nil {
+		t.Fatal(err)
+	}
+	var ts string
+	testutil.Eventually(t, waitLong, func() bool {
+		for _, m := range w.stub.Messages() {
+			if m.ThreadTS == "" && strings.Contains(m.Blocks, "Reboot request R-1:") {
+				ts = m.TS
+				return true
+			}
+		}
+		return false
+	}, "the card of R-1")
+	status, body, took, err = other.send.click(t.Context(), approver1, bot.ActionApprove, "R-1", ts, w.stub.ResponseURL())
+	if err := answer("/slack/interactions", status, body, took, err); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-paused:
+	case <-time.After(waitLong):
+		t.Fatal("the leader never called RebootInstances")
+	}
+	testutil.Eventually(t, waitLong, func() bool { return other.leads(t) > 0 }, "the other replica to take the lead")
+	testutil.Eventually(t, waitLong, func() bool {
+		m, _ := w.stub.Card(ts)
+		return strings.Contains(m.Blocks, "Succeeded")
+	}, "R-1 to succeed under the new leader")
+	w.onEmulator(nil)
+
+	events := func() string {
+		var out bytes.Buffer
+		if err := run(t.Context(), []string{"bot", "audit", "list", "--format", "jsonl", "--limit", "0"}, func(k string) string { return w.env[k] }, &out, io.Discard); err != nil {
+			t.Fatal(err)
+		}
+		return out.String()
+	}
+	before := events()
+	if err := old.cmd.Process.Signal(syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	testutil.Eventually(t, waitLong, func() bool {
+		b, _ := os.ReadFile(old.log)
+		return bytes.Contains(b, []byte("lost the lead"))
+	}, "the old leader to notice it lost the lead")
+	if after := events(); after != before {
+		t.Errorf("the audit log changed after the paused leader resumed:\nbefore:\n%s\nafter:\n%s", before, after)
+	}
+	for _, id := range ids {
+		if got := w.emu.RebootCalls(id); got != 1 {
+			t.Errorf("%s rebooted %d times, want 1", id, got)
+		}
+	}
+	var out bytes.Buffer
+	if err := run(t.Context(), []string{"bot", "audit", "verify"}, func(k string) string { return w.env[k] }, &out, io.Discard); err != nil || !strings.Contains(out.String(), "audit log intact") {
+		t.Errorf("bot audit verify: %v %s", err, out.String())
+	}
+	b, _ := os.ReadFile(old.log)
+	t.Logf("the old leader after SIGCONT:\n%s", tail(b, 8))
+}
+
+// TestReplicasManyRequests files 40 requests through three replicas of
+// the binary at once, commands spread across them and every approval
+// delivered twice, to two different replicas: each request is decided
+// once, each instance rebooted once, and the audit chain is intact.
+func TestReplicasManyRequests(t *testing.T) {
+	const requests = 40
+	cluster := etcdtest.StartCluster(t, 3)
+	var endpoints []string
+	for _, m := range cluster {
+		endpoints = append(endpoints, m.Endpoint)
+	}
+	var instances []emulator.Instance
+	for i := range requests {
+		instances = append(instances, emulator.Instance{ID: fmt.Sprintf("ins-many%04d", i), Name: fmt.Sprintf("m%d", i)})
+	}
+	w := newWorld(t, worldConfig{Instances: instances, RebootDuration: 200 * time.Millisecond, Env: map[string]string{
+		"BOT_ETCD_ENDPOINTS": strings.Join(endpoints, ","), "BOT_POLL_INTERVAL": "200ms",
+	}})
+	replicas := make([]*replicaProcess, 3)
+	for i := range replicas {
+		replicas[i] = startReplicaProcess(t, w, fmt.Sprintf("replica%d", i))
+	}
+	began := time.Now()
+	var wg sync.WaitGroup
+	errs := make(chan error, requests)
+	for i := range requests {
+		wg.Go(func() {
+			in, click, again := replicas[i%3], replicas[(i+1)%3], replicas[(i+2)%3]
+			responseURL := w.stub.ResponseURL()
+			status, body, took, err := in.send.command(t.Context(), requester, instances[i].ID+" many requests", responseURL)
+			if err := answer("/slack/commands", status, body, took, err); err != nil {
+				errs <- err
+				return
+			}
+			var id, ts string
+			if !w.stub.WaitFor(waitLong, func() bool {
+				for _, m := range w.stub.Messages() {
+					if m.ThreadTS == "" && strings.Contains(m.Blocks, instances[i].ID) {
+						ts = m.TS
+						if _, rest, ok := strings.Cut(m.Text, "Reboot request "); ok {
+							id, _, _ = strings.Cut(rest, " ")
+						}
+						return id != ""
+					}
+				}
+				return false
+			}) {
+				var answers []string
+				for _, c := range w.stub.ResponsesTo(responseURL, requester) {
+					answers = append(answers, responseText(c))
+				}
+				errs <- fmt.Errorf("no card for %s; the requester was told %q", instances[i].ID, answers)
+				return
+			}
+			form, err := click.send.clickForm(approver1, bot.ActionApprove, id, ts, click.send.trigger(), w.stub.ResponseURL())
+			if err != nil {
+				errs <- err
+				return
+			}
+			for _, p := range []*replicaProcess{click, again} {
+				status, body, took, err := p.send.post(t.Context(), "/slack/interactions", form)
+				if err := answer("/slack/interactions", status, body, took, err); err != nil {
+					errs <- err
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	if t.Failed() {
+		return
+	}
+	testutil.Eventually(t, waitLong, func() bool {
+		done := 0
+		for _, in := range instances {
+			done += w.emu.RebootCalls(in.ID)
+		}
+		if done < requests {
+			return false
+		}
+		n := 0
+		for _, m := range w.stub.Messages() {
+			if m.ThreadTS == "" && strings.Contains(m.Blocks, "Succeeded") {
+				n++
+			}
+		}
+		return n == requests
+	}, "all %d requests to succeed", requests)
+	t.Logf("%d requests through 3 replicas, each click delivered twice: all succeeded in %s", requests, time.Since(began).Round(time.Millisecond))
+	for _, in := range instances {
+		if got := w.emu.RebootCalls(in.ID); got != 1 {
+			t.Errorf("%s rebooted %d times, want 1", in.ID, got)
+		}
+	}
+	var out bytes.Buffer
+	if err := run(t.Context(), []string{"bot", "audit", "verify"}, func(k string) string { return w.env[k] }, &out, io.Discard); err != nil || !strings.Contains(out.String(), "audit log intact") {
+		t.Errorf("bot audit verify: %v %s", err, out.String())
+	}
+	out.Reset()
+	if err := run(t.Context(), []string{"bot", "audit", "list", "--format", "csv", "--limit", "0"}, func(k string) string { return w.env[k] }, &out, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	for _, kind := range []string{",approved,", ",executing,", ",completed,"} {
+		if got := strings.Count(out.String(), kind); got != requests {
+			t.Errorf("audit has %d %s events, want %d", got, strings.Trim(kind, ","), requests)
+		}
+	}
+	leaders := 0
+	for _, p := range replicas {
+		leaders += p.leads(t)
+	}
+	if leaders != 1 {
+		t.Errorf("the lead was taken %d times, want once", leaders)
 	}
 }

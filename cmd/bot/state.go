@@ -68,7 +68,7 @@ func openState(ctx context.Context, cfg *config, log *slog.Logger) (*stateStore,
 // answering returns the store the engine that answers Slack uses.
 func (s *stateStore) answering() approval.Store {
 	if s.etcd != nil {
-		return boundedStore{s.etcd, storeCallTimeout}
+		return boundedStore{s.etcd, storeCallTimeout, storeCreateTimeout}
 	}
 	return s.db
 }
