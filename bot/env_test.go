@@ -378,8 +378,16 @@ func (e *env) request(id string) *approval.Request {
 // waitState waits until request id reaches state.
 func (e *env) waitState(id string, state approval.State) *approval.Request {
 	e.t.Helper()
+	return e.waitStateWithin(id, state, waitLong)
+}
+
+// waitStateWithin is waitState with its own deadline, for requests whose
+// size makes waitLong too short (the race detector slows each of their
+// thousands of store and cloud steps several times over).
+func (e *env) waitStateWithin(id string, state approval.State, d time.Duration) *approval.Request {
+	e.t.Helper()
 	var r *approval.Request
-	testutil.Eventually(e.t, waitLong, func() bool {
+	testutil.Eventually(e.t, d, func() bool {
 		r = e.request(id)
 		return r.State == state
 	}, "%s to be %s", id, state)

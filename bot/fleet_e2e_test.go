@@ -35,7 +35,7 @@ func TestFleetRequest5000(t *testing.T) {
 	t.Logf("selected, stored and carded %d instances in %v", len(r.Instances), time.Since(start))
 	start = time.Now()
 	e.click(approverA, bot.ActionApprove, r.ID)
-	done := e.waitState(r.ID, approval.Succeeded)
+	done := e.waitStateWithin(r.ID, approval.Succeeded, 3*time.Minute)
 	t.Logf("rebooted them in %v", time.Since(start))
 	for _, run := range done.Runs {
 		if run.State != approval.RunSucceeded {
