@@ -90,12 +90,18 @@ BOT_POLICY or BOT_APPROVERS, since nobody could approve.
 	return b.String()
 }
 
-const demoHelp = `usage: bot demo
+const demoHelp = `usage: bot demo [--replicas N]
 
 Runs the whole flow on this machine, with no credentials: the real bot, an
 embedded CVM emulator and a local stand-in for Slack's Web API, driven
 through the bot's real signed HTTP endpoints. It prints the conversation and
 the audit trail, and exits 0 when every step went as it should.
+
+  --replicas N   run N (2 to 5) replicas of this binary on an embedded
+                 N-member etcd cluster instead: the command and the clicks
+                 go to different replicas, the leader is killed with SIGKILL
+                 in the middle of the reboot, and another replica takes over
+                 and finishes it, one reboot per instance
 `
 
 const versionHelp = `usage: bot version

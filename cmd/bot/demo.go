@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -40,8 +41,20 @@ const (
 // drives it through its signed HTTP endpoints like Slack would, and prints
 // the conversation and the audit trail.
 func demo(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	if ok, err := noFlags("bot demo", args, demoHelp, stdout); !ok {
+	fs := flag.NewFlagSet("bot demo", flag.ContinueOnError)
+	replicas := fs.Int("replicas", 0, "")
+	if ok, err := parseFlags(fs, args, demoHelp, stdout); !ok {
 		return err
+	}
+	if *replicas != 0 {
+		if *replicas < 2 || *replicas > 5 {
+			return usageError("bot demo", fmt.Errorf("--replicas %d: say 2 to 5", *replicas))
+		}
+		bin, err := os.Executable()
+		if err != nil {
+			return fmt.Errorf("find the bot binary to run as replicas: %w", err)
+		}
+		return demoReplicas(ctx, bin, *replicas, stdout, stderr)
 	}
 	ctx, cancel := context.WithTimeout(ctx, demoTimeout)
 	defer cancel()

@@ -468,3 +468,17 @@ func TestReplicasManyRequests(t *testing.T) {
 		t.Errorf("the lead was taken %d times, want once", leaders)
 	}
 }
+
+// TestDemoReplicas runs bot demo --replicas 3 on the built binary.
+func TestDemoReplicas(t *testing.T) {
+	var out testutil.SyncBuffer
+	if err := demoReplicas(t.Context(), mustBotBinary(t), 3, &out, io.Discard); err != nil {
+		t.Fatalf("demo --replicas 3: %v\n%s", err, out.String())
+	}
+	for _, want := range []string{"leads: it runs executions", "was killed with SIGKILL", "took the lead", "Reboot request R-1: Succeeded",
+		"ins-web00001 1, ins-web00002 1", "demo finished"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("transcript lacks %q:\n%s", want, out.String())
+		}
+	}
+}
