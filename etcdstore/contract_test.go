@@ -54,22 +54,3 @@ func setPage(t testing.TB, page *int, n int) {
 	*page = n
 	t.Cleanup(func() { *page = old })
 }
-
-// TestContractAcrossMembers runs the Store contract on a three-member
-// cluster with each replica talking to a different member, so that reads
-// at a revision can reach a follower that has not applied it yet.
-func TestContractAcrossMembers(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts a three-member cluster")
-	}
-	setPage(t, &pageSize, 7)
-	members := etcdtest.StartCluster(t, 3)
-	var next atomic.Int64
-	member := func() *etcdtest.Member { return members[next.Add(1)%int64(len(members))] }
-	storetest.Run(t, storetest.Backend{
-		Open: func(t *testing.T, now func() time.Time) approval.Store { return mustStore(t, member(), now) },
-		Replica: func(t *testing.T, s approval.Store) approval.Store {
-			return mustStoreAt(t, member(), s.(*Store).prefix, time.Now)
-		},
-	})
-}
