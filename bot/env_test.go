@@ -98,6 +98,9 @@ type env struct {
 	triggers int
 }
 
+// pollInterval is how often the test bot checks on a running reboot.
+const pollInterval = 10 * time.Millisecond
+
 type envConfig struct {
 	policy *approval.Policy
 	emu    emulator.Config
@@ -197,7 +200,7 @@ func mustEnv(t *testing.T, cfgs ...func(*envConfig)) *env {
 	})
 	e.engine, err = approval.NewEngine(approval.Config{
 		Store: e.db, Cloud: cvm, Rebooter: cloud.NewDispatcher(cvm), Notifier: e.slack, Groups: e.slack, Policy: cfg.policy,
-		Clock: e.clock, Logger: logger, PollInterval: 10 * time.Millisecond, RebootTimeout: 10 * time.Second,
+		Clock: e.clock, Logger: logger, PollInterval: pollInterval, RebootTimeout: 10 * time.Second,
 		Observer: e.metrics.ObserveEvent,
 	})
 	if err != nil {
