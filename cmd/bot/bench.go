@@ -32,6 +32,8 @@ type benchConfig struct {
 	poll        time.Duration
 	botPath     string
 	timeout     time.Duration
+	etcd        int      // members of an embedded etcd cluster to keep the state in; 0: bbolt
+	endpoints   []string // that cluster's client URLs, once started
 }
 
 const benchUsage = `usage: bot bench [flags]
@@ -40,7 +42,8 @@ Starts the bot binary (this one, or --bot) against an in-process CVM
 emulator and Slack stand-in on 127.0.0.1, files --requests reboot requests
 through the signed /slack/commands endpoint, approves them all through
 /slack/interactions, --concurrency at a time, and reports how fast it
-answered and rebooted. The store is a temporary bbolt file with fsync on.
+answered and rebooted. The store is a temporary bbolt file with fsync on,
+or with --etcd N an embedded N-member etcd cluster on 127.0.0.1 (fsync on).
 
 flags:
 `
@@ -56,6 +59,7 @@ func benchCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	fs.DurationVar(&c.poll, "poll-interval", 250*time.Millisecond, "BOT_POLL_INTERVAL for the bot under test")
 	fs.StringVar(&c.botPath, "bot", "", "bot binary to measure (default: this one)")
 	fs.DurationVar(&c.timeout, "timeout", 5*time.Minute, "give up after this long")
+	fs.IntVar(&c.etcd, "etcd", 0, "keep the state in an embedded etcd cluster of this many members (0: bbolt)")
 	var help strings.Builder
 	help.WriteString(benchUsage)
 	fs.SetOutput(&help)
@@ -71,6 +75,8 @@ func benchCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		bad = errors.New("--concurrency must be at least 1")
 	case c.instances < 1 || c.instances > 100:
 		bad = errors.New("--instances must be from 1 to 100")
+	case c.etcd < 0 || c.etcd > 5:
+		bad = errors.New("--etcd must be from 0 (bbolt) to 5 members")
 	case c.rebootTime <= 0 || c.poll < 100*time.Millisecond:
 		bad = errors.New("--reboot-time must be positive and --poll-interval at least 100ms")
 	}
@@ -196,6 +202,14 @@ func runBench(ctx context.Context, c benchConfig, stderr io.Writer) (*benchResul
 	}
 	defer stopSig()
 
+	if c.etcd > 0 {
+		endpoints, stopEtcd, err := startDemoEtcd(dir, c.etcd, false)
+		if err != nil {
+			return nil, err
+		}
+		defer stopEtcd()
+		c.endpoints = endpoints
+	}
 	botURL, proc, err := startBenchBot(ctx, c, dir, secret, stubURL, emuURL, secretID, secretKey, stderr)
 	if err != nil {
 		return nil, err
@@ -338,6 +352,7 @@ func startBenchBot(ctx context.Context, c benchConfig, dir, secret, stubURL, emu
 		"SLACK_API_URL=" + stubURL + "/api/",
 		"BOT_LISTEN_ADDR=127.0.0.1:0",
 		"BOT_DB=" + filepath.Join(dir, "bench.db"),
+		"BOT_ETCD_ENDPOINTS=" + strings.Join(c.endpoints, ","),
 		"BOT_APPROVERS=" + benchApprover,
 		"BOT_POLL_INTERVAL=" + c.poll.String(),
 		"BOT_REBOOT_TIMEOUT=10m",

@@ -41,7 +41,7 @@ func demoReplicas(ctx context.Context, bin string, n int, stdout, stderr io.Writ
 	say := func(format string, a ...any) { fmt.Fprintf(stdout, format+"\n", a...) }
 	say("rebootbot demo: %d replicas of the bot on a %d-member etcd cluster, a CVM emulator and a Slack stand-in on 127.0.0.1.\n", n, n)
 
-	endpoints, stopEtcd, err := startDemoEtcd(dir, n)
+	endpoints, stopEtcd, err := startDemoEtcd(dir, n, true)
 	if err != nil {
 		return err
 	}
@@ -260,8 +260,10 @@ func (s *syncBuffer) String() string {
 }
 
 // startDemoEtcd starts an n-member etcd cluster on loopback with its data
-// under dir and returns its client URLs.
-func startDemoEtcd(dir string, n int) ([]string, func(), error) {
+// under dir and returns its client URLs. fast shortens the election ticks
+// so that leases expire close to their TTL (for the demo's takeover);
+// otherwise etcd's defaults hold, fsync included (for measuring).
+func startDemoEtcd(dir string, n int, fast bool) ([]string, func(), error) {
 	var cfgs []*embed.Config
 	var initial, endpoints []string
 	for i := range n {
@@ -269,7 +271,9 @@ func startDemoEtcd(dir string, n int) ([]string, func(), error) {
 		cfg.Name = fmt.Sprintf("m%d", i)
 		cfg.Dir = filepath.Join(dir, cfg.Name)
 		cfg.LogLevel = "panic"
-		cfg.TickMs, cfg.ElectionMs = 20, 200
+		if fast {
+			cfg.TickMs, cfg.ElectionMs = 20, 200
+		}
 		addrs := make([]url.URL, 2)
 		for j := range addrs {
 			ln, err := net.Listen("tcp", "127.0.0.1:0")

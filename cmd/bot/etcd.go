@@ -14,6 +14,13 @@ import (
 // was recorded. A healthy cluster answers in milliseconds.
 const storeCallTimeout = 2 * time.Second
 
+// storeWorkTimeout bounds each store call of the leader's background work.
+// Nobody waits on it, so it only has to end a call to a cluster that lost
+// quorum; under a burst of executions every write contends for the audit
+// log's head, and a tighter bound would give up on writes that would
+// succeed.
+const storeWorkTimeout = 30 * time.Second
+
 // storeCreateTimeout bounds a Create. A command is acknowledged at once
 // and answered later, so a Create may wait longer: new requests all
 // contend for the request counter, and a burst of them on a busy cluster

@@ -87,7 +87,7 @@ func (r *replica) lead(ctx context.Context, lost <-chan struct{}) {
 	r.mu.Lock()
 	policy := r.policy
 	r.mu.Unlock()
-	engine, err := r.newEngine(boundedStore{r.store.Fenced(r.leader), storeCallTimeout, storeCreateTimeout}, policy)
+	engine, err := r.newEngine(boundedStore{r.store.Fenced(r.leader), storeWorkTimeout, storeWorkTimeout}, policy)
 	if err != nil {
 		r.log.Error("leading engine", "err", err)
 		return
