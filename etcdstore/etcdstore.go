@@ -100,6 +100,13 @@ type Store struct {
 	now    func() time.Time
 	// fence, when set, conditions every write on the leadership it holds.
 	fence *Leader
+	// writing lets one write at a time of this process (fenced copies
+	// included) read, decide and commit. Every change appends to the audit
+	// log and so is conditioned on its head: etcd takes them one at a
+	// time whatever is sent, and writers of one process racing each other
+	// would only lose and retry, each loss a round trip, until under load
+	// (the race detector, a slow disk) their calls ran out of time.
+	writing chan struct{}
 }
 
 // New returns a Store over client. It writes the layout version under the
@@ -117,7 +124,7 @@ func New(ctx context.Context, client *clientv3.Client, opts Options) (*Store, er
 	if now == nil {
 		now = time.Now
 	}
-	s := &Store{client: client, prefix: prefix, now: now}
+	s := &Store{client: client, prefix: prefix, now: now, writing: make(chan struct{}, 1)}
 	if err := s.init(ctx); err != nil {
 		return nil, err
 	}
@@ -301,9 +308,15 @@ func (s *Store) write(ctx context.Context, cmps []clientv3.Cmp, ops []clientv3.O
 	return false, nil
 }
 
-// attempts runs try until it reports done, ctx ends or maxAttempts are
-// used up.
-func attempts(ctx context.Context, what string, try func() (done bool, err error)) error {
+// attempts runs try, one write of this process at a time, until it
+// reports done, ctx ends or maxAttempts are used up.
+func (s *Store) attempts(ctx context.Context, what string, try func() (done bool, err error)) error {
+	select {
+	case s.writing <- struct{}{}:
+		defer func() { <-s.writing }()
+	case <-ctx.Done():
+		return unavailable(ctx, what, ctx.Err())
+	}
 	for range maxAttempts {
 		done, err := try()
 		if err != nil || done {

@@ -37,7 +37,7 @@ func (s *Store) Create(ctx context.Context, r *approval.Request, key string, rep
 		claims = nil
 	}
 	var id string
-	err := attempts(ctx, "create", func() (bool, error) {
+	err := s.attempts(ctx, "create", func() (bool, error) {
 		gets := []clientv3.Op{clientv3.OpGet(s.requestSeqKey()), clientv3.OpGet(s.headKey())}
 		if key != "" {
 			gets = append(gets, clientv3.OpGet(s.deliveryKey(key)))
@@ -153,7 +153,7 @@ func (s *Store) Update(ctx context.Context, id, key string, fn func(r *approval.
 		replayed bool
 	)
 	seq, valid := approval.ParseRequestID(id)
-	err := attempts(ctx, "update "+id, func() (bool, error) {
+	err := s.attempts(ctx, "update "+id, func() (bool, error) {
 		gets := []clientv3.Op{clientv3.OpGet(s.headKey())}
 		if valid {
 			gets = append(gets, clientv3.OpGet(s.requestKey(seq)))
@@ -290,7 +290,7 @@ func (s *Store) Record(ctx context.Context, key string, reply approval.Reply, ev
 			named = append(named, n)
 		}
 	}
-	err := attempts(ctx, "record", func() (bool, error) {
+	err := s.attempts(ctx, "record", func() (bool, error) {
 		gets := []clientv3.Op{clientv3.OpGet(s.headKey())}
 		if key != "" {
 			gets = append(gets, clientv3.OpGet(s.deliveryKey(key)))
