@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io"
 	"os"
 	"path/filepath"
 	"slices"
@@ -193,5 +194,15 @@ func TestUnknownRegionsReported(t *testing.T) {
 	}
 	if got := cfg.unknownRegions(); len(got) != 0 {
 		t.Errorf("known regions reported: %v", got)
+	}
+}
+
+func TestDemoReplicasCount(t *testing.T) {
+	for _, n := range []string{"1", "6", "many"} {
+		err := run(t.Context(), []string{"bot", "demo", "--replicas", n}, nil, io.Discard, io.Discard)
+		var exit *exitError
+		if !errors.As(err, &exit) || exit.Code != 2 || !strings.Contains(exit.Msg, "replicas") {
+			t.Errorf("--replicas %s: %v, want a usage error naming --replicas", n, err)
+		}
 	}
 }

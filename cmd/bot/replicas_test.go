@@ -1,10 +1,14 @@
+//go:build e2e
+
+// The replicas share an embedded three-member etcd cluster, whose start
+// and the two replicas' elections take several seconds: these run with
+// the multi-process tests (go test -tags e2e ./cmd/bot).
+
 package main
 
 import (
 	"bytes"
 	"context"
-	"errors"
-	"io"
 	"net/http"
 	"strings"
 	"testing"
@@ -169,16 +173,6 @@ func TestReplicasShareOneCluster(t *testing.T) {
 	for _, secret := range []string{"signing-secret-value", "test-key"} {
 		if strings.Contains(logA.String()+logB.String(), secret) {
 			t.Error("a secret appears in a replica's log")
-		}
-	}
-}
-
-func TestDemoReplicasCount(t *testing.T) {
-	for _, n := range []string{"1", "6", "many"} {
-		err := run(t.Context(), []string{"bot", "demo", "--replicas", n}, nil, io.Discard, io.Discard)
-		var exit *exitError
-		if !errors.As(err, &exit) || exit.Code != 2 || !strings.Contains(exit.Msg, "replicas") {
-			t.Errorf("--replicas %s: %v, want a usage error naming --replicas", n, err)
 		}
 	}
 }
