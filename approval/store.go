@@ -24,6 +24,16 @@ func (r Reply) Err() error {
 	return &Error{Kind: r.Kind, Message: r.Message}
 }
 
+// CreateReplayed is what a Store's Create returns for a delivery key it
+// has remembered before: the earlier refusal, or a Conflict carrying the
+// earlier answer, so that the same command never creates a second request.
+func CreateReplayed(earlier Reply) error {
+	if err := earlier.Err(); err != nil {
+		return err
+	}
+	return &Error{Kind: Conflict, Message: earlier.Message}
+}
+
 // Change is what an Update function decided.
 type Change struct {
 	Save   bool    // store the request as fn left it

@@ -55,7 +55,7 @@ func (s *Store) Create(ctx context.Context, r *approval.Request, key string, rep
 				if err != nil {
 					return false, err
 				}
-				return false, replayedCreate(earlier)
+				return false, approval.CreateReplayed(earlier)
 			}
 			rest = rest[1:]
 		}
@@ -122,14 +122,6 @@ func (s *Store) Create(ctx context.Context, r *approval.Request, key string, rep
 	}
 	r.ID = id
 	return nil
-}
-
-// replayedCreate is Create's answer to a delivery key it has seen before.
-func replayedCreate(earlier approval.Reply) error {
-	if err := earlier.Err(); err != nil {
-		return err
-	}
-	return &approval.Error{Kind: approval.Conflict, Message: earlier.Message}
 }
 
 // Update runs fn on a decoded copy of request id and commits what it

@@ -39,7 +39,7 @@ func (db *DB) Create(ctx context.Context, r *approval.Request, key string, reply
 				return err
 			}
 			if ok {
-				return replayedCreate(earlier)
+				return approval.CreateReplayed(earlier)
 			}
 		}
 		ids := r.InstanceIDs()
@@ -91,14 +91,6 @@ func (db *DB) Create(ctx context.Context, r *approval.Request, key string, reply
 	}
 	r.ID = id
 	return nil
-}
-
-// replayedCreate is Create's answer to a delivery key it has seen before.
-func replayedCreate(earlier approval.Reply) error {
-	if err := earlier.Err(); err != nil {
-		return err
-	}
-	return &approval.Error{Kind: approval.Conflict, Message: earlier.Message}
 }
 
 // Update runs fn on a decoded copy of request id inside one write
