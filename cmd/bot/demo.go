@@ -133,17 +133,9 @@ func demo(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if _, err := d.command(ctx, say, demoRequester, "ins-web00001 ins-web00002 apply kernel 5.15.0-91 &lt;!channel&gt;"); err != nil {
 		return err
 	}
-	var card slackstub.Message
-	if !stub.WaitFor(10*time.Second, func() bool {
-		for _, m := range stub.Messages() {
-			if m.ThreadTS == "" {
-				card = m
-				return true
-			}
-		}
-		return false
-	}) {
-		return errors.New("the approval card was not posted")
+	card, err := awaitCard(stub)
+	if err != nil {
+		return err
 	}
 	say("   rebootbot posts the approval card in #ops:")
 	say("%s\n", indent(cardText(card), "   │ "))
@@ -366,4 +358,22 @@ func terminalText(s string) string {
 		}
 	})
 	return strings.NewReplacer("&lt;", "<", "&gt;", ">", "&amp;", "&").Replace(s)
+}
+
+// awaitCard waits for the first message the bot posts outside a thread,
+// the approval card, and returns it.
+func awaitCard(stub *slackstub.Server) (slackstub.Message, error) {
+	var card slackstub.Message
+	if !stub.WaitFor(10*time.Second, func() bool {
+		for _, m := range stub.Messages() {
+			if m.ThreadTS == "" {
+				card = m
+				return true
+			}
+		}
+		return false
+	}) {
+		return card, errors.New("the approval card was not posted")
+	}
+	return card, nil
 }

@@ -105,17 +105,9 @@ func demoReplicas(ctx context.Context, bin string, n int, stdout, stderr io.Writ
 	if _, err := d.command(ctx, say, demoRequester, strings.Join(ids, " ")+" kernel patch"); err != nil {
 		return err
 	}
-	var card slackstub.Message
-	if !stub.WaitFor(10*time.Second, func() bool {
-		for _, m := range stub.Messages() {
-			if m.ThreadTS == "" {
-				card = m
-				return true
-			}
-		}
-		return false
-	}) {
-		return errors.New("the approval card was not posted")
+	card, err := awaitCard(stub)
+	if err != nil {
+		return err
 	}
 	killed := make(chan time.Time, 1)
 	var once sync.Once
