@@ -198,6 +198,14 @@ func (e *Engine) resume(r *Request) {
 	if r.State == Approved || r.State == Executing {
 		e.execute(r.ID)
 	}
+	if r.Halt != nil {
+		// A stop taken by another process sharing the store (a replica
+		// that is not the leader) cannot wake this process's execution
+		// directly; an execution pausing between waves would sleep out
+		// the pause before reading it. The sweep that finds the stop
+		// wakes it instead.
+		e.exec.Wake(r.ID)
+	}
 	if r.Card.TS != "" && !r.CardCurrent {
 		e.refreshCard(r.ID)
 	}

@@ -167,14 +167,20 @@ func (x *Executor) execute(ctx context.Context, id string) error {
 // goes on at the right wave and reboots no instance twice. A request
 // without a plan is one wave, with no wave events.
 func (x *Executor) roll(ctx context.Context, id string) error {
-	for {
+	for paused := false; ; {
 		r, err := x.store.Get(ctx, id)
 		if err != nil {
 			return err
 		}
 		if r.State != Executing {
+			if paused {
+				// Ended during the pause by a stop, which may have been
+				// taken by another process sharing the store.
+				x.log.Info("execution ended during the pause between waves", "request", id, "state", r.State)
+			}
 			return nil
 		}
+		paused = false
 		waves := r.waves()
 		switch {
 		case r.Plan == nil:
@@ -202,6 +208,7 @@ func (x *Executor) roll(ctx context.Context, id string) error {
 				// out the rest.
 				return nil
 			}
+			paused = true
 		default:
 			if _, err := x.saveShown(ctx, id, x.startWave); err != nil {
 				return err
@@ -319,10 +326,22 @@ func (x *Executor) waker(id string) chan struct{} {
 }
 
 // Wake wakes request id's execution if it is pausing between waves, so
-// that it sees a stop at once.
+// that it reads the request again at once and sees a stop. A request with
+// no execution in this process is left alone: an execution that starts
+// later reads the request anyway, and no waker is kept for it.
 func (x *Executor) Wake(id string) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if !x.running[id] {
+		return
+	}
+	ch, ok := x.wake[id]
+	if !ok {
+		ch = make(chan struct{}, 1)
+		x.wake[id] = ch
+	}
 	select {
-	case x.waker(id) <- struct{}{}:
+	case ch <- struct{}{}:
 	default:
 	}
 }
