@@ -200,12 +200,14 @@ type retryHook func(ctx context.Context, ce *approval.CloudError, err error) (se
 // true when hook took over the outcome.
 func (c *CVM) call(ctx context.Context, action string, pace pacer, try attempt, hook retryHook) (requestID string, ce *approval.CloudError, settled bool) {
 	for n := 0; ; n++ {
-		if err := pace.Wait(ctx); err != nil {
+		done, err := pace.Start(ctx)
+		if err != nil {
 			return "", c.cloudError(err), false
 		}
 		actx, cancel := context.WithTimeout(ctx, c.cfg.RequestTimeout)
 		id, err := try(actx)
 		cancel()
+		done()
 		if err == nil {
 			c.cfg.OnCall(action, "")
 			return id, nil, false

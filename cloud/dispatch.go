@@ -163,14 +163,20 @@ func (l *lane) send() {
 		l.mu.Unlock()
 		// The slot is taken before the batch is: whatever arrives while
 		// the budget is spent rides this call.
-		if err := lim.Wait(context.Background()); err != nil {
+		done, err := lim.Start(context.Background())
+		if err != nil {
 			continue
 		}
 		batch := l.takeIntents()
 		if len(batch) == 0 {
+			done()
 			continue
 		}
-		go l.call(batch, &prepaid{lim: lim})
+		go func() {
+			p := &prepaid{lim: lim, done: done}
+			defer p.settle()
+			l.call(batch, p)
+		}()
 	}
 }
 
@@ -237,9 +243,11 @@ func (l *lane) call(batch []*intent, pace pacer) {
 	}
 }
 
-// pacer lets a call's attempts start within the API's rate.
+// pacer lets a call's attempts start within the API's rate: Start
+// returns once an attempt may go, and the attempt calls done when its
+// answer is in (see Limiter).
 type pacer interface {
-	Wait(ctx context.Context) error
+	Start(ctx context.Context) (done func(), err error)
 }
 
 // prepaid is a pacer whose first slot was taken before the call was
@@ -247,15 +255,28 @@ type pacer interface {
 // the limiter like any other call.
 type prepaid struct {
 	lim  *Limiter
-	used bool
+	done func() // the first slot's; nil once handed out
 }
 
-func (p *prepaid) Wait(ctx context.Context) error {
-	if !p.used {
-		p.used = true
-		return ctx.Err()
+func (p *prepaid) Start(ctx context.Context) (func(), error) {
+	if done := p.done; done != nil {
+		p.done = nil
+		if err := ctx.Err(); err != nil {
+			done()
+			return nil, err
+		}
+		return done, nil
 	}
-	return p.lim.Wait(ctx)
+	return p.lim.Start(ctx)
+}
+
+// settle gives the first slot back if the call ended before using it
+// (its client could not be made): no call went out with it.
+func (p *prepaid) settle() {
+	if p.done != nil {
+		p.done()
+		p.done = nil
+	}
 }
 
 // look is one caller's share of a coalesced DescribeInstances call.
@@ -341,14 +362,20 @@ func (l *lane) describe() {
 				continue
 			}
 		}
-		if err := lim.Wait(context.Background()); err != nil {
+		done, err := lim.Start(context.Background())
+		if err != nil {
 			continue
 		}
 		batch, ids := l.takeLooks()
 		if len(batch) == 0 {
+			done()
 			continue
 		}
-		go l.answer(batch, ids, &prepaid{lim: lim})
+		go func() {
+			p := &prepaid{lim: lim, done: done}
+			defer p.settle()
+			l.answer(batch, ids, p)
+		}()
 	}
 }
 

@@ -110,7 +110,11 @@ func TestDispatcherSeparatesStopTypes(t *testing.T) {
 	}
 	s.queued(t, 2)
 	s.clock.Advance(2 * time.Second) // one call now …
-	testutil.Eventually(t, 10*time.Second, func() bool { return len(s.answered(ActionReboot)) == before+1 }, "the first call")
+	// The slot frees a second after the first call's answer is in; the
+	// next call waits on the clock from then.
+	testutil.Eventually(t, 10*time.Second, func() bool {
+		return len(s.answered(ActionReboot)) == before+1 && s.clock.Waiters() == 1
+	}, "the first call answered and the next waiting on the clock")
 	s.clock.Advance(2 * time.Second) // … the other a second later
 	wg.Wait()
 	calls := s.answered(ActionReboot)[before:]
@@ -131,7 +135,7 @@ func TestDispatcherIsolatesAnotherRequestsStoppedInstance(t *testing.T) {
 	before := len(s.answered(ActionReboot))
 	go func() {
 		// Isolation's second call waits for the next second's budget.
-		testutil.Poll(10*time.Second, func() bool { return len(s.answered(ActionReboot)) > before })
+		testutil.Poll(10*time.Second, func() bool { return len(s.answered(ActionReboot)) > before && s.clock.Waiters() == 1 })
 		s.clock.Advance(2 * time.Second)
 	}()
 

@@ -594,13 +594,13 @@ func TestSharedLimiterAcrossRegionsAndAdapters(t *testing.T) {
 		}()
 	}
 	testutil.Eventually(t, 10*time.Second, func() bool {
-		return r.emu.Calls(ActionReboot) == 10 && clock.Waiters() == 15
-	}, "10 calls through and 15 waiting")
-	clock.Advance(time.Second + limiterGuard)
+		return r.emu.Calls(ActionReboot) == 10 && lim.inFlight() == 0 && clock.Waiters() == 1
+	}, "10 calls answered and the next waiting on the clock")
+	clock.Advance(time.Second)
 	testutil.Eventually(t, 10*time.Second, func() bool {
-		return r.emu.Calls(ActionReboot) == 20 && clock.Waiters() == 5
-	}, "20 calls through and 5 waiting")
-	clock.Advance(time.Second + limiterGuard)
+		return r.emu.Calls(ActionReboot) == 20 && lim.inFlight() == 0 && clock.Waiters() == 1
+	}, "20 calls answered and the next waiting on the clock")
+	clock.Advance(time.Second)
 	wg.Wait()
 	close(errs)
 	for err := range errs {

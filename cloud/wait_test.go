@@ -149,7 +149,9 @@ func TestWaitFailedReboot(t *testing.T) {
 func TestWaitTimeout(t *testing.T) {
 	ins := running(1)
 	clock := testutil.NewFakeClock(time.Now())
-	r := mustRig(t, emulator.Config{RebootDuration: time.Hour}, func(c *Config) {
+	// The polls come faster than 40 a second of real time: the limits are
+	// not what this test is about.
+	r := mustRig(t, emulator.Config{RebootDuration: time.Hour, DescribeCallsPerSecond: -1}, func(c *Config) {
 		c.Clock = clock
 		c.DescribeLimiter = NewLimiter(1000)
 	}, ins...)

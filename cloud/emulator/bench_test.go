@@ -27,7 +27,7 @@ func idsJSON(ids []string) string {
 }
 
 func BenchmarkDescribe100(b *testing.B) {
-	e, ids := benchFleet(b, Config{})
+	e, ids := benchFleet(b, Config{DescribeCallsPerSecond: -1})
 	body := `{"InstanceIds":` + idsJSON(ids[1000:1100]) + `,"Limit":100}`
 	now := time.Now()
 	b.ReportAllocs()
@@ -42,7 +42,7 @@ func BenchmarkDescribe100(b *testing.B) {
 }
 
 func BenchmarkDescribe100Parallel(b *testing.B) {
-	e, ids := benchFleet(b, Config{})
+	e, ids := benchFleet(b, Config{DescribeCallsPerSecond: -1})
 	body := `{"InstanceIds":` + idsJSON(ids[1000:1100]) + `,"Limit":100}`
 	now := time.Now()
 	b.ReportAllocs()
@@ -59,7 +59,7 @@ func BenchmarkDescribe100Parallel(b *testing.B) {
 }
 
 func BenchmarkDescribeFilterScan(b *testing.B) {
-	e, _ := benchFleet(b, Config{})
+	e, _ := benchFleet(b, Config{DescribeCallsPerSecond: -1})
 	body := `{"Filters":[{"Name":"tag:env","Values":["prod"]},{"Name":"instance-state","Values":["RUNNING"]}],"Limit":100}`
 	now := time.Now()
 	b.ReportAllocs()

@@ -70,6 +70,7 @@ func Command(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		errorAct   = fs.String("error-action", "", "inject errors only into this action (default: every action)")
 		latency    = fs.Duration("latency", 0, "latency added to every answer")
 		perSecond  = fs.Int("calls-per-second", DefaultCallsPerSecond, "RebootInstances calls accepted per second (negative: unlimited)")
+		describes  = fs.Int("describe-calls-per-second", DefaultDescribeCallsPerSecond, "DescribeInstances calls accepted per second (negative: unlimited)")
 		codes      codeList
 	)
 	fs.Var(&codes, "error-code", "error `code` to inject (repeatable or comma-separated; default InternalError)")
@@ -99,6 +100,8 @@ func Command(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return usagef("--reboot-duration must be positive")
 	case *perSecond == 0:
 		return usagef("--calls-per-second must not be 0 (use a negative value for no limit)")
+	case *describes == 0:
+		return usagef("--describe-calls-per-second must not be 0 (use a negative value for no limit)")
 	case *seedPath != "" && (set["instances"] || set["fleet"] || set["region"] || set["generate-seed"]):
 		return usagef("--seed cannot be combined with --instances, --fleet, --region or --generate-seed")
 	case set["fleet"] && set["instances"]:
@@ -152,12 +155,13 @@ func Command(ctx context.Context, args []string, stdout, stderr io.Writer) error
 
 	log := slog.New(slog.NewTextHandler(stderr, nil))
 	e := New(Config{
-		SecretID:       id,
-		SecretKey:      key,
-		Token:          *token,
-		RebootDuration: *rebootTime,
-		CallsPerSecond: *perSecond,
-		Seed:           time.Now().UnixNano(),
+		SecretID:               id,
+		SecretKey:              key,
+		Token:                  *token,
+		RebootDuration:         *rebootTime,
+		CallsPerSecond:         *perSecond,
+		DescribeCallsPerSecond: *describes,
+		Seed:                   time.Now().UnixNano(),
 		OnCall: func(c Call) {
 			attrs := []any{"action", c.Action, "region", c.Region, "request_id", c.RequestID}
 			if len(c.InstanceIDs) > 0 {

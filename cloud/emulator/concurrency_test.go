@@ -19,7 +19,7 @@ import (
 func TestConcurrentUse(t *testing.T) {
 	clk := newClock()
 	const workers, perWorker = 6, 20
-	e, url := emulatortest.Start(t, emulator.Config{Now: clk.Now, CallsPerSecond: -1, RebootDuration: time.Second}, fleet(workers*perWorker)...)
+	e, url := emulatortest.Start(t, emulator.Config{Now: clk.Now, CallsPerSecond: -1, DescribeCallsPerSecond: -1, RebootDuration: time.Second}, fleet(workers*perWorker)...)
 	var accepted atomic.Int64
 	var wg sync.WaitGroup
 	for w := range workers {

@@ -131,6 +131,12 @@ func page(n, offset, limit int) (from, to int) {
 // are left out of the answer, as the API does; Limit applies to
 // InstanceIds too (20 unless set).
 func (e *Emulator) describeInstances(c *callContext) (any, *apiError) {
+	e.mu.Lock()
+	allowed := e.describeLimiter.allow(e.now())
+	e.mu.Unlock()
+	if !allowed {
+		return nil, errorf(codeRequestLimitExceeded, "DescribeInstances was called more than %d times in one second.", e.describeLimiter.n)
+	}
 	p := c.params
 	if err := p.only("InstanceIds", "Filters", "Offset", "Limit"); err != nil {
 		return nil, err

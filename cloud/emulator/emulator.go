@@ -54,6 +54,9 @@ type Config struct {
 	// any one-second window; further calls get RequestLimitExceeded. 0
 	// means the API's 10; a negative value means no limit.
 	CallsPerSecond int
+	// DescribeCallsPerSecond is the same for DescribeInstances: 0 means
+	// the API's 40; a negative value means no limit.
+	DescribeCallsPerSecond int
 	// Seed seeds the randomness of fault injection.
 	Seed int64
 	// OnCall, when set, is called after each API request is answered, from
@@ -72,9 +75,10 @@ type Call struct {
 
 // Default values of Config.
 const (
-	DefaultRebootDuration  = 2 * time.Second
-	DefaultCallsPerSecond  = 10
-	DefaultSignatureWindow = 5 * time.Minute
+	DefaultRebootDuration         = 2 * time.Second
+	DefaultCallsPerSecond         = 10
+	DefaultDescribeCallsPerSecond = 40
+	DefaultSignatureWindow        = 5 * time.Minute
 )
 
 // APIVersion is the only API version the emulator serves.
@@ -91,16 +95,17 @@ type Emulator struct {
 	idPrefix [8]byte
 	idSeq    atomic.Uint64
 
-	mu          sync.Mutex
-	byID        map[string]*instance
-	byRegion    map[string][]*instance // in the order they were added
-	rebootCalls map[string]int
-	calls       map[string]int
-	totalCalls  int
-	failNext    map[string]bool
-	faults      []*faultState
-	rng         *rand.Rand
-	limiter     limiter
+	mu              sync.Mutex
+	byID            map[string]*instance
+	byRegion        map[string][]*instance // in the order they were added
+	rebootCalls     map[string]int
+	calls           map[string]int
+	totalCalls      int
+	failNext        map[string]bool
+	faults          []*faultState
+	rng             *rand.Rand
+	limiter         limiter // RebootInstances calls
+	describeLimiter limiter // DescribeInstances calls
 }
 
 // New returns an emulator with no instances.
@@ -131,6 +136,11 @@ func New(cfg Config) *Emulator {
 		perSecond = DefaultCallsPerSecond
 	}
 	e.limiter = newLimiter(perSecond, time.Second)
+	describes := cfg.DescribeCallsPerSecond
+	if describes == 0 {
+		describes = DefaultDescribeCallsPerSecond
+	}
+	e.describeLimiter = newLimiter(describes, time.Second)
 	crand.Read(e.idPrefix[:])
 	return e
 }

@@ -64,7 +64,7 @@ func TestFaultCount(t *testing.T) {
 }
 
 func TestFaultRate(t *testing.T) {
-	e, c := mustStart(t, emulator.Config{Seed: 42, CallsPerSecond: -1}, fleet(1)...)
+	e, c := mustStart(t, emulator.Config{Seed: 42, CallsPerSecond: -1, DescribeCallsPerSecond: -1}, fleet(1)...)
 	e.SetFaults(emulator.Fault{Action: "DescribeInstances", Code: "InternalError", Rate: 0.5})
 	failed := 0
 	const n = 200

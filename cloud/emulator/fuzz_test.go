@@ -20,7 +20,7 @@ func FuzzServeHTTP(f *testing.F) {
 	f.Add("StopInstances", `{"InstanceIds":["ins-aaaaaaaa"],"ForceStop":"yes"}`, "", false)
 	f.Add("StartInstances", `{"InstanceIds":{"0":"ins-aaaaaaaa"}}`, "InstanceIds.0.1=x", true)
 	f.Add("RebootInstances", `[[[[[[[[]]]]]]]]`, "a.b.c.d.e.f.g.h=1", true)
-	e := mustNew(f, Config{CallsPerSecond: -1}, Generate(20, 1)...)
+	e := mustNew(f, Config{CallsPerSecond: -1, DescribeCallsPerSecond: -1}, Generate(20, 1)...)
 	e.Add(Instance{ID: "ins-aaaaaaaa"})
 	now := time.Now()
 	f.Fuzz(func(t *testing.T, action, body, query string, get bool) {
@@ -52,7 +52,7 @@ func FuzzAuthorization(f *testing.F) {
 	f.Add("TC3-HMAC-SHA256 Credential=AKIDrawtest/2019-02-25/cvm/tc3_request, SignedHeaders=content-type;host, Signature=00", "1551113065")
 	f.Add("TC3-HMAC-SHA256 Credential=a/b/c/tc3_request, SignedHeaders=content-type;host;x-tc-action, Signature="+strings.Repeat("a", 64), "-1")
 	f.Add("TC3-HMAC-SHA256 ,,,==", "99999999999999999999")
-	e := mustNew(f, Config{})
+	e := mustNew(f, Config{CallsPerSecond: -1, DescribeCallsPerSecond: -1})
 	f.Fuzz(func(t *testing.T, auth, ts string) {
 		r := httptest.NewRequest(http.MethodPost, "http://127.0.0.1:9000/", strings.NewReader(`{}`))
 		r.Header.Set("Content-Type", "application/json")

@@ -282,12 +282,32 @@ func TestRebootRateLimit(t *testing.T) {
 	if got, want := e.Calls("RebootInstances"), 11; got != want {
 		t.Errorf("Calls(RebootInstances) = %d, want %d", got, want)
 	}
-	// Describe calls are not limited.
+	// Describe calls count against their own limit.
 	for range 20 {
 		mustDescribe(t, c, testID(0))
 	}
 	clk.Advance(time.Second)
 	mustReboot(t, c, testID(10))
+}
+
+// TestDescribeRateLimit: DescribeInstances is refused past 40 calls in a
+// second, before it reads anything, and the reboot budget is its own.
+func TestDescribeRateLimit(t *testing.T) {
+	clk := newClock()
+	e, c := mustStart(t, emulator.Config{Now: clk.Now}, fleet(2)...)
+	for range emulator.DefaultDescribeCallsPerSecond {
+		mustDescribe(t, c, testID(0))
+	}
+	_, err := c.DescribeInstances(cvm.NewDescribeInstancesRequest())
+	if got, want := codeOf(t, err), "RequestLimitExceeded"; got != want {
+		t.Fatalf("41st DescribeInstances in one second: code = %q, want %q", got, want)
+	}
+	mustReboot(t, c, testID(1))
+	clk.Advance(time.Second)
+	mustDescribe(t, c, testID(0))
+	if got, want := e.Calls("DescribeInstances"), emulator.DefaultDescribeCallsPerSecond+2; got != want {
+		t.Errorf("Calls(DescribeInstances) = %d, want %d", got, want)
+	}
 }
 
 func TestRebootRateLimitConfigured(t *testing.T) {
