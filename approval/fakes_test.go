@@ -180,8 +180,9 @@ type fakeSlack struct {
 	// refuse, when set, makes PostCard fail with it.
 	refuse error
 	// updateErr, when set, makes UpdateCard and Report fail with it.
-	updateErr error
-	updates   int // UpdateCard calls
+	updateErr   error
+	updates     int // UpdateCard calls
+	reportTries int // Report calls
 }
 
 func newFakeSlack() *fakeSlack {
@@ -213,6 +214,7 @@ func (s *fakeSlack) UpdateCard(ctx context.Context, r *approval.Request) error {
 func (s *fakeSlack) Report(ctx context.Context, r *approval.Request, rep approval.Report) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.reportTries++
 	if s.updateErr != nil {
 		return s.updateErr
 	}
@@ -232,6 +234,14 @@ func (s *fakeSlack) updateCalls() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.updates
+}
+
+// noticeCalls returns how many card updates and thread reports were asked
+// for.
+func (s *fakeSlack) noticeCalls() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.updates + s.reportTries
 }
 
 // posts returns how many cards were posted.
