@@ -236,12 +236,11 @@ func (s *fakeSlack) updateCalls() int {
 	return s.updates
 }
 
-// noticeCalls returns how many card updates and thread reports were asked
-// for.
-func (s *fakeSlack) noticeCalls() int {
+// reportCalls returns how many thread reports were asked for.
+func (s *fakeSlack) reportCalls() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.updates + s.reportTries
+	return s.reportTries
 }
 
 // posts returns how many cards were posted.

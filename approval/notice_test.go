@@ -21,10 +21,10 @@ func TestNoticesGone(t *testing.T) {
 		t.Fatal(err)
 	}
 	w.waitState(t, "R-1", approval.Succeeded) // terminal and settled
-	// Whichever notice went first (the card update or, when the reboot
-	// was quicker, the instance's report) was the only one asked for.
-	if n := w.slack.noticeCalls(); n != 1 {
-		t.Errorf("Slack was asked for %d card updates and reports, want one", n)
+	// The card update and the instance's report may both be on their way
+	// when the first Gone comes back; neither is asked for again.
+	if u, r := w.slack.updateCalls(), w.slack.reportCalls(); u > 1 || r > 1 || u+r == 0 {
+		t.Errorf("Slack was asked for %d card updates and %d reports, want at most one of each", u, r)
 	}
 	types := w.events(t, approval.AuditQuery{RequestID: "R-1"})
 	var lost int
@@ -40,10 +40,11 @@ func TestNoticesGone(t *testing.T) {
 	// A failure that may pass keeps the card owed.
 	w.slack.setUpdateErr(&approval.Error{Kind: approval.Unavailable, Message: "Slack did not take the card update."})
 	w.mustCreate(t, approval.CreateInput{Instances: []string{"ins-aaaaaaaa"}})
+	before := w.slack.updateCalls()
 	if _, err := w.engine.Deny(context.Background(), "k2", "R-2", "UALICE", w.mustCard(t, "R-2")); err != nil {
 		t.Fatal(err)
 	}
-	testutil.Eventually(t, 10*time.Second, func() bool { return w.slack.updateCalls() >= 2 }, "R-2's card update to be tried")
+	testutil.Eventually(t, 10*time.Second, func() bool { return w.slack.updateCalls() > before }, "R-2's card update to be tried")
 	r, err := w.store.Get(context.Background(), "R-2")
 	if err != nil {
 		t.Fatal(err)
