@@ -45,8 +45,13 @@ func (db *DB) appender(tx *bolt.Tx) *appender {
 	}
 	// Sequence-keyed buckets only ever grow at their end, and each index
 	// key's entries grow at the end of its range: pack pages on a split
-	// instead of leaving them half empty for inserts that never come.
-	for _, b := range []*bolt.Bucket{a.events, a.idxTime, a.idxReq, a.idxIns, a.idxUser} {
+	// instead of leaving them half empty for inserts that never come. The
+	// instance index is the exception: one event of a fleet request adds
+	// an entry to each of a hundred ranges spread over the whole index, so
+	// its inserts land in the middle of full pages, and a packed split
+	// would leave a nearly empty page behind for each of them. It keeps
+	// bbolt's even split.
+	for _, b := range []*bolt.Bucket{a.events, a.idxTime, a.idxReq, a.idxUser} {
 		b.FillPercent = appendFill
 	}
 	a.headHash = string(a.meta.Get(metaHeadHash))
