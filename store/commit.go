@@ -10,6 +10,16 @@ import (
 // commit never holds a caller back for long.
 const maxGroup = 64
 
+// maxGroupNodes bounds the B+tree nodes a shared transaction brings into
+// memory before the writes queued after it wait for the next one. A
+// request of a hundred instances storing its results appends a hundred
+// events, and their instance index entries land on as many pages spread
+// over the index; sixty-four such writes in one transaction would hold
+// most of the index in memory as nodes and rewrite it on commit. Small
+// writes touch few nodes, so they still share transactions sixty-four
+// at a time.
+const maxGroupNodes = 512
+
 // committer makes concurrent writes share transactions and so share one
 // fsync. A write is queued; when no transaction is being committed the
 // queue's writes go into one at once, and writes that arrive during a
@@ -36,8 +46,9 @@ type committer struct {
 
 // write is one caller's transaction function and where its result goes.
 type write struct {
-	fn  func(tx *bolt.Tx) error
-	err chan error
+	fn     func(tx *bolt.Tx) error
+	err    chan error
+	urgent bool // queued by doFirst
 }
 
 // do runs fn in a write transaction, possibly shared with other callers'
@@ -46,17 +57,17 @@ type write struct {
 // its group fails, the group is rolled back and run again without it. fn
 // must therefore set everything it reports afresh on each run.
 func (c *committer) do(fn func(tx *bolt.Tx) error) error {
-	return c.enqueue(&c.queue, fn)
+	return c.enqueue(&c.queue, fn, false)
 }
 
 // doFirst is do for a write someone is waiting on: it goes ahead of the
 // background writes queued before it.
 func (c *committer) doFirst(fn func(tx *bolt.Tx) error) error {
-	return c.enqueue(&c.urgent, fn)
+	return c.enqueue(&c.urgent, fn, true)
 }
 
-func (c *committer) enqueue(q *[]*write, fn func(tx *bolt.Tx) error) error {
-	w := &write{fn: fn, err: make(chan error, 1)}
+func (c *committer) enqueue(q *[]*write, fn func(tx *bolt.Tx) error, urgent bool) error {
+	w := &write{fn: fn, err: make(chan error, 1), urgent: urgent}
 	c.mu.Lock()
 	*q = append(*q, w)
 	if !c.running {
@@ -92,23 +103,31 @@ func (c *committer) loop() {
 // run commits group in one transaction. A function that fails rolls the
 // transaction back; it is then run alone, so that its error is the one it
 // gets from the committed state, and the rest are committed without it.
-// A transaction that fails to commit fails every write in it.
+// A transaction that fails to commit fails every write in it. Once the
+// transaction holds maxGroupNodes nodes, the writes not yet run go back
+// to the front of their queues.
 func (c *committer) run(group []*write) {
 	for len(group) > 0 {
-		failed := -1
+		failed, taken := -1, len(group)
 		err := c.commit(func(tx *bolt.Tx) error {
+			taken = len(group)
 			for i, w := range group {
 				if err := w.fn(tx); err != nil {
 					failed = i
 					return err
 				}
+				if st := tx.Stats(); i+1 < len(group) && st.GetNodeCount() >= maxGroupNodes {
+					taken = i + 1
+					break
+				}
 			}
 			return nil
 		})
 		if failed < 0 {
-			for _, w := range group {
+			for _, w := range group[:taken] {
 				w.err <- err
 			}
+			c.putBack(group[taken:])
 			return
 		}
 		if len(group) == 1 {
@@ -119,4 +138,24 @@ func (c *committer) run(group []*write) {
 		alone.err <- c.commit(alone.fn)
 		group = append(group[:failed:failed], group[failed+1:]...)
 	}
+}
+
+// putBack returns writes that did not fit in a transaction to the front
+// of their queues, in their order, ahead of those queued since.
+func (c *committer) putBack(rest []*write) {
+	if len(rest) == 0 {
+		return
+	}
+	var urgent, background []*write
+	for _, w := range rest {
+		if w.urgent {
+			urgent = append(urgent, w)
+		} else {
+			background = append(background, w)
+		}
+	}
+	c.mu.Lock()
+	c.urgent = append(urgent, c.urgent...)
+	c.queue = append(background, c.queue...)
+	c.mu.Unlock()
 }

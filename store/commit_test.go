@@ -202,3 +202,72 @@ func TestUrgentWritesGoAheadOfQueuedBackgroundOnes(t *testing.T) {
 		t.Errorf("first write committed after the held one: %q of %d; want the click first", order[0], len(order))
 	}
 }
+
+// TestLargeWritesSplitIntoSeveralTransactions queues writes that each
+// change entries spread over a large bucket, as a fleet request storing
+// its results does, and checks that they do not all share one
+// transaction: each transaction holds about maxGroupNodes nodes in memory
+// at most, and every write is still committed, in order.
+func TestLargeWritesSplitIntoSeveralTransactions(t *testing.T) {
+	db := mustOpen(t, Options{NoSync: true})
+	spread := []byte("spread")
+	const keys, stride = 20000, 50
+	err := db.bolt.Update(func(tx *bolt.Tx) error {
+		b, err := tx.CreateBucket(spread)
+		if err != nil {
+			return err
+		}
+		for i := range keys {
+			if err := b.Put(fmt.Appendf(nil, "k%05d", i), make([]byte, 100)); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	queued, release := holdCommitter(t, db)
+	const n = 6
+	var wg sync.WaitGroup
+	txIDs := make([]int, n)
+	errs := make([]error, n)
+	for i := range n {
+		wg.Go(func() {
+			errs[i] = db.group.do(func(tx *bolt.Tx) error {
+				txIDs[i] = tx.ID()
+				b := tx.Bucket(spread)
+				for k := i; k < keys; k += stride {
+					if err := b.Put(fmt.Appendf(nil, "k%05d", k), []byte("changed")); err != nil {
+						return err
+					}
+				}
+				return nil
+			})
+		})
+		queued(i + 1) // keep the queue's order
+	}
+	release()
+	wg.Wait()
+	for i := range n {
+		if errs[i] != nil {
+			t.Fatalf("write %d: %v", i, errs[i])
+		}
+		if i > 0 && txIDs[i] < txIDs[i-1] {
+			t.Errorf("write %d committed in transaction %d, before write %d's %d", i, txIDs[i], i-1, txIDs[i-1])
+		}
+	}
+	if txIDs[n-1] == txIDs[0] {
+		t.Errorf("all %d writes shared transaction %d; want them split once a transaction holds %d nodes", n, txIDs[0], maxGroupNodes)
+	}
+	db.bolt.View(func(tx *bolt.Tx) error {
+		b := tx.Bucket(spread)
+		for i := range n {
+			if got := string(b.Get(fmt.Appendf(nil, "k%05d", i))); got != "changed" {
+				t.Errorf("write %d's first key holds %q, want it changed", i, got)
+			}
+		}
+		return nil
+	})
+	checkFile(t, db)
+}
