@@ -220,10 +220,11 @@ func (x *Executor) roll(ctx context.Context, id string) error {
 // runWave reboots the instances ids of r (all of them when ids is nil)
 // and waits for them.
 func (x *Executor) runWave(ctx context.Context, r *Request, ids []string) error {
+	id := r.ID
 	if err := x.callAll(ctx, r, ids); err != nil {
 		return err
 	}
-	return x.waitAll(ctx, r.ID)
+	return x.waitAll(ctx, id)
 }
 
 // startWave starts r's next wave, or ends r as stopped when a stop came
@@ -437,12 +438,15 @@ func (x *Executor) reconcile(ctx context.Context, r *Request, giveUp bool) (*Req
 	if len(intents) == 0 {
 		return r, nil
 	}
+	// r is not used past the look: while the cloud answers only its ID is
+	// held, and the change is made on the request as stored.
+	id := r.ID
 	seen, err := x.look(ctx, r.Region, intents)
 	if err != nil {
 		return nil, err
 	}
 	calledAt := time.Now().UTC()
-	return x.save(ctx, r.ID, func(r *Request) ([]Event, error) {
+	return x.save(ctx, id, func(r *Request) ([]Event, error) {
 		var events []Event
 		byCall := map[string][]string{}
 		for i := range r.Runs {
@@ -509,15 +513,16 @@ func firstNonEmpty(s ...string) string {
 // rest together with each one's latest operation. That look is the only
 // one before the call: the Rebooter trusts what the intent recorded.
 func (x *Executor) intend(ctx context.Context, r *Request, waiting []string) (*Request, error) {
+	id := r.ID
 	seen, err := x.look(ctx, r.Region, waiting)
 	if err != nil {
 		return nil, err
 	}
 	due := make(map[string]bool, len(waiting))
-	for _, id := range waiting {
-		due[id] = true
+	for _, in := range waiting {
+		due[in] = true
 	}
-	return x.save(ctx, r.ID, func(r *Request) ([]Event, error) {
+	return x.save(ctx, id, func(r *Request) ([]Event, error) {
 		var events []Event
 		var intended []string
 		for i := range r.Runs {
@@ -558,6 +563,7 @@ func (x *Executor) call(ctx context.Context, r *Request) (*Request, error) {
 	if len(targets) == 0 {
 		return r, nil
 	}
+	id := r.ID
 	results := x.cloud.Reboot(ctx, r.Region, r.StopType, targets)
 	if ctx.Err() != nil {
 		// Shutting down: what happened is reconciled on the next start.
@@ -568,7 +574,7 @@ func (x *Executor) call(ctx context.Context, r *Request) (*Request, error) {
 	for _, res := range results {
 		byID[res.InstanceID] = res
 	}
-	return x.save(ctx, r.ID, func(r *Request) ([]Event, error) {
+	return x.save(ctx, id, func(r *Request) ([]Event, error) {
 		var events []Event
 		byCall := map[string][]string{}
 		for i := range r.Runs {
