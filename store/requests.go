@@ -60,7 +60,7 @@ func (db *DB) Create(ctx context.Context, r *approval.Request, key string, reply
 		id = approval.FormatRequestID(seq)
 		stored := *r
 		stored.ID = id
-		if err := putRequest(tx, seq, &stored); err != nil {
+		if err := db.putRequest(tx, seq, &stored); err != nil {
 			return err
 		}
 		if r.State.Open() {
@@ -136,7 +136,7 @@ func (db *DB) Update(ctx context.Context, id, key string, fn func(r *approval.Re
 			if r.ID != storedID {
 				return fmt.Errorf("store: update %s: the request's ID was changed to %q", storedID, r.ID)
 			}
-			if err := saveRequest(tx, seq, r); err != nil {
+			if err := db.saveRequest(tx, seq, r); err != nil {
 				return err
 			}
 		}
@@ -296,18 +296,25 @@ func notFound(id string) error {
 	return &approval.Error{Kind: approval.NotFound, Message: fmt.Sprintf("No request %s.", id)}
 }
 
-// decodeRequest decodes a stored request; json.Unmarshal copies, so the
-// result outlives the transaction.
+// decodeRequest decodes a stored request, compressed or plain JSON (see
+// compressedRecord); json.Unmarshal copies, so the result outlives the
+// transaction.
 func decodeRequest(v []byte) (*approval.Request, error) {
+	raw, err := recordJSON(v)
+	if err != nil {
+		return nil, fmt.Errorf("store: decode request: %w", err)
+	}
 	var r approval.Request
-	if err := json.Unmarshal(v, &r); err != nil {
+	if err := json.Unmarshal(raw, &r); err != nil {
 		return nil, fmt.Errorf("store: decode request: %w", err)
 	}
 	return &r, nil
 }
 
-func putRequest(tx *bolt.Tx, seq uint64, r *approval.Request) error {
-	raw, err := json.Marshal(r)
+// putRequest stores r under seq as a compressed record and keeps it in the
+// open index until it is settled.
+func (db *DB) putRequest(tx *bolt.Tx, seq uint64, r *approval.Request) error {
+	raw, err := db.records.encode(r)
 	if err != nil {
 		return fmt.Errorf("store: encode %s: %w", r.ID, err)
 	}
@@ -323,8 +330,8 @@ func putRequest(tx *bolt.Tx, seq uint64, r *approval.Request) error {
 // saveRequest stores r over its earlier version. Once r is terminal it lets
 // go of the instances it holds; once it is settled (nothing more owed to
 // Slack) it leaves the open index.
-func saveRequest(tx *bolt.Tx, seq uint64, r *approval.Request) error {
-	if err := putRequest(tx, seq, r); err != nil {
+func (db *DB) saveRequest(tx *bolt.Tx, seq uint64, r *approval.Request) error {
+	if err := db.putRequest(tx, seq, r); err != nil {
 		return err
 	}
 	if r.State.Open() {

@@ -6,7 +6,9 @@
 //
 // The file holds these buckets:
 //
-//	requests        8-byte big-endian seq → request JSON (R-<seq>)
+//	requests        8-byte big-endian seq → request (R-<seq>): 0x01 then
+//	                its JSON, DEFLATE-compressed (see compressedRecord);
+//	                files of layout 1 hold plain JSON, still read as such
 //	open_requests   seq → nothing, for requests that are not terminal
 //	open_instances  instance ID → ID of the open request holding it
 //	deliveries      delivery key (a Slack trigger_id) → Reply JSON
@@ -30,6 +32,8 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -79,14 +83,21 @@ type DB struct {
 	readOnly bool
 
 	writes    writeState
+	records   recordWriter  // compresses requests as they are written
 	group     *committer    // concurrent writes share transactions
 	probeStop chan struct{} // closed by Close; nil without a probe
 	probeDone chan struct{}
 	closeOnce sync.Once
 }
 
-// schemaVersion is the layout this package reads and writes.
-const schemaVersion = "1"
+// schemaVersion is the layout this package writes. Layout 2 stores
+// requests compressed; it reads files of layout 1 too, and marks them 2
+// when it opens them for writing, so that an older build refuses a file
+// it could no longer read instead of misreading it.
+const schemaVersion = "2"
+
+// readableVersions are the layouts this package reads.
+var readableVersions = []string{"1", schemaVersion}
 
 var (
 	bucketRequests      = []byte("requests")
@@ -259,8 +270,8 @@ func identify(tx *bolt.Tx, blank bool) error {
 		}
 		return errors.New("not a rebootbot database (it has no meta bucket)")
 	}
-	if v := meta.Get(metaVersion); v != nil && string(v) != schemaVersion {
-		return fmt.Errorf("database layout version %q is not supported (this build reads %q)", v, schemaVersion)
+	if v := meta.Get(metaVersion); v != nil && !slices.Contains(readableVersions, string(v)) {
+		return fmt.Errorf("database layout version %q is not supported (this build reads %s)", v, strings.Join(readableVersions, " and "))
 	}
 	return nil
 }
