@@ -48,6 +48,12 @@
 // own; a change with more writes than that (a request for many instances)
 // is sent as one transaction whose writes are grouped into nested ones,
 // which commit or fail together with it.
+//
+// The changes one process makes at the same time share transactions (see
+// committer): a group's audit events are appended in one transaction, one
+// after the other, conditioned on the head once, so that N concurrent
+// changes cost one round of consensus rather than N rounds each racing
+// the others for the head.
 package etcdstore
 
 import (
@@ -76,9 +82,9 @@ const schemaVersion = "1"
 // maxTxnOps is etcd's default --max-txn-ops.
 const maxTxnOps = 128
 
-// maxAttempts bounds how often a change is tried again after other
-// writers got in first; each retry means another change committed, so
-// reaching it means a storm of writes to one request or the log.
+// maxAttempts bounds how often a transaction is tried again after other
+// writers got in first; each retry means another transaction committed,
+// so reaching it means a storm of writes to one request or the log.
 const maxAttempts = 200
 
 var _ approval.Store = (*Store)(nil)
@@ -100,13 +106,9 @@ type Store struct {
 	now    func() time.Time
 	// fence, when set, conditions every write on the leadership it holds.
 	fence *Leader
-	// writing lets one write at a time of this process (fenced copies
-	// included) read, decide and commit. Every change appends to the audit
-	// log and so is conditioned on its head: etcd takes them one at a
-	// time whatever is sent, and writers of one process racing each other
-	// would only lose and retry, each loss a round trip, until under load
-	// (the race detector, a slow disk) their calls ran out of time.
-	writing chan struct{}
+	// commits gathers the concurrent writes of this process, fenced
+	// copies included, into shared transactions (see committer).
+	commits *committer
 }
 
 // New returns a Store over client. It writes the layout version under the
@@ -124,7 +126,7 @@ func New(ctx context.Context, client *clientv3.Client, opts Options) (*Store, er
 	if now == nil {
 		now = time.Now
 	}
-	s := &Store{client: client, prefix: prefix, now: now, writing: make(chan struct{}, 1)}
+	s := &Store{client: client, prefix: prefix, now: now, commits: &committer{}}
 	if err := s.init(ctx); err != nil {
 		return nil, err
 	}
@@ -306,28 +308,6 @@ func (s *Store) write(ctx context.Context, cmps []clientv3.Cmp, ops []clientv3.O
 		}
 	}
 	return false, nil
-}
-
-// attempts runs try, one write of this process at a time, until it
-// reports done, ctx ends or maxAttempts are used up.
-func (s *Store) attempts(ctx context.Context, what string, try func() (done bool, err error)) error {
-	select {
-	case s.writing <- struct{}{}:
-		defer func() { <-s.writing }()
-	case <-ctx.Done():
-		return unavailable(ctx, what, ctx.Err())
-	}
-	for range maxAttempts {
-		done, err := try()
-		if err != nil || done {
-			return err
-		}
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-	}
-	return &approval.Error{Kind: approval.Unavailable, Message: "The store is too busy; nothing was recorded. Try again.",
-		Err: fmt.Errorf("etcdstore: %s: lost %d races to other writers", what, maxAttempts)}
 }
 
 // unavailable wraps an error of the etcd client: the caller's own

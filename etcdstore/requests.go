@@ -36,86 +36,69 @@ func (s *Store) Create(ctx context.Context, r *approval.Request, key string, rep
 	if !r.State.Open() {
 		claims = nil
 	}
+	var gets []string
+	if key != "" {
+		gets = append(gets, s.deliveryKey(key))
+	}
+	for _, in := range claims {
+		gets = append(gets, s.heldKey(in))
+	}
 	var id string
-	err := s.attempts(ctx, "create", func() (bool, error) {
-		gets := []clientv3.Op{clientv3.OpGet(s.requestSeqKey()), clientv3.OpGet(s.headKey())}
-		if key != "" {
-			gets = append(gets, clientv3.OpGet(s.deliveryKey(key)))
-		}
-		for _, in := range claims {
-			gets = append(gets, clientv3.OpGet(s.heldKey(in)))
-		}
-		got, _, err := s.read(ctx, gets)
-		if err != nil {
-			return false, err
-		}
-		counter, h, rest := got[0], got[1], got[2:]
+	ch := &change{what: "create", urgent: key != "", counts: true, gets: gets, own: gets}
+	err := s.commit(ctx, ch, func(b *batch, got []*pb.RangeResponse) error {
+		rest := got
 		if key != "" {
 			if earlier, ok, err := decodeReply(rest[0]); err != nil || ok {
 				if err != nil {
-					return false, err
+					return err
 				}
-				return false, approval.CreateReplayed(earlier)
+				return approval.CreateReplayed(earlier)
 			}
 			rest = rest[1:]
 		}
 		for i, in := range claims {
 			if holder := kv(rest[i]); holder != nil {
-				return false, &approval.HeldError{Instance: in, RequestID: string(holder.Value)}
+				return &approval.HeldError{Instance: in, RequestID: string(holder.Value)}
 			}
 		}
-		var last uint64
-		if v := kv(counter); v != nil {
-			if _, err := fmt.Sscan(string(v.Value), &last); err != nil {
-				return false, fmt.Errorf("etcdstore: decode the request counter %q: %w", v.Value, err)
-			}
+		seq, err := b.nextSeq()
+		if err != nil {
+			return err
 		}
-		seq := last + 1
 		id = approval.FormatRequestID(seq)
 		stored := *r
 		stored.ID = id
 		raw, err := json.Marshal(&stored)
 		if err != nil {
-			return false, fmt.Errorf("etcdstore: encode %s: %w", id, err)
+			return fmt.Errorf("etcdstore: encode %s: %w", id, err)
 		}
-		cmps := []clientv3.Cmp{clientv3.Compare(clientv3.ModRevision(s.requestSeqKey()), "=", modRev(counter))}
-		ops := []clientv3.Op{
-			clientv3.OpPut(s.requestSeqKey(), fmt.Sprint(seq)),
-			clientv3.OpPut(s.requestKey(seq), string(raw)),
-		}
+		var cmps []clientv3.Cmp
+		ops := []clientv3.Op{clientv3.OpPut(s.requestKey(seq), string(raw))}
 		if !stored.Settled() {
 			ops = append(ops, clientv3.OpPut(s.openKey(seq), ""))
 		}
 		for _, in := range claims {
 			ops = append(ops, clientv3.OpPut(s.heldKey(in), id))
 		}
-		headNow, headRev, err := readHead(h)
-		if err != nil {
-			return false, err
-		}
-		app := &appender{s: s, head: headNow, headRev: headRev}
 		for _, e := range events {
 			e.RequestID = id
-			if err := app.append(e, r.Requester, ids); err != nil {
-				return false, err
+			if err := b.app.append(e, r.Requester, ids); err != nil {
+				return err
 			}
 		}
-		appCmps, appOps, err := app.finish()
-		if err != nil {
-			return false, err
-		}
-		cmps, ops = append(cmps, appCmps...), append(ops, appOps...)
 		if key != "" {
+			reply := reply
 			if reply.RequestID == "" {
 				reply.RequestID = id
 			}
 			c, op, err := s.putReply(key, reply)
 			if err != nil {
-				return false, err
+				return err
 			}
 			cmps, ops = append(cmps, c), append(ops, op)
 		}
-		return s.write(ctx, cmps, ops)
+		b.add(cmps, ops)
+		return nil
 	})
 	if err != nil {
 		return err
@@ -133,8 +116,11 @@ func (s *Store) Create(ctx context.Context, r *approval.Request, key string, rep
 // fn left it. When fn returns an error nothing is written and the error is
 // returned.
 //
-// When another writer changed the request or the log in between, fn runs
-// again on the fresh request: fn must act only on the request it is given.
+// When another writer changed the request or the log in between, or a
+// change sharing its transaction was refused, fn runs again on the fresh
+// request: fn must act only on the request it is given. It runs in the
+// goroutine that commits this process's writes, never after Update has
+// returned.
 // If key was remembered before, fn is not called and the stored request is
 // returned with the earlier reply and replayed true. A missing request is a
 // NotFound *approval.Error.
@@ -145,96 +131,80 @@ func (s *Store) Update(ctx context.Context, id, key string, fn func(r *approval.
 		replayed bool
 	)
 	seq, valid := approval.ParseRequestID(id)
-	err := s.attempts(ctx, "update "+id, func() (bool, error) {
-		gets := []clientv3.Op{clientv3.OpGet(s.headKey())}
-		if valid {
-			gets = append(gets, clientv3.OpGet(s.requestKey(seq)))
-		}
-		if key != "" {
-			gets = append(gets, clientv3.OpGet(s.deliveryKey(key)))
-		}
-		got, _, err := s.read(ctx, gets)
-		if err != nil {
-			return false, err
-		}
-		h := got[0]
+	var gets []string
+	if valid {
+		gets = append(gets, s.requestKey(seq))
+	}
+	if key != "" {
+		gets = append(gets, s.deliveryKey(key))
+	}
+	ch := &change{what: "update " + id, urgent: key != "", gets: gets, own: gets}
+	err := s.commit(ctx, ch, func(b *batch, got []*pb.RangeResponse) error {
 		var stored *pb.RangeResponse
 		if valid {
-			stored = got[1]
+			stored = got[0]
 		}
 		if key != "" {
 			earlier, ok, err := decodeReply(got[len(got)-1])
 			if err != nil {
-				return false, err
+				return err
 			}
 			if ok {
 				out, reply, replayed = nil, earlier, true
 				if stored != nil && kv(stored) != nil {
 					if out, err = decodeRequest(kv(stored).Value); err != nil {
-						return false, err
+						return err
 					}
 				}
-				return true, nil
+				return nil
 			}
 		}
 		if stored == nil || kv(stored) == nil {
 			if valid {
-				return false, notFound(approval.FormatRequestID(seq))
+				return notFound(approval.FormatRequestID(seq))
 			}
-			return false, notFound(id)
+			return notFound(id)
 		}
 		r, err := decodeRequest(kv(stored).Value)
 		if err != nil {
-			return false, err
+			return err
 		}
 		storedID, wasOpen := r.ID, r.State.Open()
 		change, err := fn(r)
 		if err != nil {
-			return false, err
+			return err
 		}
 		cmps := []clientv3.Cmp{clientv3.Compare(clientv3.ModRevision(s.requestKey(seq)), "=", modRev(stored))}
 		var ops []clientv3.Op
 		if change.Save {
 			if r.ID != storedID {
-				return false, fmt.Errorf("etcdstore: update %s: the request's ID was changed to %q", storedID, r.ID)
+				return fmt.Errorf("etcdstore: update %s: the request's ID was changed to %q", storedID, r.ID)
 			}
 			saved, err := s.saveRequest(seq, r, wasOpen)
 			if err != nil {
-				return false, err
+				return err
 			}
 			ops = append(ops, saved...)
 		}
-		headNow, headRev, err := readHead(h)
-		if err != nil {
-			return false, err
-		}
-		app := &appender{s: s, head: headNow, headRev: headRev}
 		ids := r.InstanceIDs()
 		for _, e := range change.Events {
 			if e.RequestID == "" {
 				e.RequestID = r.ID
 			}
-			if err := app.append(e, r.Requester, ids); err != nil {
-				return false, err
+			if err := b.app.append(e, r.Requester, ids); err != nil {
+				return err
 			}
 		}
-		appCmps, appOps, err := app.finish()
-		if err != nil {
-			return false, err
-		}
-		cmps, ops = append(cmps, appCmps...), append(ops, appOps...)
 		if key != "" {
 			c, op, err := s.putReply(key, change.Reply)
 			if err != nil {
-				return false, err
+				return err
 			}
 			cmps, ops = append(cmps, c), append(ops, op)
 		}
 		out, reply, replayed = r, change.Reply, false
-		if len(ops) == 0 {
-			return true, nil
-		}
-		return s.write(ctx, cmps, ops)
+		b.add(cmps, ops)
+		return nil
 	})
 	if err != nil {
 		return nil, approval.Reply{}, false, err
@@ -282,27 +252,26 @@ func (s *Store) Record(ctx context.Context, key string, reply approval.Reply, ev
 			named = append(named, n)
 		}
 	}
-	err := s.attempts(ctx, "record", func() (bool, error) {
-		gets := []clientv3.Op{clientv3.OpGet(s.headKey())}
-		if key != "" {
-			gets = append(gets, clientv3.OpGet(s.deliveryKey(key)))
-		}
-		for _, n := range named {
-			gets = append(gets, clientv3.OpGet(s.requestKey(n)))
-		}
-		got, _, err := s.read(ctx, gets)
-		if err != nil {
-			return false, err
-		}
-		h, rest := got[0], got[1:]
+	var gets []string
+	if key != "" {
+		gets = append(gets, s.deliveryKey(key))
+	}
+	own := gets
+	for _, n := range named {
+		gets = append(gets, s.requestKey(n))
+	}
+	ch := &change{what: "record", urgent: key != "", gets: gets, own: own}
+	err := s.commit(ctx, ch, func(b *batch, got []*pb.RangeResponse) error {
+		out, replayed = reply, false
+		rest := got
 		if key != "" {
 			earlier, ok, err := decodeReply(rest[0])
 			if err != nil {
-				return false, err
+				return err
 			}
 			if ok {
 				out, replayed = earlier, true
-				return true, nil
+				return nil
 			}
 			rest = rest[1:]
 		}
@@ -311,41 +280,29 @@ func (s *Store) Record(ctx context.Context, key string, reply approval.Reply, ev
 			if v := kv(rest[i]); v != nil {
 				r, err := decodeRequest(v.Value)
 				if err != nil {
-					return false, err
+					return err
 				}
 				requests[n] = r
 			}
 		}
-		headNow, headRev, err := readHead(h)
-		if err != nil {
-			return false, err
-		}
-		app := &appender{s: s, head: headNow, headRev: headRev}
 		for _, e := range events {
 			var requester string
 			var ids []string
 			if n, ok := approval.ParseRequestID(e.RequestID); ok && requests[n] != nil {
 				requester, ids = requests[n].Requester, requests[n].InstanceIDs()
 			}
-			if err := app.append(e, requester, ids); err != nil {
-				return false, err
+			if err := b.app.append(e, requester, ids); err != nil {
+				return err
 			}
-		}
-		cmps, ops, err := app.finish()
-		if err != nil {
-			return false, err
 		}
 		if key != "" {
 			c, op, err := s.putReply(key, reply)
 			if err != nil {
-				return false, err
+				return err
 			}
-			cmps, ops = append(cmps, c), append(ops, op)
+			b.add([]clientv3.Cmp{c}, []clientv3.Op{op})
 		}
-		if len(ops) == 0 {
-			return true, nil
-		}
-		return s.write(ctx, cmps, ops)
+		return nil
 	})
 	if err != nil {
 		return approval.Reply{}, false, err

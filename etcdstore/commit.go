@@ -1,0 +1,488 @@
+package etcdstore
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"sync"
+	"sync/atomic"
+
+	"rebootbot/approval"
+
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	clientv3 "go.etcd.io/etcd/client/v3"
+)
+
+// maxGroup bounds how many changes share one transaction. It is also
+// bounded by etcd's limit on a transaction's compares (maxTxnOps), since
+// most changes bring one or two.
+var maxGroup = 64
+
+// maxGroupOps bounds the writes of one transaction, nested ones included,
+// and maxGroupBytes the size of their keys and values (etcd refuses
+// requests over 1.5 MiB unless --max-request-bytes says otherwise). A
+// single change larger than either still goes, alone.
+var (
+	maxGroupOps   = 8 * maxTxnOps
+	maxGroupBytes = 1 << 20
+)
+
+// committer makes the concurrent changes of one process share etcd
+// transactions, as the bbolt store's committer makes them share fsyncs.
+// Every change appends to the audit log and so is conditioned on its head:
+// etcd can commit only one of them at a time whatever is sent, and each
+// one commit costs a round of consensus and a WAL fsync on a majority of
+// members. Changes are queued; while one transaction is on its way the
+// changes that arrive wait and go together into the next one: their reads
+// in one range request, their compares and writes in one Txn, their audit
+// events numbered and chained in the order of the group. Nobody waits for
+// a timer: an idle store sends the first change at once.
+//
+// A change whose own decision fails (its function returns an error, or it
+// finds its delivery answered before) is answered alone and left out; the
+// rest go. When the transaction's compares fail (another process wrote
+// one of the keys read), the group is read and decided again. Changes that
+// read or write the same request, delivery or instance do not share a
+// transaction: the second waits for the next one, so that it decides on
+// what the first committed. Writes someone is waiting on (a command or a
+// click, which carry a delivery key) go ahead of background ones.
+type committer struct {
+	mu      sync.Mutex
+	urgent  []*change // changes a person waits on, oldest first
+	queue   []*change // background changes, oldest first
+	running bool      // a goroutine is committing the queues
+}
+
+// change is one Create, Update or Record waiting for its transaction.
+type change struct {
+	what   string
+	urgent bool     // someone waits for the answer (a delivery key is set)
+	counts bool     // takes a request number from seq/request
+	gets   []string // keys decide reads, in order, besides the head
+	own    []string // keys no other change of its transaction may touch
+	// decide reads got (one response per key of gets, in order) and adds
+	// the change's compares, writes and events to b. It runs once for
+	// every transaction the change is tried in and must set what its
+	// caller reads afresh each time. An error answers the change with that
+	// error; a change that adds no writes and no events is answered at
+	// once with nil.
+	decide func(b *batch, got []*pb.RangeResponse) error
+
+	ctx   context.Context
+	store *Store // the Store the change was made through: its fence
+	done  chan error
+
+	// mu is held while decide runs; left is set when the caller gave up,
+	// after which decide is not called again, so that it never runs
+	// concurrently with the caller's own code.
+	mu   sync.Mutex
+	left bool
+}
+
+// commit queues ch, to be decided by decide, and returns once it is
+// committed, refused, or ctx ends.
+func (s *Store) commit(ctx context.Context, ch *change, decide func(b *batch, got []*pb.RangeResponse) error) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	ch.decide, ch.ctx, ch.store, ch.done = decide, ctx, s, make(chan error, 1)
+	c := s.commits
+	c.mu.Lock()
+	if ch.urgent {
+		c.urgent = append(c.urgent, ch)
+	} else {
+		c.queue = append(c.queue, ch)
+	}
+	if !c.running {
+		c.running = true
+		go c.loop()
+	}
+	c.mu.Unlock()
+	select {
+	case err := <-ch.done:
+		return err
+	case <-ctx.Done():
+	}
+	ch.mu.Lock()
+	ch.left = true
+	ch.mu.Unlock()
+	select {
+	case err := <-ch.done:
+		return err
+	default:
+		return unavailable(ctx, ch.what, ctx.Err())
+	}
+}
+
+// answer gives ch its outcome; later answers are dropped.
+func (ch *change) answer(err error) {
+	select {
+	case ch.done <- err:
+	default:
+	}
+}
+
+// gone reports whether ch's caller gave up waiting.
+func (ch *change) gone() bool {
+	ch.mu.Lock()
+	defer ch.mu.Unlock()
+	return ch.left
+}
+
+// loop commits the queues, group by group, until they are empty.
+func (c *committer) loop() {
+	for {
+		group := c.take()
+		if len(group) == 0 {
+			return
+		}
+		c.run(group)
+	}
+}
+
+// take removes the next group from the queues: urgent changes first, then
+// background ones, up to maxGroup, all made through Stores with the same
+// fence so that a lost leadership refuses exactly the leader's writes.
+// It stops the loop when the queues are empty.
+func (c *committer) take() []*change {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var group []*change
+	var fence *Leader
+	for _, q := range []*[]*change{&c.urgent, &c.queue} {
+		rest := (*q)[:0]
+		for _, ch := range *q {
+			switch {
+			case ch.gone():
+			case len(group) == 0:
+				fence = ch.store.fence
+				group = append(group, ch)
+			case len(group) < maxGroup && ch.store.fence == fence:
+				group = append(group, ch)
+			default:
+				rest = append(rest, ch)
+			}
+		}
+		clear((*q)[len(rest):])
+		*q = rest
+	}
+	if len(group) == 0 {
+		c.running = false
+	}
+	return group
+}
+
+// putBack returns changes left out of a group to the front of their
+// queues, in order, for the next group.
+func (c *committer) putBack(later []*change) {
+	if len(later) == 0 {
+		return
+	}
+	var urgent, queue []*change
+	for _, ch := range later {
+		if ch.urgent {
+			urgent = append(urgent, ch)
+		} else {
+			queue = append(queue, ch)
+		}
+	}
+	c.mu.Lock()
+	c.urgent = append(urgent, c.urgent...)
+	c.queue = append(queue, c.queue...)
+	c.mu.Unlock()
+}
+
+// run commits group: it reads what every change needs at one revision,
+// decides the changes in order on what was read and sends one transaction,
+// and reads and decides again while that transaction's compares fail.
+func (c *committer) run(group []*change) {
+	for attempt := 0; ; attempt++ {
+		group = slices.DeleteFunc(group, (*change).gone)
+		if len(group) == 0 {
+			return
+		}
+		if attempt == maxAttempts {
+			for _, ch := range group {
+				ch.answer(&approval.Error{Kind: approval.Unavailable, Message: "The store is too busy; nothing was recorded. Try again.",
+					Err: fmt.Errorf("etcdstore: %s: lost %d races to other writers", ch.what, maxAttempts)})
+			}
+			return
+		}
+		ctx, stop := groupContext(group)
+		ok, err := c.try(ctx, &group)
+		stop()
+		if err != nil || ok {
+			for _, ch := range group {
+				ch.answer(err)
+			}
+			return
+		}
+	}
+}
+
+// try makes one attempt at committing *group, leaving in it the changes
+// the transaction carried: it reports whether the transaction committed,
+// or the error that answers all of them.
+func (c *committer) try(ctx context.Context, group *[]*change) (bool, error) {
+	s := (*group)[0].store
+	keys := []string{s.headKey()}
+	at := map[string]int{s.headKey(): 0}
+	need := func(k string) {
+		if _, ok := at[k]; !ok {
+			at[k] = len(keys)
+			keys = append(keys, k)
+		}
+	}
+	for _, ch := range *group {
+		if ch.counts {
+			need(s.requestSeqKey())
+		}
+		for _, k := range ch.gets {
+			need(k)
+		}
+	}
+	gets := make([]clientv3.Op, len(keys))
+	for i, k := range keys {
+		gets[i] = clientv3.OpGet(k)
+	}
+	got, _, err := s.read(ctx, gets)
+	if err != nil {
+		return false, err
+	}
+	h, headRev, err := readHead(got[0])
+	if err != nil {
+		return false, err
+	}
+	b := &batch{s: s, app: &appender{s: s, head: h, headRev: headRev}, written: map[string]bool{}}
+	if i, ok := at[s.requestSeqKey()]; ok {
+		b.counter = got[i]
+	}
+	owned := map[string]bool{}
+	var in, later []*change
+	for _, ch := range *group {
+		if slices.ContainsFunc(ch.own, func(k string) bool { return owned[k] }) {
+			later = append(later, ch)
+			continue
+		}
+		mine := make([]*pb.RangeResponse, len(ch.gets))
+		for i, k := range ch.gets {
+			mine[i] = got[at[k]]
+		}
+		m := b.mark()
+		ch.mu.Lock()
+		if ch.left {
+			ch.mu.Unlock()
+			continue
+		}
+		err := ch.decide(b, mine)
+		ch.mu.Unlock()
+		switch {
+		case err != nil:
+			b.rollback(m)
+			ch.answer(err)
+		case b.empty(m):
+			b.rollback(m)
+			ch.answer(nil)
+		case !b.keep(m, len(in) == 0):
+			b.rollback(m)
+			later = append(later, ch)
+		default:
+			in = append(in, ch)
+			for _, k := range ch.own {
+				owned[k] = true
+			}
+		}
+	}
+	c.putBack(later)
+	*group = in
+	if len(in) == 0 {
+		return true, nil
+	}
+	cmps, ops, err := b.finish()
+	if err != nil {
+		return false, err
+	}
+	return s.write(ctx, cmps, ops)
+}
+
+// groupContext returns a context for a group's requests to etcd that ends
+// once every caller in it has stopped waiting, and a function releasing it.
+func groupContext(group []*change) (context.Context, func()) {
+	ctx, cancel := context.WithCancel(context.Background())
+	var waiting atomic.Int64
+	waiting.Store(int64(len(group)))
+	stops := make([]func() bool, len(group))
+	for i, ch := range group {
+		stops[i] = context.AfterFunc(ch.ctx, func() {
+			if waiting.Add(-1) == 0 {
+				cancel()
+			}
+		})
+	}
+	return ctx, func() {
+		for _, stop := range stops {
+			stop()
+		}
+		cancel()
+	}
+}
+
+// batch collects the compares, writes and events of a group's changes
+// for one transaction.
+type batch struct {
+	s       *Store
+	app     *appender
+	counter *pb.RangeResponse // seq/request as read, when a change counts
+	taken   uint64            // request numbers handed out
+	cmps    []clientv3.Cmp
+	ops     []clientv3.Op
+	written map[string]bool // keys the ops of the changes in the batch write
+	size    int             // bytes of the keys and values written
+}
+
+// mark is where a batch stood before a change was decided.
+type mark struct {
+	cmps, ops, appOps, appN int
+	head                    head
+	taken                   uint64
+}
+
+func (b *batch) mark() mark {
+	return mark{cmps: len(b.cmps), ops: len(b.ops), appOps: len(b.app.ops), appN: b.app.n,
+		head: b.app.head, taken: b.taken}
+}
+
+// rollback takes the batch back to m, leaving out what was added since.
+func (b *batch) rollback(m mark) {
+	clear(b.cmps[m.cmps:])
+	b.cmps = b.cmps[:m.cmps]
+	clear(b.ops[m.ops:])
+	b.ops = b.ops[:m.ops]
+	clear(b.app.ops[m.appOps:])
+	b.app.ops, b.app.n, b.app.head = b.app.ops[:m.appOps], m.appN, m.head
+	b.taken = m.taken
+}
+
+// empty reports whether nothing that writes was added since m.
+func (b *batch) empty(m mark) bool {
+	return len(b.ops) == m.ops && b.app.n == m.appN && b.taken == m.taken
+}
+
+// keep keeps what was added since m and reports true, unless it writes a
+// key an earlier change of the batch writes (etcd refuses a transaction
+// that writes a key twice) or, when the batch held changes before, it
+// takes the batch over a group's bounds; then it keeps nothing and
+// reports false.
+func (b *batch) keep(m mark, first bool) bool {
+	var keys []string
+	size := b.size
+	for _, op := range b.ops[m.ops:] {
+		keys = opKeys(keys, op)
+		size += opSize(op)
+	}
+	for _, op := range b.app.ops[m.appOps:] {
+		size += opSize(op)
+	}
+	for _, k := range keys {
+		if b.written[k] {
+			return false
+		}
+	}
+	// The head, the request counter and the fence bring a compare each,
+	// the head and the counter a write.
+	full := len(b.cmps)+3 > maxTxnOps || len(b.ops)+len(b.app.ops)+2 > maxGroupOps || size > maxGroupBytes
+	if full && !first {
+		return false
+	}
+	for _, k := range keys {
+		b.written[k] = true
+	}
+	b.size = size
+	return true
+}
+
+// add adds a change's compares and writes.
+func (b *batch) add(cmps []clientv3.Cmp, ops []clientv3.Op) {
+	b.cmps = append(b.cmps, cmps...)
+	b.ops = append(b.ops, ops...)
+}
+
+// nextSeq hands out the next request number: requests created in one
+// transaction are numbered in the order of the group.
+func (b *batch) nextSeq() (uint64, error) {
+	last, err := b.lastSeq()
+	if err != nil {
+		return 0, err
+	}
+	b.taken++
+	return last + b.taken, nil
+}
+
+// lastSeq is the request number last handed out before the batch.
+func (b *batch) lastSeq() (uint64, error) {
+	if b.counter == nil {
+		return 0, fmt.Errorf("etcdstore: the request counter was not read")
+	}
+	var last uint64
+	if v := kv(b.counter); v != nil {
+		if _, err := fmt.Sscan(string(v.Value), &last); err != nil {
+			return 0, fmt.Errorf("etcdstore: decode the request counter %q: %w", v.Value, err)
+		}
+	}
+	return last, nil
+}
+
+// finish returns the transaction's compares and writes: the changes',
+// then the audit log's (its events and head), then the request counter's.
+func (b *batch) finish() ([]clientv3.Cmp, []clientv3.Op, error) {
+	cmps, ops := b.cmps, b.ops
+	appCmps, appOps, err := b.app.finish()
+	if err != nil {
+		return nil, nil, err
+	}
+	cmps, ops = append(cmps, appCmps...), append(ops, appOps...)
+	if b.taken > 0 {
+		last, err := b.lastSeq()
+		if err != nil {
+			return nil, nil, err
+		}
+		k := b.s.requestSeqKey()
+		cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(k), "=", modRev(b.counter)))
+		ops = append(ops, clientv3.OpPut(k, fmt.Sprint(last+b.taken)))
+	}
+	return cmps, ops, nil
+}
+
+// opKeys appends the keys op writes, looking into nested transactions.
+func opKeys(keys []string, op clientv3.Op) []string {
+	if op.IsTxn() {
+		_, then, orElse := op.Txn()
+		for _, o := range then {
+			keys = opKeys(keys, o)
+		}
+		for _, o := range orElse {
+			keys = opKeys(keys, o)
+		}
+		return keys
+	}
+	if op.IsPut() || op.IsDelete() {
+		keys = append(keys, string(op.KeyBytes()))
+	}
+	return keys
+}
+
+// opSize is the bytes of op's keys and values.
+func opSize(op clientv3.Op) int {
+	if op.IsTxn() {
+		n := 0
+		_, then, orElse := op.Txn()
+		for _, o := range then {
+			n += opSize(o)
+		}
+		for _, o := range orElse {
+			n += opSize(o)
+		}
+		return n
+	}
+	return len(op.KeyBytes()) + len(op.ValueBytes())
+}
