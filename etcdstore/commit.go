@@ -5,11 +5,13 @@ import (
 	"fmt"
 	"slices"
 	"sync"
-	"sync/atomic"
+	"strings"
+	"time"
 
 	"rebootbot/approval"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.etcd.io/etcd/api/v3/mvccpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
@@ -17,6 +19,12 @@ import (
 // bounded by etcd's limit on a transaction's compares (maxTxnOps), since
 // most changes bring one or two.
 var maxGroup = 64
+
+// maxTxnCmps bounds a group's compares, and the operations at the top of
+// its transaction: etcd allows a nested transaction as many operations as
+// --max-txn-ops less the most its parent has of compares or operations,
+// so keeping both to half leaves half for every nested one.
+const maxTxnCmps = maxTxnOps / 2
 
 // maxGroupOps bounds the writes of one transaction, nested ones included,
 // and maxGroupBytes the size of their keys and values (etcd refuses
@@ -51,6 +59,11 @@ type committer struct {
 	urgent  []*change // changes a person waits on, oldest first
 	queue   []*change // background changes, oldest first
 	running bool      // a goroutine is committing the queues
+
+	// The rest belongs to the goroutine committing the queues.
+	memo       []string                     // prefixes of the keys it remembers
+	known      map[string]*pb.RangeResponse // what it last wrote or found there
+	knownBytes int
 }
 
 // change is one Create, Update or Record waiting for its transaction.
@@ -192,10 +205,11 @@ func (c *committer) putBack(later []*change) {
 	c.mu.Unlock()
 }
 
-// run commits group: it reads what every change needs at one revision,
-// decides the changes in order on what was read and sends one transaction,
-// and reads and decides again while that transaction's compares fail.
+// run commits group: it decides the changes in order on what their keys
+// hold and sends one transaction, and decides again on what the
+// transaction found while its compares fail.
 func (c *committer) run(group []*change) {
+	var fresh map[string]*pb.RangeResponse
 	for attempt := 0; ; attempt++ {
 		group = slices.DeleteFunc(group, (*change).gone)
 		if len(group) == 0 {
@@ -209,9 +223,13 @@ func (c *committer) run(group []*change) {
 			return
 		}
 		ctx, stop := groupContext(group)
-		ok, err := c.try(ctx, &group)
+		var err error
+		fresh, err = c.try(ctx, &group, fresh)
 		stop()
-		if err != nil || ok {
+		if err != nil {
+			c.forget()
+		}
+		if err != nil || fresh == nil {
 			for _, ch := range group {
 				ch.answer(err)
 			}
@@ -221,18 +239,29 @@ func (c *committer) run(group []*change) {
 }
 
 // try makes one attempt at committing *group, leaving in it the changes
-// the transaction carried: it reports whether the transaction committed,
-// or the error that answers all of them.
-func (c *committer) try(ctx context.Context, group *[]*change) (bool, error) {
+// to answer with the outcome. It returns nil when the transaction
+// committed, or the error that answers all of them; when the transaction's
+// compares failed, it returns what the group's keys held then, to decide
+// on next time.
+//
+// Keys are read with quorum before deciding unless fresh (what the last
+// attempt found) or the committer's memory of what it wrote holds them.
+// What memory holds may be out of date when other replicas write: a change
+// decided on it is committed only if the keys it was decided on are
+// unchanged, by its own compares (the request's revision, the head, the
+// counter, the delivery key) or, for a change answered without writing
+// (a refusal, a replay), by compares added for it.
+func (c *committer) try(ctx context.Context, group *[]*change, fresh map[string]*pb.RangeResponse) (map[string]*pb.RangeResponse, error) {
 	s := (*group)[0].store
-	keys := []string{s.headKey()}
-	at := map[string]int{s.headKey(): 0}
+	var keys []string
+	seen := map[string]bool{}
 	need := func(k string) {
-		if _, ok := at[k]; !ok {
-			at[k] = len(keys)
+		if !seen[k] {
+			seen[k] = true
 			keys = append(keys, k)
 		}
 	}
+	need(s.headKey())
 	for _, ch := range *group {
 		if ch.counts {
 			need(s.requestSeqKey())
@@ -241,32 +270,64 @@ func (c *committer) try(ctx context.Context, group *[]*change) (bool, error) {
 			need(k)
 		}
 	}
-	gets := make([]clientv3.Op, len(keys))
-	for i, k := range keys {
-		gets[i] = clientv3.OpGet(k)
+	if fresh == nil {
+		fresh = map[string]*pb.RangeResponse{}
 	}
-	got, _, err := s.read(ctx, gets)
-	if err != nil {
-		return false, err
+	var unknown []string
+	for _, k := range keys {
+		if fresh[k] == nil && c.known[k] == nil && !strings.HasPrefix(k, s.deliveryKey("")) {
+			unknown = append(unknown, k)
+		}
 	}
-	h, headRev, err := readHead(got[0])
+	if len(unknown) > 0 {
+		gets := make([]clientv3.Op, len(unknown))
+		for i, k := range unknown {
+			gets[i] = clientv3.OpGet(k)
+		}
+		got, _, err := s.read(ctx, gets)
+		if err != nil {
+			return nil, err
+		}
+		for i, k := range unknown {
+			fresh[k] = got[i]
+		}
+	}
+	value := func(k string) *pb.RangeResponse {
+		if v := fresh[k]; v != nil {
+			return v
+		}
+		if v := c.known[k]; v != nil {
+			return v
+		}
+		// A delivery not known is taken to be new: its reply is
+		// written only where the key does not exist, and a replay shows
+		// as failed compares.
+		return &pb.RangeResponse{}
+	}
+	h, headRev, err := readHead(value(s.headKey()))
 	if err != nil {
-		return false, err
+		return nil, err
 	}
 	b := &batch{s: s, app: &appender{s: s, head: h, headRev: headRev}, written: map[string]bool{}}
-	if i, ok := at[s.requestSeqKey()]; ok {
-		b.counter = got[i]
+	if seen[s.requestSeqKey()] {
+		b.counter = value(s.requestSeqKey())
 	}
 	owned := map[string]bool{}
-	var in, later []*change
+	var in, held, later []*change
+	var heldErrs []error
+	var checks []clientv3.Cmp
 	for _, ch := range *group {
 		if slices.ContainsFunc(ch.own, func(k string) bool { return owned[k] }) {
 			later = append(later, ch)
 			continue
 		}
 		mine := make([]*pb.RangeResponse, len(ch.gets))
+		var assumed []clientv3.Cmp
 		for i, k := range ch.gets {
-			mine[i] = got[at[k]]
+			mine[i] = value(k)
+			if fresh[k] == nil {
+				assumed = append(assumed, clientv3.Compare(clientv3.ModRevision(k), "=", modRev(mine[i])))
+			}
 		}
 		m := b.mark()
 		ch.mu.Lock()
@@ -276,14 +337,21 @@ func (c *committer) try(ctx context.Context, group *[]*change) (bool, error) {
 		}
 		err := ch.decide(b, mine)
 		ch.mu.Unlock()
+		answered := err != nil || b.empty(m)
 		switch {
-		case err != nil:
+		case answered && len(assumed) == 0:
 			b.rollback(m)
 			ch.answer(err)
-		case b.empty(m):
+		case answered && m.cmps+len(checks)+len(assumed)+3 > maxTxnCmps:
 			b.rollback(m)
-			ch.answer(nil)
-		case !b.keep(m, len(in) == 0):
+			later = append(later, ch)
+		case answered:
+			// Decided on what memory holds: answered once the
+			// transaction shows those keys unchanged.
+			b.rollback(m)
+			checks = append(checks, assumed...)
+			held, heldErrs = append(held, ch), append(heldErrs, err)
+		case !b.keep(m, len(in) == 0, len(checks)):
 			b.rollback(m)
 			later = append(later, ch)
 		default:
@@ -295,36 +363,151 @@ func (c *committer) try(ctx context.Context, group *[]*change) (bool, error) {
 	}
 	c.putBack(later)
 	*group = in
-	if len(in) == 0 {
-		return true, nil
+	if len(in) == 0 && len(held) == 0 {
+		return nil, nil
 	}
 	cmps, ops, err := b.finish()
 	if err != nil {
-		return false, err
+		*group = append(in, held...)
+		return nil, err
 	}
-	return s.write(ctx, cmps, ops)
+	cmps = append(cmps, checks...)
+	again, err := c.send(ctx, s, cmps, ops, keys)
+	if err != nil {
+		*group = append(in, held...)
+		return nil, err
+	}
+	if again != nil {
+		*group = append(in, held...)
+		return again, nil
+	}
+	for i, ch := range held {
+		ch.answer(heldErrs[i])
+	}
+	return nil, nil
 }
 
-// groupContext returns a context for a group's requests to etcd that ends
-// once every caller in it has stopped waiting, and a function releasing it.
-func groupContext(group []*change) (context.Context, func()) {
-	ctx, cancel := context.WithCancel(context.Background())
-	var waiting atomic.Int64
-	waiting.Store(int64(len(group)))
-	stops := make([]func() bool, len(group))
-	for i, ch := range group {
-		stops[i] = context.AfterFunc(ch.ctx, func() {
-			if waiting.Add(-1) == 0 {
-				cancel()
-			}
-		})
+// send commits ops if every compare holds (and, for a fenced Store, the
+// leadership). When one does not it returns what keys hold now, read in
+// the same transaction, and ErrNotLeader when the leadership is gone.
+// What a committed transaction wrote is remembered.
+func (c *committer) send(ctx context.Context, s *Store, cmps []clientv3.Cmp, ops []clientv3.Op, keys []string) (map[string]*pb.RangeResponse, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
 	}
-	return ctx, func() {
-		for _, stop := range stops {
-			stop()
+	var orElse []clientv3.Op
+	if s.fence != nil {
+		cmp, key, err := s.fence.fenceCmp()
+		if err != nil {
+			return nil, err
 		}
-		cancel()
+		cmps = append(cmps, cmp)
+		orElse = append(orElse, clientv3.OpGet(key))
 	}
+	rereads := make([]clientv3.Op, len(keys))
+	for i, k := range keys {
+		rereads[i] = clientv3.OpGet(k)
+	}
+	orElse = append(orElse, nest(rereads, maxTxnCmps-len(orElse))...)
+	resp, err := s.client.Txn(ctx).If(cmps...).Then(nest(ops, maxTxnCmps)...).Else(orElse...).Commit()
+	if err != nil {
+		return nil, unavailable(ctx, "write", err)
+	}
+	if resp.Succeeded {
+		c.remember(ops, resp.Header.Revision)
+		return nil, nil
+	}
+	got := ranges(nil, resp.Responses)
+	if s.fence != nil {
+		if !s.fence.holds(got[0].Kvs) {
+			return nil, ErrNotLeader
+		}
+		got = got[1:]
+	}
+	now := make(map[string]*pb.RangeResponse, len(keys))
+	for i, k := range keys {
+		now[k] = got[i]
+		if c.memorable(k) {
+			c.learn(k, got[i])
+		}
+	}
+	return now, nil
+}
+
+// maxKnownBytes bounds the values the committer remembers.
+const maxKnownBytes = 4 << 20
+
+// memorable reports whether the committer remembers key: the head, the
+// request counter, requests and deliveries, which its changes read again
+// and again. Instance claims are always read.
+func (c *committer) memorable(key string) bool {
+	for _, p := range c.memo {
+		if strings.HasPrefix(key, p) {
+			return true
+		}
+	}
+	return false
+}
+
+// learn remembers what key holds.
+func (c *committer) learn(key string, r *pb.RangeResponse) {
+	if old := c.known[key]; old != nil {
+		c.knownBytes -= size(old)
+	}
+	if c.knownBytes+size(r) > maxKnownBytes {
+		c.forget()
+	}
+	if c.known == nil {
+		c.known = map[string]*pb.RangeResponse{}
+	}
+	c.known[key] = r
+	c.knownBytes += size(r)
+}
+
+// forget drops everything remembered, after a transaction whose outcome
+// is unknown.
+func (c *committer) forget() {
+	c.known, c.knownBytes = nil, 0
+}
+
+// remember records what ops wrote at rev.
+func (c *committer) remember(ops []clientv3.Op, rev int64) {
+	for _, op := range ops {
+		k := string(op.KeyBytes())
+		switch {
+		case op.IsTxn() || !c.memorable(k):
+		case op.IsPut():
+			c.learn(k, &pb.RangeResponse{Kvs: []*mvccpb.KeyValue{{Key: op.KeyBytes(), Value: op.ValueBytes(), ModRevision: rev}}, Count: 1})
+		case op.IsDelete():
+			c.learn(k, &pb.RangeResponse{})
+		}
+	}
+}
+
+func size(r *pb.RangeResponse) int {
+	n := 64
+	for _, kv := range r.Kvs {
+		n += len(kv.Key) + len(kv.Value)
+	}
+	return n
+}
+
+// groupContext returns a context for a group's requests to etcd that
+// lasts as long as the longest any caller in it waits, and a function
+// releasing it. A caller that stops waiting does not end the others'
+// request.
+func groupContext(group []*change) (context.Context, func()) {
+	var last time.Time
+	for _, ch := range group {
+		d, ok := ch.ctx.Deadline()
+		if !ok {
+			return context.WithCancel(context.Background())
+		}
+		if d.After(last) {
+			last = d
+		}
+	}
+	return context.WithDeadline(context.Background(), last)
 }
 
 // batch collects the compares, writes and events of a group's changes
@@ -373,7 +556,7 @@ func (b *batch) empty(m mark) bool {
 // that writes a key twice) or, when the batch held changes before, it
 // takes the batch over a group's bounds; then it keeps nothing and
 // reports false.
-func (b *batch) keep(m mark, first bool) bool {
+func (b *batch) keep(m mark, first bool, checks int) bool {
 	var keys []string
 	size := b.size
 	for _, op := range b.ops[m.ops:] {
@@ -390,7 +573,7 @@ func (b *batch) keep(m mark, first bool) bool {
 	}
 	// The head, the request counter and the fence bring a compare each,
 	// the head and the counter a write.
-	full := len(b.cmps)+3 > maxTxnOps || len(b.ops)+len(b.app.ops)+2 > maxGroupOps || size > maxGroupBytes
+	full := len(b.cmps)+checks+3 > maxTxnCmps || len(b.ops)+len(b.app.ops)+2 > maxGroupOps || size > maxGroupBytes
 	if full && !first {
 		return false
 	}

@@ -497,3 +497,81 @@ func TestGroupCommitReplicasKeepTheChain(t *testing.T) {
 		}
 	}
 }
+
+// TestGroupCommitStaleMemoryDecidesAgain changes a request through a
+// second replica after the first one wrote it: the first replica's next
+// update, decided at first on what it remembers, is decided again on the
+// request as it is, both when it writes and when it refuses.
+func TestGroupCommitStaleMemoryDecidesAgain(t *testing.T) {
+	m := etcdtest.Start(t)
+	a := mustStore(t, m, time.Now)
+	b := mustStoreAt(t, m, a.Prefix(), time.Now)
+	ctx := context.Background()
+	ids := mustRequests(t, a, 2)
+	for _, id := range ids {
+		if _, _, _, err := b.Update(ctx, id, "", approve("U0CAROL")); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	// a remembers ids[0] without approvals; its update must keep Carol's.
+	calls := 0
+	r, _, _, err := a.Update(ctx, ids[0], "click-a", func(r *approval.Request) (approval.Change, error) {
+		calls++
+		return approve("U0BOB")(r)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(r.Approvals) != 2 || calls != 2 {
+		t.Errorf("approvals %+v after %d calls; want Carol's and Bob's, decided twice", r.Approvals, calls)
+	}
+
+	// a would refuse ids[1] as it remembers it; the refusal is checked
+	// against the request as it is, which has an approval.
+	calls = 0
+	_, _, _, err = a.Update(ctx, ids[1], "", func(r *approval.Request) (approval.Change, error) {
+		calls++
+		if len(r.Approvals) == 0 {
+			return approval.Change{}, &approval.Error{Kind: approval.Conflict, Message: "Nothing to execute yet."}
+		}
+		r.State = approval.Approved
+		return approval.Change{Save: true, Events: []approval.Event{{Type: approval.EventExecuting, Actor: approval.ActorBot}}}, nil
+	})
+	if err != nil || calls != 2 {
+		t.Errorf("update on a stale memory: %v after %d calls; want it decided again and done", err, calls)
+	}
+	if got, _ := a.Get(ctx, ids[1]); got == nil || got.State != approval.Approved {
+		t.Errorf("%s is %+v, want Approved", ids[1], got)
+	}
+	if n, err := a.Verify(ctx); err != nil || n != 2+2+1+1 {
+		t.Errorf("Verify = %d, %v; want 6 events, chain intact", n, err)
+	}
+}
+
+// TestGroupCommitDeliveryAnsweredElsewhere answers a click on one replica
+// and delivers it again to another that has never seen it: the second
+// takes it for new at first, and answers it as a replay.
+func TestGroupCommitDeliveryAnsweredElsewhere(t *testing.T) {
+	m := etcdtest.Start(t)
+	a := mustStore(t, m, time.Now)
+	b := mustStoreAt(t, m, a.Prefix(), time.Now)
+	ctx := context.Background()
+	id := mustRequests(t, a, 1)[0]
+	if _, _, _, err := b.Update(ctx, id, "click-1", approve("U0BOB")); err != nil {
+		t.Fatal(err)
+	}
+	r, reply, replayed, err := a.Update(ctx, id, "click-1", approve("U0BOB"))
+	if err != nil || !replayed || reply.Message != "Approved." {
+		t.Fatalf("the click again: reply %+v, replayed %v, %v; want the first answer replayed", reply, replayed, err)
+	}
+	if len(r.Approvals) != 1 {
+		t.Errorf("approvals %+v, want one", r.Approvals)
+	}
+	if _, replayed, err := a.Record(ctx, "click-1", approval.Reply{Message: "other"}, []approval.Event{{Type: approval.EventApprovalRefused, Actor: "U0BOB"}}); err != nil || !replayed {
+		t.Errorf("Record with the key answered: replayed %v, %v; want a replay", replayed, err)
+	}
+	if n, err := a.Verify(ctx); err != nil || n != 2 {
+		t.Errorf("Verify = %d, %v; want 2 events", n, err)
+	}
+}
