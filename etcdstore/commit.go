@@ -16,9 +16,9 @@ import (
 )
 
 // maxGroup bounds how many changes share one transaction. It is also
-// bounded by etcd's limit on a transaction's compares (maxTxnOps), since
+// bounded by etcd's limit on a transaction's compares (maxTxnCmps), since
 // most changes bring one or two.
-var maxGroup = 64
+const maxGroup = 64
 
 // maxTxnCmps bounds a group's compares, and the operations at the top of
 // its transaction: etcd allows a nested transaction as many operations as
@@ -30,7 +30,7 @@ const maxTxnCmps = maxTxnOps / 2
 // and maxGroupBytes the size of their keys and values (etcd refuses
 // requests over 1.5 MiB unless --max-request-bytes says otherwise). A
 // single change larger than either still goes, alone.
-var (
+const (
 	maxGroupOps   = 8 * maxTxnOps
 	maxGroupBytes = 1 << 20
 )
@@ -59,6 +59,10 @@ type committer struct {
 	urgent  []*change // changes a person waits on, oldest first
 	queue   []*change // background changes, oldest first
 	running bool      // a goroutine is committing the queues
+
+	// maxGroup and maxOps bound a group (maxGroup and maxGroupOps unless
+	// a test asks for less).
+	maxGroup, maxOps int
 
 	// The rest belongs to the goroutine committing the queues.
 	memo       []string                     // prefixes of the keys it remembers
@@ -154,7 +158,7 @@ func (c *committer) loop() {
 }
 
 // take removes the next group from the queues: urgent changes first, then
-// background ones, up to maxGroup, all made through Stores with the same
+// background ones, up to maxGroup in all, all made through Stores with the same
 // fence so that a lost leadership refuses exactly the leader's writes.
 // It stops the loop when the queues are empty.
 func (c *committer) take() []*change {
@@ -162,6 +166,13 @@ func (c *committer) take() []*change {
 	defer c.mu.Unlock()
 	var group []*change
 	var fence *Leader
+	// Background changes keep a quarter of a group when any wait, so that
+	// a flood of commands and clicks does not hold back for long the
+	// writes they lead to (a new request's card, an execution's intent).
+	room := c.maxGroup
+	if len(c.queue) > 0 {
+		room -= c.maxGroup / 4
+	}
 	for _, q := range []*[]*change{&c.urgent, &c.queue} {
 		rest := (*q)[:0]
 		for _, ch := range *q {
@@ -170,7 +181,7 @@ func (c *committer) take() []*change {
 			case len(group) == 0:
 				fence = ch.store.fence
 				group = append(group, ch)
-			case len(group) < maxGroup && ch.store.fence == fence:
+			case len(group) < room && ch.store.fence == fence:
 				group = append(group, ch)
 			default:
 				rest = append(rest, ch)
@@ -178,6 +189,7 @@ func (c *committer) take() []*change {
 		}
 		clear((*q)[len(rest):])
 		*q = rest
+		room = c.maxGroup
 	}
 	if len(group) == 0 {
 		c.running = false
@@ -573,7 +585,7 @@ func (b *batch) keep(m mark, first bool, checks int) bool {
 	}
 	// The head, the request counter and the fence bring a compare each,
 	// the head and the counter a write.
-	full := len(b.cmps)+checks+3 > maxTxnCmps || len(b.ops)+len(b.app.ops)+2 > maxGroupOps || size > maxGroupBytes
+	full := len(b.cmps)+checks+3 > maxTxnCmps || len(b.ops)+len(b.app.ops)+2 > b.s.commits.maxOps || size > maxGroupBytes
 	if full && !first {
 		return false
 	}

@@ -280,9 +280,9 @@ func TestGroupCommitSameRequestInTurn(t *testing.T) {
 // click's, with room for two changes in a transaction: the click goes in
 // the first one, with the oldest background update.
 func TestGroupCommitClickGoesFirst(t *testing.T) {
-	setPage(t, &maxGroup, 2)
 	m := etcdtest.Start(t)
 	s := mustStore(t, m, time.Now)
+	s.commits.maxGroup = 2
 	ids := mustRequests(t, s, 5)
 	release := hold(t, s, ids[0])
 	var results []<-chan error
@@ -314,9 +314,9 @@ func TestGroupCommitClickGoesFirst(t *testing.T) {
 // queued approvals of about ten writes each go three or fewer at a time,
 // and all of them commit.
 func TestGroupCommitBoundedByOps(t *testing.T) {
-	setPage(t, &maxGroupOps, 30)
 	m := etcdtest.Start(t)
 	s := mustStore(t, m, time.Now)
+	s.commits.maxOps = 30
 	ids := mustRequests(t, s, 10)
 	release := hold(t, s, ids[0])
 	var results []<-chan error
@@ -573,5 +573,39 @@ func TestGroupCommitDeliveryAnsweredElsewhere(t *testing.T) {
 	}
 	if n, err := a.Verify(ctx); err != nil || n != 2 {
 		t.Errorf("Verify = %d, %v; want 2 events", n, err)
+	}
+}
+
+// TestGroupCommitKeepsRoomForBackground queues a background update behind
+// more clicks than a transaction holds: it still goes in the first one.
+func TestGroupCommitKeepsRoomForBackground(t *testing.T) {
+	m := etcdtest.Start(t)
+	s := mustStore(t, m, time.Now)
+	s.commits.maxGroup = 4
+	ids := mustRequests(t, s, 7)
+	release := hold(t, s, ids[0])
+	var results []<-chan error
+	for i, id := range ids[1:] {
+		key := fmt.Sprintf("click-%d", i)
+		if i == 0 {
+			key = ""
+		}
+		results = append(results, update(s, id, key, approve("U0BOB")))
+		waitQueued(t, s, i+1)
+	}
+	if err := release(); err != nil {
+		t.Fatalf("holding update: %v", err)
+	}
+	for _, done := range results {
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+	}
+	first := revision(t, s, ids[2])
+	if got := revision(t, s, ids[1]); got != first {
+		t.Errorf("the background update went at revision %d, the first clicks at %d; want it among them", got, first)
+	}
+	if got := revision(t, s, ids[5]); got == first {
+		t.Errorf("the fifth click went with the first three and the background update: want at most four changes a transaction")
 	}
 }
