@@ -2,6 +2,7 @@ package etcdstore
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -52,8 +53,10 @@ const (
 // one of the keys read), the group is read and decided again. Changes that
 // read or write the same request, delivery or instance do not share a
 // transaction: the second waits for the next one, so that it decides on
-// what the first committed. Writes someone is waiting on (a command or a
-// click, which carry a delivery key) go ahead of background ones.
+// what the first committed. The leader's background writes (through a
+// fenced Store, without a delivery key) go after the others: a replica's
+// answers to commands and clicks, and what those lead to, such as a new
+// request's card that a click may follow at once.
 type committer struct {
 	mu      sync.Mutex
 	urgent  []*change // changes a person waits on, oldest first
@@ -73,7 +76,7 @@ type committer struct {
 // change is one Create, Update or Record waiting for its transaction.
 type change struct {
 	what   string
-	urgent bool     // someone waits for the answer (a delivery key is set)
+	urgent bool     // not the leader's background work
 	counts bool     // takes a request number from seq/request
 	gets   []string // keys decide reads, in order, besides the head
 	own    []string // keys no other change of its transaction may touch
@@ -103,6 +106,10 @@ func (s *Store) commit(ctx context.Context, ch *change, decide func(b *batch, go
 		return err
 	}
 	ch.decide, ch.ctx, ch.store, ch.done = decide, ctx, s, make(chan error, 1)
+	// A replica's writes that are not the leader's are its answers to
+	// Slack and what they lead to (a new request's card), which a click
+	// may follow at once.
+	ch.urgent = ch.urgent || s.fence == nil
 	c := s.commits
 	c.mu.Lock()
 	if ch.urgent {
@@ -158,9 +165,9 @@ func (c *committer) loop() {
 }
 
 // take removes the next group from the queues: urgent changes first, then
-// background ones, up to maxGroup in all, all made through Stores with the same
-// fence so that a lost leadership refuses exactly the leader's writes.
-// It stops the loop when the queues are empty.
+// background ones, up to maxGroup in all. A group holds the writes of at
+// most one leadership (see Store.Fenced); a lost leadership refuses
+// exactly those. It stops the loop when the queues are empty.
 func (c *committer) take() []*change {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -168,7 +175,7 @@ func (c *committer) take() []*change {
 	var fence *Leader
 	// Background changes keep a quarter of a group when any wait, so that
 	// a flood of commands and clicks does not hold back for long the
-	// writes they lead to (a new request's card, an execution's intent).
+	// leader's work.
 	room := c.maxGroup
 	if len(c.queue) > 0 {
 		room -= c.maxGroup / 4
@@ -176,12 +183,13 @@ func (c *committer) take() []*change {
 	for _, q := range []*[]*change{&c.urgent, &c.queue} {
 		rest := (*q)[:0]
 		for _, ch := range *q {
+			f := ch.store.fence
 			switch {
 			case ch.gone():
-			case len(group) == 0:
-				fence = ch.store.fence
-				group = append(group, ch)
-			case len(group) < room && ch.store.fence == fence:
+			case len(group) < room && (f == nil || fence == nil || f == fence):
+				if f != nil {
+					fence = f
+				}
 				group = append(group, ch)
 			default:
 				rest = append(rest, ch)
@@ -384,7 +392,26 @@ func (c *committer) try(ctx context.Context, group *[]*change, fresh map[string]
 		return nil, err
 	}
 	cmps = append(cmps, checks...)
-	again, err := c.send(ctx, s, cmps, ops, keys)
+	var fence *Leader
+	for _, ch := range append(in, held...) {
+		if ch.store.fence != nil {
+			fence = ch.store.fence
+		}
+	}
+	again, err := c.send(ctx, s, fence, cmps, ops, keys)
+	if errors.Is(err, ErrNotLeader) {
+		// The leader's writes are refused; the others go without them.
+		var rest []*change
+		for _, ch := range append(in, held...) {
+			if ch.store.fence != nil {
+				ch.answer(err)
+			} else {
+				rest = append(rest, ch)
+			}
+		}
+		*group = rest
+		return map[string]*pb.RangeResponse{}, nil
+	}
 	if err != nil {
 		*group = append(in, held...)
 		return nil, err
@@ -399,17 +426,17 @@ func (c *committer) try(ctx context.Context, group *[]*change, fresh map[string]
 	return nil, nil
 }
 
-// send commits ops if every compare holds (and, for a fenced Store, the
-// leadership). When one does not it returns what keys hold now, read in
+// send commits ops if every compare holds, and fence's leadership when
+// fence is set. When one does not it returns what keys hold now, read in
 // the same transaction, and ErrNotLeader when the leadership is gone.
 // What a committed transaction wrote is remembered.
-func (c *committer) send(ctx context.Context, s *Store, cmps []clientv3.Cmp, ops []clientv3.Op, keys []string) (map[string]*pb.RangeResponse, error) {
+func (c *committer) send(ctx context.Context, s *Store, fence *Leader, cmps []clientv3.Cmp, ops []clientv3.Op, keys []string) (map[string]*pb.RangeResponse, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
 	var orElse []clientv3.Op
-	if s.fence != nil {
-		cmp, key, err := s.fence.fenceCmp()
+	if fence != nil {
+		cmp, key, err := fence.fenceCmp()
 		if err != nil {
 			return nil, err
 		}
@@ -430,8 +457,8 @@ func (c *committer) send(ctx context.Context, s *Store, cmps []clientv3.Cmp, ops
 		return nil, nil
 	}
 	got := ranges(nil, resp.Responses)
-	if s.fence != nil {
-		if !s.fence.holds(got[0].Kvs) {
+	if fence != nil {
+		if !fence.holds(got[0].Kvs) {
 			return nil, ErrNotLeader
 		}
 		got = got[1:]

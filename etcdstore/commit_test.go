@@ -276,22 +276,32 @@ func TestGroupCommitSameRequestInTurn(t *testing.T) {
 	}
 }
 
-// TestGroupCommitClickGoesFirst queues three background updates, then a
-// click's, with room for two changes in a transaction: the click goes in
-// the first one, with the oldest background update.
+// mustLead returns s fenced by a leadership it won.
+func mustLead(t *testing.T, s *Store) *Store {
+	t.Helper()
+	l := NewLeader(s, "replica-a", time.Minute)
+	t.Cleanup(func() { l.Close() })
+	mustCampaign(t, context.Background(), l)
+	return s.Fenced(l)
+}
+
+// TestGroupCommitClickGoesFirst queues three of the leader's background
+// updates, then a click's, with room for two changes in a transaction: the
+// click goes in the first one, with the oldest background update.
 func TestGroupCommitClickGoesFirst(t *testing.T) {
 	m := etcdtest.Start(t)
 	s := mustStore(t, m, time.Now)
 	s.commits.maxGroup = 2
+	leader := mustLead(t, s)
 	ids := mustRequests(t, s, 5)
 	release := hold(t, s, ids[0])
 	var results []<-chan error
 	for i, id := range ids[1:] {
-		key := ""
+		through, key := leader, ""
 		if i == 3 {
-			key = "click-1"
+			through, key = s, "click-1"
 		}
-		results = append(results, update(s, id, key, approve("U0BOB")))
+		results = append(results, update(through, id, key, approve("U0BOB")))
 		waitQueued(t, s, i+1)
 	}
 	if err := release(); err != nil {
@@ -349,10 +359,10 @@ func TestGroupCommitBoundedByOps(t *testing.T) {
 	}
 }
 
-// TestGroupCommitFencedGroupRefused queues writes of a leader, and one of
-// the replica outside leadership, while it loses its leadership: the
-// leader's whole group is refused and changes nothing; the other write
-// goes in a transaction of its own and commits.
+// TestGroupCommitFencedGroupRefused queues writes of a leader, and a click
+// answered outside leadership, while it loses its leadership: all of the
+// leader's writes in the group are refused and change nothing; the click
+// is committed without them.
 func TestGroupCommitFencedGroupRefused(t *testing.T) {
 	m := etcdtest.Start(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -576,21 +586,23 @@ func TestGroupCommitDeliveryAnsweredElsewhere(t *testing.T) {
 	}
 }
 
-// TestGroupCommitKeepsRoomForBackground queues a background update behind
-// more clicks than a transaction holds: it still goes in the first one.
+// TestGroupCommitKeepsRoomForBackground queues a background update of the
+// leader behind more clicks than a transaction holds: it still goes in the
+// first one.
 func TestGroupCommitKeepsRoomForBackground(t *testing.T) {
 	m := etcdtest.Start(t)
 	s := mustStore(t, m, time.Now)
 	s.commits.maxGroup = 4
+	leader := mustLead(t, s)
 	ids := mustRequests(t, s, 7)
 	release := hold(t, s, ids[0])
 	var results []<-chan error
 	for i, id := range ids[1:] {
-		key := fmt.Sprintf("click-%d", i)
+		through, key := s, fmt.Sprintf("click-%d", i)
 		if i == 0 {
-			key = ""
+			through, key = leader, ""
 		}
-		results = append(results, update(s, id, key, approve("U0BOB")))
+		results = append(results, update(through, id, key, approve("U0BOB")))
 		waitQueued(t, s, i+1)
 	}
 	if err := release(); err != nil {
