@@ -228,3 +228,51 @@ func BenchmarkCreateApprove(b *testing.B) {
 		b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "requests/s")
 	})
 }
+
+// BenchmarkCreateApproveCluster is BenchmarkCreateApprove on a three-member
+// cluster on loopback with fsync on, from 20 goroutines at once: through
+// one replica, whose writes share transactions, and through two, each
+// talking to a different member.
+func BenchmarkCreateApproveCluster(b *testing.B) {
+	members := etcdtest.StartCluster(b, 3, func(c *embed.Config) { c.UnsafeNoFsync = false })
+	var next sync.Mutex
+	n := 0
+	number := func() int {
+		next.Lock()
+		defer next.Unlock()
+		n++
+		return n
+	}
+	run := func(b *testing.B, replicas []*Store) {
+		ctx := context.Background()
+		var turn sync.Mutex
+		which := 0
+		b.SetParallelism(10)
+		b.RunParallel(func(pb *testing.PB) {
+			turn.Lock()
+			s := replicas[which%len(replicas)]
+			which++
+			turn.Unlock()
+			for pb.Next() {
+				i := number()
+				r := storetest.NewRequest("U0ALICE", fmt.Sprintf("ins-%08x", i))
+				if err := s.Create(ctx, r, fmt.Sprintf("cmd-%d", i), approval.Reply{Message: "posted"}, []approval.Event{storetest.Requested(r)}); err != nil {
+					b.Error(err)
+					return
+				}
+				if _, _, _, err := s.Update(ctx, r.ID, fmt.Sprintf("click-%d", i), approve("U0BOB")); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		})
+		b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "requests/s")
+	}
+	b.Run("OneReplica", func(b *testing.B) {
+		run(b, []*Store{mustStore(b, members[0], time.Now)})
+	})
+	b.Run("TwoReplicas", func(b *testing.B) {
+		a := mustStore(b, members[0], time.Now)
+		run(b, []*Store{a, mustStoreAt(b, members[1], a.Prefix(), time.Now)})
+	})
+}
