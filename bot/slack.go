@@ -153,12 +153,22 @@ func sleepCtx(ctx context.Context, d time.Duration) error {
 // cantPost is the answer when Slack will not let the bot post the card.
 const cantPost = "I can't post in this channel: invite me with /invite @rebootbot and try again."
 
+// lateCardAge is how old a request may be when its card is posted
+// without looking for it first. Past it, another replica's engine may have
+// posted the card: with replicas, the leader posts the cards that their
+// creators have not stored a few seconds after creating the request, and
+// under load the creator's card can be on its way, or posted and not yet
+// stored, by then.
+const lateCardAge = 5 * time.Second
+
 // PostCard posts r's approval card in r.Channel. If an earlier attempt
-// may have landed (it failed, or r predates this process), it first looks
-// for that card and returns it instead of posting a second one.
+// may have landed (it failed, r predates this process, or r is older than
+// lateCardAge), it first looks for that card and returns it instead of
+// posting a second one.
 func (s *Slack) PostCard(ctx context.Context, r *approval.Request) (approval.Card, error) {
 	key := "card:" + r.ID
-	if s.mayHavePosted(key, r.CreatedAt) {
+	late := !r.CreatedAt.IsZero() && s.clock.Now().Sub(r.CreatedAt) > lateCardAge
+	if late || s.mayHavePosted(key, r.CreatedAt) {
 		card, found, err := s.findCard(ctx, r)
 		if err != nil {
 			return approval.Card{}, unavailable(err, "Slack could not be asked whether the card is posted; try again in a moment.")

@@ -465,6 +465,26 @@ func TestPostCardAfterRestart(t *testing.T) {
 	}
 }
 
+// TestPostCardLateLooksFirst posts the card of a request this process
+// created but that is older than a first post takes, as the leader does
+// for a card another replica has not stored yet: it finds the card that
+// replica posted instead of posting a second one.
+func TestPostCardLateLooksFirst(t *testing.T) {
+	clock := testutil.NewFakeClock(time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC))
+	s, stub, _, _ := mustSlack(t, map[string][]func(http.ResponseWriter){
+		"conversations.history": {cardMessage("R-7", "9.9")},
+	}, SlackConfig{Clock: clock})
+	created := clock.Now().Add(time.Second)
+	clock.Advance(time.Second + lateCardAge + time.Millisecond)
+	card, err := s.PostCard(t.Context(), &approval.Request{ID: "R-7", Channel: "C1", State: approval.Pending, CreatedAt: created})
+	if err != nil || card.TS != "9.9" {
+		t.Fatalf("PostCard = %+v, %v; want the card already posted", card, err)
+	}
+	if n := stub.count("chat.postMessage"); n != 0 {
+		t.Errorf("chat.postMessage called %d times, want none", n)
+	}
+}
+
 func TestReportAfterRestart(t *testing.T) {
 	clock := testutil.NewFakeClock(time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC))
 	replies := okJSON(`{"ok":true,"messages":[` +
