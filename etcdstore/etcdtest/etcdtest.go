@@ -21,12 +21,50 @@ type Member struct {
 	// Endpoint is the member's client URL.
 	Endpoint string
 
-	stop sync.Once
+	cfg *embed.Config
+	mu  sync.Mutex // guards Etcd and stopped across Stop and Restart
+	// stopped reports whether the member is down.
+	stopped bool
 }
 
-// Stop stops the member, as if its machine went away; later calls do
-// nothing.
-func (m *Member) Stop() { m.stop.Do(m.Etcd.Close) }
+// Stop stops the member, as if its machine went away; calls while it is
+// down do nothing.
+func (m *Member) Stop() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.stopped {
+		return
+	}
+	m.stopped = true
+	m.Etcd.Close()
+}
+
+// Restart starts a stopped member again on its data and addresses, as a
+// machine coming back does, and waits until it is ready: it rejoins the
+// cluster and catches up with what was committed while it was down. A
+// running member is left as it is.
+func (m *Member) Restart(t testing.TB) {
+	t.Helper()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if !m.stopped {
+		return
+	}
+	e, err := embed.StartEtcd(m.cfg)
+	if err != nil {
+		t.Fatalf("restart etcd member %s: %v", m.cfg.Name, err)
+	}
+	select {
+	case <-e.Server.ReadyNotify():
+	case err := <-e.Err():
+		e.Close()
+		t.Fatalf("etcd member %s failed on restart: %v", m.cfg.Name, err)
+	case <-time.After(30 * time.Second):
+		e.Close()
+		t.Fatalf("etcd member %s was not ready within 30 s of its restart", m.cfg.Name)
+	}
+	m.Etcd, m.stopped = e, false
+}
 
 // Start starts a single-member cluster, stopped when the test ends. Each
 // of tune, if any, may change the member's configuration first.
@@ -73,7 +111,7 @@ func StartCluster(t testing.TB, n int, tune ...func(*embed.Config)) []*Member {
 		if err != nil {
 			t.Fatalf("start etcd member %s: %v", cfg.Name, err)
 		}
-		members[i] = &Member{Etcd: e, Endpoint: cfg.ListenClientUrls[0].String()}
+		members[i] = &Member{Etcd: e, Endpoint: cfg.ListenClientUrls[0].String(), cfg: cfg}
 		t.Cleanup(members[i].Stop)
 	}
 	deadline := time.After(30 * time.Second)
