@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"rebootbot/approval"
 	"rebootbot/bot"
 	"rebootbot/cloud/emulator"
 	"rebootbot/etcdstore/etcdtest"
@@ -349,71 +350,49 @@ func TestPausedLeaderWritesNothing(t *testing.T) {
 	t.Logf("the old leader after SIGCONT:\n%s", tail(b, 8))
 }
 
-// TestReplicasManyRequests files 40 requests through three replicas of
-// the binary at once, commands spread across them and every approval
-// delivered twice, to two different replicas: each request is decided
-// once, each instance rebooted once, and the audit chain is intact.
+// TestReplicasManyRequests files 200 requests through three replicas of
+// the binary, commands spread across them and each request needing two
+// approvals, every click delivered twice, to two different replicas: each
+// request is decided once (one approval recorded per approver, one
+// execution), each instance rebooted once, nothing left owed, and the
+// audit chain is intact.
 func TestReplicasManyRequests(t *testing.T) {
-	const requests = 40
-	cluster := etcdtest.StartCluster(t, 3)
-	var endpoints []string
-	for _, m := range cluster {
-		endpoints = append(endpoints, m.Endpoint)
-	}
+	const (
+		requests = 200
+		inFlight = 16 // requests being filed and clicked at once
+	)
 	var instances []emulator.Instance
 	for i := range requests {
 		instances = append(instances, emulator.Instance{ID: fmt.Sprintf("ins-many%04d", i), Name: fmt.Sprintf("m%d", i)})
 	}
-	w := newWorld(t, worldConfig{Instances: instances, RebootDuration: 200 * time.Millisecond, Env: map[string]string{
-		"BOT_ETCD_ENDPOINTS": strings.Join(endpoints, ","), "BOT_POLL_INTERVAL": "200ms",
-	}})
-	replicas := make([]*replicaProcess, 3)
-	for i := range replicas {
-		replicas[i] = startReplicaProcess(t, w, fmt.Sprintf("replica%d", i))
-	}
+	// The default lease: the lead must not move under the load.
+	s := startReplicaSet(t, instances, 200*time.Millisecond, map[string]string{"BOT_ETCD_LEASE_TTL": "10s", "BOT_MIN_APPROVALS": "2"})
+	approvers := []string{approver1, approver2, approver3}
 	began := time.Now()
 	var wg sync.WaitGroup
 	errs := make(chan error, requests)
+	ids := make([]string, requests)
+	slots := make(chan struct{}, inFlight)
 	for i := range requests {
+		slots <- struct{}{}
 		wg.Go(func() {
-			in, click, again := replicas[i%3], replicas[(i+1)%3], replicas[(i+2)%3]
-			responseURL := w.stub.ResponseURL()
-			status, body, took, err := in.send.command(t.Context(), requester, instances[i].ID+" many requests", responseURL)
-			if err := answer("/slack/commands", status, body, took, err); err != nil {
-				errs <- err
-				return
-			}
-			var id, ts string
-			if !w.stub.WaitFor(waitLong, func() bool {
-				for _, m := range w.stub.Messages() {
-					if m.ThreadTS == "" && strings.Contains(m.Blocks, instances[i].ID) {
-						ts = m.TS
-						if _, rest, ok := strings.Cut(m.Text, "Reboot request "); ok {
-							id, _, _ = strings.Cut(rest, " ")
-						}
-						return id != ""
-					}
-				}
-				return false
-			}) {
-				var answers []string
-				for _, c := range w.stub.ResponsesTo(responseURL, requester) {
-					answers = append(answers, responseText(c))
-				}
-				errs <- fmt.Errorf("no card for %s; the requester was told %q", instances[i].ID, answers)
-				return
-			}
-			form, err := click.send.clickForm(approver1, bot.ActionApprove, id, ts, click.send.trigger(), w.stub.ResponseURL())
+			defer func() { <-slots }()
+			r := s.replicas
+			id, ts, err := s.file(r[i%3], []string{instances[i].ID}, "many requests")
 			if err != nil {
 				errs <- err
 				return
 			}
-			for _, p := range []*replicaProcess{click, again} {
-				status, body, took, err := p.send.post(t.Context(), "/slack/interactions", form)
-				if err := answer("/slack/interactions", status, body, took, err); err != nil {
-					errs <- err
-					return
-				}
+			ids[i] = id
+			// Two approvers; each click reaches one replica and is
+			// delivered again to another.
+			first, second := approvers[i%3], approvers[(i+1)%3]
+			if err := s.approveTwice(first, id, ts, r[(i+1)%3], r[(i+2)%3]); err != nil {
+				errs <- fmt.Errorf("%s: %w", id, err)
+				return
+			}
+			if err := s.approveTwice(second, id, ts, r[(i+2)%3], r[i%3]); err != nil {
+				errs <- fmt.Errorf("%s: %w", id, err)
 			}
 		})
 	}
@@ -425,44 +404,31 @@ func TestReplicasManyRequests(t *testing.T) {
 	if t.Failed() {
 		return
 	}
-	testutil.Eventually(t, waitLong, func() bool {
-		done := 0
-		for _, in := range instances {
-			done += w.emu.RebootCalls(in.ID)
+	filed := time.Since(began)
+	for _, id := range ids {
+		if got := s.w.waitSettled(id); got != "Succeeded" {
+			t.Errorf("%s ended %q, want Succeeded", id, got)
 		}
-		if done < requests {
-			return false
-		}
-		n := 0
-		for _, m := range w.stub.Messages() {
-			if m.ThreadTS == "" && strings.Contains(m.Blocks, "Succeeded") {
-				n++
+	}
+	s.waitNothingOwed()
+	logf(t, "%d requests through 3 replicas, 2 approvals each, every click delivered twice: filed and clicked in %s, all succeeded in %s",
+		requests, filed.Round(time.Millisecond), time.Since(began).Round(time.Millisecond))
+	s.checkDecidedOnce(ids, instances)
+	for _, id := range ids {
+		approved := 0
+		for _, e := range s.events(id) {
+			if e.Type == approval.EventApproved {
+				approved++
 			}
 		}
-		return n == requests
-	}, "all %d requests to succeed", requests)
-	t.Logf("%d requests through 3 replicas, each click delivered twice: all succeeded in %s", requests, time.Since(began).Round(time.Millisecond))
-	for _, in := range instances {
-		if got := w.emu.RebootCalls(in.ID); got != 1 {
-			t.Errorf("%s rebooted %d times, want 1", in.ID, got)
+		if approved != 2 {
+			t.Errorf("%s has %d approvals recorded, want 2", id, approved)
 		}
 	}
-	var out bytes.Buffer
-	if err := run(t.Context(), []string{"bot", "audit", "verify"}, func(k string) string { return w.env[k] }, &out, io.Discard); err != nil || !strings.Contains(out.String(), "audit log intact") {
-		t.Errorf("bot audit verify: %v %s", err, out.String())
-	}
-	out.Reset()
-	if err := run(t.Context(), []string{"bot", "audit", "list", "--format", "csv", "--limit", "0"}, func(k string) string { return w.env[k] }, &out, io.Discard); err != nil {
-		t.Fatal(err)
-	}
-	for _, kind := range []string{",approved,", ",executing,", ",completed,"} {
-		if got := strings.Count(out.String(), kind); got != requests {
-			t.Errorf("audit has %d %s events, want %d", got, strings.Trim(kind, ","), requests)
-		}
-	}
+	s.verifyAudit()
 	leaders := 0
-	for _, p := range replicas {
-		leaders += p.leads(t)
+	for _, p := range s.replicas {
+		leaders += len(p.logLines(t, ledLine))
 	}
 	if leaders != 1 {
 		t.Errorf("the lead was taken %d times, want once", leaders)
