@@ -28,6 +28,8 @@ import (
 	"rebootbot/etcdstore"
 	"rebootbot/etcdstore/etcdtest"
 	"rebootbot/internal/testutil"
+
+	"go.etcd.io/etcd/server/v3/embed"
 )
 
 // replicaSet is three replicas of the binary sharing a three-member
@@ -58,7 +60,15 @@ const (
 // lease; env adds to or replaces their environment.
 func startReplicaSet(t *testing.T, instances []emulator.Instance, rebootDuration time.Duration, env map[string]string) *replicaSet {
 	t.Helper()
-	cluster := etcdtest.StartCluster(t, 3)
+	// etcdtest's 100 ms election timeout elects at once on an idle
+	// machine; with three race-built bots busy on two cores, heartbeats
+	// come late, members call elections and every write waits for them.
+	// Slower ticks keep one raft leader under that load, and still let a
+	// one-second lease expire on time.
+	cluster := etcdtest.StartCluster(t, 3, func(c *embed.Config) {
+		c.TickMs = 50
+		c.ElectionMs = 500
+	})
 	var endpoints []string
 	for _, m := range cluster {
 		endpoints = append(endpoints, m.Endpoint)
@@ -126,6 +136,9 @@ func (s *replicaSet) checkLogs() {
 			if i := bytes.Index(b, []byte(bad)); i >= 0 {
 				s.t.Errorf("%s has %q:\n%s", p.log, strings.TrimSpace(bad), b[i:min(len(b), i+6000)])
 			}
+		}
+		if keep := os.Getenv("KEEPLOGS"); keep != "" {
+			os.WriteFile(keep+"/"+strings.ReplaceAll(p.log, "/", "_"), b, 0o644)
 		}
 		if s.t.Failed() {
 			s.t.Logf("%s (last lines):\n%s", p.log, tail(b, 30))
@@ -262,6 +275,18 @@ func (s *replicaSet) events(id string) []approval.Event {
 		s.t.Fatalf("audit of %s: %v", id, err)
 	}
 	return out
+}
+
+// auditText returns request id's audit events, one JSON line each, for a
+// failure's message.
+func (s *replicaSet) auditText(id string) string {
+	var b strings.Builder
+	for _, e := range s.events(id) {
+		line, _ := json.Marshal(e)
+		b.Write(line)
+		b.WriteByte('\n')
+	}
+	return b.String()
 }
 
 // hasEvent reports whether request id's audit has an event of type typ.
