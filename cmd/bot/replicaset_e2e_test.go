@@ -137,9 +137,6 @@ func (s *replicaSet) checkLogs() {
 				s.t.Errorf("%s has %q:\n%s", p.log, strings.TrimSpace(bad), b[i:min(len(b), i+6000)])
 			}
 		}
-		if keep := os.Getenv("KEEPLOGS"); keep != "" {
-			os.WriteFile(keep+"/"+strings.ReplaceAll(p.log, "/", "_"), b, 0o644)
-		}
 		if s.t.Failed() {
 			s.t.Logf("%s (last lines):\n%s", p.log, tail(b, 30))
 		}
