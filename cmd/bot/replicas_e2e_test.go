@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -359,7 +360,7 @@ func TestPausedLeaderWritesNothing(t *testing.T) {
 func TestReplicasManyRequests(t *testing.T) {
 	const (
 		requests = 200
-		inFlight = 12 // requests being filed and clicked at once
+		inFlight = 8 // requests under way at once
 	)
 	var instances []emulator.Instance
 	for i := range requests {
@@ -388,6 +389,18 @@ func TestReplicasManyRequests(t *testing.T) {
 			// another.
 			if err := s.approveTwice(approvers[i%3], id, ts, r[(i+1)%3], r[(i+2)%3]); err != nil {
 				errs <- fmt.Errorf("%s: %w", id, err)
+				return
+			}
+			// The next request waits for this one's end, so that at most
+			// inFlight executions run at once: one leader records every
+			// execution, and a leader handed executions faster than it can
+			// record them falls behind until they run past
+			// BOT_REBOOT_TIMEOUT.
+			if !s.w.stub.WaitFor(waitLong, func() bool {
+				m, _ := s.w.stub.Card(ts)
+				return slices.Contains(terminalOutcomes, cardOutcome(m))
+			}) {
+				errs <- fmt.Errorf("%s did not end", id)
 			}
 		})
 	}

@@ -214,29 +214,37 @@ func (s *replicaSet) leader() int {
 }
 
 // file sends `/reboot ids…` to p and waits for the request's card; it
-// returns the request's ID and the card's ts.
+// returns the request's ID and the card's ts. It learns the ID from the
+// answer to the requester, which comes once the card is in the channel,
+// so that it reads the channel once: with hundreds of requests, many
+// goroutines matching every message on every change would keep the test
+// process, and the etcd members it hosts, from keeping up.
 func (s *replicaSet) file(p *replicaProcess, ids []string, why string) (id, ts string, err error) {
 	responseURL := s.w.stub.ResponseURL()
 	status, body, took, err := p.send.command(s.t.Context(), requester, strings.Join(ids, " ")+" "+why, responseURL)
 	if err := answer("/slack/commands", status, body, took, err); err != nil {
 		return "", "", err
 	}
+	var answers []string
 	if !s.w.stub.WaitFor(waitLong, func() bool {
-		for _, m := range s.w.stub.Messages() {
-			if g := cardTitle.FindStringSubmatch(m.Text); m.ThreadTS == "" && g != nil && strings.Contains(m.Blocks, "`"+ids[0]+"`") {
-				id, ts = g[1], m.TS
+		answers = replies(s, responseURL, requester)
+		for _, a := range answers {
+			if strings.Contains(a, "the card is in the channel") {
+				id = requestIDPattern.FindString(a)
 				return true
 			}
 		}
 		return false
-	}) {
-		var answers []string
-		for _, c := range s.w.stub.ResponsesTo(responseURL, requester) {
-			answers = append(answers, responseText(c))
-		}
+	}) || id == "" {
 		return "", "", fmt.Errorf("no card for %s; the requester was told %q", ids[0], answers)
 	}
-	return id, ts, nil
+	title := "Reboot request " + id + " ("
+	for _, m := range s.w.stub.Messages() {
+		if m.ThreadTS == "" && strings.HasPrefix(m.Text, title) {
+			return id, m.TS, nil
+		}
+	}
+	return "", "", fmt.Errorf("%s: the requester was told its card is in the channel, but it is not", id)
 }
 
 // approveTwice has approver click Approve on request id's card at ts and
