@@ -59,3 +59,26 @@ func ErrorMessage(err error) string {
 	}
 	return "Something went wrong inside rebootbot; the details are in its log."
 }
+
+// NotRecordedMessage is what a user is told when the store did not take a
+// change in time and the change was certainly not written.
+const NotRecordedMessage = "rebootbot's store did not answer in time, so nothing was recorded. Try again in a moment."
+
+// UnconfirmedMessage is what a user is told when a change was on its way
+// into the store when the wait for it ended: it may have been recorded or
+// not, and only the card shows which.
+const UnconfirmedMessage = "Your action may not have been recorded: rebootbot's store did not confirm it in time. Look at the card (or `/reboot status`) before trying again."
+
+// NotRecorded returns the Unavailable error for a change the store
+// certainly did not write because its caller stopped waiting first.
+func NotRecorded(err error) *Error {
+	return &Error{Kind: Unavailable, Message: NotRecordedMessage, Err: err}
+}
+
+// Unconfirmed returns the Unavailable error for a change whose outcome is
+// not known: its transaction was on its way when its caller stopped
+// waiting, so it may have committed. Saying that nothing was recorded
+// would be untrue when it did.
+func Unconfirmed(err error) *Error {
+	return &Error{Kind: Unavailable, Message: UnconfirmedMessage, Err: err}
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -26,9 +27,12 @@ func (h *Handler) Command(ctx context.Context, sc slack.SlashCommand) (any, erro
 	cmd, err := ParseCommand(sc.Text)
 	if err != nil {
 		if requestAttempt(sc.Text) {
-			// A malformed request is still a request refused: audit it.
+			// A malformed request is still a request refused: audit it,
+			// within the time Slack waits for the answer.
 			in := approval.CreateInput{Key: commandKey(sc), Requester: sc.UserID, Channel: sc.ChannelID, Reason: Unescape(sc.Text)}
-			err = h.engine.RejectCommand(ctx, in, err)
+			rctx, cancel := h.deliveryContext(ctx)
+			err = h.engine.RejectCommand(rctx, in, err)
+			cancel()
 		}
 		return Ephemeral(approval.ErrorMessage(err) + "\n\n" + Usage), nil
 	}
@@ -230,7 +234,7 @@ func (h *Handler) Interaction(ctx context.Context, cb *slack.InteractionCallback
 			if a == nil || (a.ActionID != ActionApprove && a.ActionID != ActionDeny && a.ActionID != ActionStop) {
 				continue
 			}
-			h.decide(cb, a)
+			h.decide(ctx, cb, a)
 			return nil, nil
 		}
 		return nil, nil
@@ -246,13 +250,18 @@ func (h *Handler) Interaction(ctx context.Context, cb *slack.InteractionCallback
 // decide applies an Approve, Deny or Stop click and sends the clicker an
 // ephemeral answer in the background. The engine has stored the effect
 // when it returns, so the click may be acknowledged then.
-func (h *Handler) decide(cb *slack.InteractionCallback, a *slack.BlockAction) {
+//
+// All the click's store work shares one deadline, ClickBudget after the
+// click arrived: each store call has its own bound too, but a click makes
+// several in a row. When the deadline ends a write, the store tells
+// whether nothing was recorded or whether it may have been, and the
+// clicker is told as much.
+func (h *Handler) decide(ctx context.Context, cb *slack.InteractionCallback, a *slack.BlockAction) {
 	key := cb.TriggerID
 	if key == "" && a.ActionTs != "" {
 		key = "click:" + cb.User.ID + ":" + a.ActionTs
 	}
-	// The engine's work must not be cut short by Slack hanging up.
-	ctx, cancel := context.WithTimeout(h.work.Context(), h.taskTO)
+	ctx, cancel := h.deliveryContext(ctx)
 	defer cancel()
 	var (
 		res approval.Result
@@ -270,7 +279,7 @@ func (h *Handler) decide(cb *slack.InteractionCallback, a *slack.BlockAction) {
 	}
 	msg := Ephemeral(res.Message)
 	if err != nil {
-		msg = h.errorReply(err)
+		msg = h.errorReply(timedOut(ctx, err))
 	}
 	if msg.Text == "" {
 		return
@@ -299,6 +308,18 @@ func (h *Handler) submitForm(cb *slack.InteractionCallback) any {
 		return slack.NewErrorsViewSubmissionResponse(map[string]string{BlockInstances: shuttingDown})
 	}
 	return nil
+}
+
+// timedOut gives err, an error without a kind that the click's deadline
+// caused, the words it deserves: the stores return such errors only for
+// work they had not begun to write (a read, or a write refused before it
+// was queued), so nothing was recorded. Errors with a kind already say
+// what happened.
+func timedOut(ctx context.Context, err error) error {
+	if approval.ErrorKind(err) == approval.Internal && ctx.Err() != nil && errors.Is(err, ctx.Err()) {
+		return approval.NotRecorded(err)
+	}
+	return err
 }
 
 func firstNonEmpty(s ...string) string {

@@ -106,6 +106,8 @@ type envConfig struct {
 	emu    emulator.Config
 	hold   *cloudHold // nil: the bot talks to the emulator directly
 	stub   *slackStub // nil: a new one; set: Slack as another env left it
+	// store wraps the bbolt store the engine uses (nil: used as it is).
+	store func(approval.Store) approval.Store
 }
 
 // cloudHold stands between the bot and the emulator and keeps the calls of
@@ -198,8 +200,12 @@ func mustEnv(t *testing.T, cfgs ...func(*envConfig)) *env {
 		Token: stubToken, APIURL: e.stub.APIURL(), Logger: logger, Metrics: e.metrics,
 		Clock: e.clock, Backoff: 10 * time.Millisecond,
 	})
+	var st approval.Store = e.db
+	if cfg.store != nil {
+		st = cfg.store(e.db)
+	}
 	e.engine, err = approval.NewEngine(approval.Config{
-		Store: e.db, Cloud: cvm, Rebooter: cloud.NewDispatcher(cvm), Notifier: e.slack, Groups: e.slack, Policy: cfg.policy,
+		Store: st, Cloud: cvm, Rebooter: cloud.NewDispatcher(cvm), Notifier: e.slack, Groups: e.slack, Policy: cfg.policy,
 		Clock: e.clock, Logger: logger, PollInterval: pollInterval, RebootTimeout: 10 * time.Second,
 		Observer: e.metrics.ObserveEvent,
 	})

@@ -42,7 +42,17 @@ type HandlerConfig struct {
 	AckBudget time.Duration
 	// TaskTimeout bounds the background work of one delivery (default 2 min).
 	TaskTimeout time.Duration
+	// ClickBudget is how long, from its arrival, a click's work may take
+	// before it is answered (default ClickBudget). The stores give a
+	// write under way a short grace beyond it, and the answer still has
+	// to be written within Slack's 3 s.
+	ClickBudget time.Duration
 }
+
+// ClickBudget is the default time a click's store work may take from its
+// arrival: with the stores' grace for a write under way (300 ms) and the
+// writing of the answer, Slack hears back within its 3 s.
+const ClickBudget = 2200 * time.Millisecond
 
 // Handler serves Slack's commands and interactions over HTTP
 // (/slack/commands, /slack/interactions) and Socket Mode, plus /healthz.
@@ -58,6 +68,7 @@ type Handler struct {
 	socket  socketLink
 	budget  time.Duration
 	taskTO  time.Duration
+	clickTO time.Duration
 	work    *background.Group // late replies and requests being created
 }
 
@@ -66,6 +77,7 @@ func NewHandler(cfg HandlerConfig) *Handler {
 	h := &Handler{
 		engine: cfg.Engine, slack: cfg.Slack, secret: cfg.SigningSecret, clock: cfg.Clock,
 		log: cfg.Logger, metrics: cfg.Metrics, health: cfg.Health, budget: cfg.AckBudget, taskTO: cfg.TaskTimeout,
+		clickTO: cfg.ClickBudget,
 	}
 	if h.clock == nil {
 		h.clock = approval.SystemClock{}
@@ -81,6 +93,9 @@ func NewHandler(cfg HandlerConfig) *Handler {
 	}
 	if h.taskTO <= 0 {
 		h.taskTO = 2 * time.Minute
+	}
+	if h.clickTO <= 0 {
+		h.clickTO = ClickBudget
 	}
 	h.work = background.New()
 	return h
@@ -146,13 +161,14 @@ func (h *Handler) serveSlack(w http.ResponseWriter, r *http.Request, kind string
 		return
 	}
 	var reply any
+	ctx := withReceived(r.Context(), start)
 	if kind == kindCommand {
-		reply, err = h.Command(r.Context(), commandFromForm(form))
+		reply, err = h.Command(ctx, commandFromForm(form))
 	} else {
 		var cb slack.InteractionCallback
 		cb, err = decodeInteraction([]byte(form.Get("payload")))
 		if err == nil {
-			reply, err = h.Interaction(r.Context(), &cb)
+			reply, err = h.Interaction(ctx, &cb)
 		}
 	}
 	if err != nil {
@@ -161,6 +177,32 @@ func (h *Handler) serveSlack(w http.ResponseWriter, r *http.Request, kind string
 	}
 	writeReply(w, reply)
 	h.metrics.ObserveAck(kind, time.Since(start))
+}
+
+// receivedKey is the context key under which a delivery's arrival time
+// travels to the code that answers it.
+type receivedKey struct{}
+
+// withReceived returns ctx carrying when the delivery arrived.
+func withReceived(ctx context.Context, at time.Time) context.Context {
+	return context.WithValue(ctx, receivedKey{}, at)
+}
+
+// receivedAt returns when the delivery ctx carries arrived, or now when
+// it carries none.
+func receivedAt(ctx context.Context) time.Time {
+	if at, ok := ctx.Value(receivedKey{}).(time.Time); ok {
+		return at
+	}
+	return time.Now()
+}
+
+// deliveryContext returns a context for the store work an answer to a
+// delivery waits for: it ends ClickBudget after the delivery arrived, and
+// not when Slack hangs up, so that a write is never cut off by anything
+// but that deadline.
+func (h *Handler) deliveryContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithDeadline(h.work.Context(), receivedAt(ctx).Add(h.clickTO))
 }
 
 // unhandled answers a request that is not handled, with a log line and a metric.

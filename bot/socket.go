@@ -170,6 +170,7 @@ func (h *Handler) socketEvent(ctx context.Context, client *socketmode.Client, ev
 // socketEnvelope decodes one envelope, handles it and acks it with the
 // immediate answer.
 func (h *Handler) socketEnvelope(ctx context.Context, client *socketmode.Client, req socketmode.Request, received time.Time) {
+	ctx = withReceived(ctx, received)
 	var (
 		reply any
 		err   error

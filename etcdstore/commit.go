@@ -57,6 +57,12 @@ const (
 // fenced Store, without a delivery key) go after the others: a replica's
 // answers to commands and clicks, and what those lead to, such as a new
 // request's card that a click may follow at once.
+//
+// A change whose caller's ctx ends before the change is in a transaction
+// is left out: nothing of it is written. Once it is in one, the
+// transaction may commit whatever the caller does, so the caller waits up
+// to grace for the outcome and, failing that, is told the outcome is not
+// known, never that nothing was recorded.
 type committer struct {
 	mu      sync.Mutex
 	urgent  []*change // changes a person waits on, oldest first
@@ -66,6 +72,10 @@ type committer struct {
 	// maxGroup and maxOps bound a group (maxGroup and maxGroupOps unless
 	// a test asks for less).
 	maxGroup, maxOps int
+	// grace is how long a caller whose ctx ended waits for the outcome
+	// of a transaction its change is in (commitGrace unless a test asks
+	// for other).
+	grace time.Duration
 
 	// The rest belongs to the goroutine committing the queues.
 	memo       []string                     // prefixes of the keys it remembers
@@ -94,10 +104,26 @@ type change struct {
 
 	// mu is held while decide runs; left is set when the caller gave up,
 	// after which decide is not called again, so that it never runs
-	// concurrently with the caller's own code.
-	mu   sync.Mutex
-	left bool
+	// concurrently with the caller's own code. inTxn is set while the
+	// change's writes are in a transaction being built or sent, whose
+	// outcome is not known yet.
+	mu    sync.Mutex
+	left  bool
+	inTxn bool
 }
+
+// commitGrace is how long a caller whose ctx ended waits for the outcome
+// of the transaction its change is in. A healthy cluster commits in
+// milliseconds; this keeps a click's answer within Slack's 3 s and lets
+// most transactions under way tell their outcome.
+const commitGrace = 300 * time.Millisecond
+
+// outcomeUnknown is what send returns when a transaction was sent and no
+// outcome came back: it may have committed.
+type outcomeUnknown struct{ err error }
+
+func (e *outcomeUnknown) Error() string { return e.err.Error() }
+func (e *outcomeUnknown) Unwrap() error { return e.err }
 
 // commit queues ch, to be decided by decide, and returns once it is
 // committed, refused, or ctx ends.
@@ -127,14 +153,54 @@ func (s *Store) commit(ctx context.Context, ch *change, decide func(b *batch, go
 		return err
 	case <-ctx.Done():
 	}
-	ch.mu.Lock()
-	ch.left = true
-	ch.mu.Unlock()
+	if !ch.leave(false) {
+		t := time.NewTimer(c.grace)
+		defer t.Stop()
+		select {
+		case err := <-ch.done:
+			return err
+		case <-t.C:
+		}
+		if !ch.leave(true) {
+			select {
+			case err := <-ch.done:
+				return err
+			default:
+			}
+			return approval.Unconfirmed(fmt.Errorf("etcdstore: %s: %w", ch.what, context.Cause(ctx)))
+		}
+	}
 	select {
 	case err := <-ch.done:
 		return err
 	default:
-		return unavailable(ctx, ch.what, ctx.Err())
+		if errors.Is(ctx.Err(), context.Canceled) {
+			return fmt.Errorf("etcdstore: %s: %w", ch.what, ctx.Err())
+		}
+		return approval.NotRecorded(fmt.Errorf("etcdstore: %s: %w", ch.what, context.Cause(ctx)))
+	}
+}
+
+// leave marks ch as given up by its caller unless its writes are in a
+// transaction under way (or even then, with anyway), and reports whether
+// they were not: then nothing of ch is written.
+func (ch *change) leave(anyway bool) bool {
+	ch.mu.Lock()
+	defer ch.mu.Unlock()
+	if ch.inTxn && !anyway {
+		return false
+	}
+	ch.left = true
+	return !ch.inTxn
+}
+
+// outOfTxn clears inTxn on chs, whose transaction did not commit: they
+// are decided again, or left out if their callers gave up meanwhile.
+func outOfTxn(chs []*change) {
+	for _, ch := range chs {
+		ch.mu.Lock()
+		ch.inTxn = false
+		ch.mu.Unlock()
 	}
 }
 
@@ -242,7 +308,7 @@ func (c *committer) run(group []*change) {
 			}
 			return
 		}
-		ctx, stop := groupContext(group)
+		ctx, stop := groupContext(group, c.grace)
 		var err error
 		fresh, err = c.try(ctx, &group, fresh)
 		stop()
@@ -356,7 +422,6 @@ func (c *committer) try(ctx context.Context, group *[]*change, fresh map[string]
 			continue
 		}
 		err := ch.decide(b, mine)
-		ch.mu.Unlock()
 		answered := err != nil || b.empty(m)
 		switch {
 		case answered && len(assumed) == 0:
@@ -375,11 +440,15 @@ func (c *committer) try(ctx context.Context, group *[]*change, fresh map[string]
 			b.rollback(m)
 			later = append(later, ch)
 		default:
+			// From here its caller cannot take the change out: it
+			// goes with the transaction.
+			ch.inTxn = true
 			in = append(in, ch)
 			for _, k := range ch.own {
 				owned[k] = true
 			}
 		}
+		ch.mu.Unlock()
 	}
 	c.putBack(later)
 	*group = in
@@ -388,6 +457,7 @@ func (c *committer) try(ctx context.Context, group *[]*change, fresh map[string]
 	}
 	cmps, ops, err := b.finish()
 	if err != nil {
+		outOfTxn(in)
 		*group = append(in, held...)
 		return nil, err
 	}
@@ -399,6 +469,18 @@ func (c *committer) try(ctx context.Context, group *[]*change, fresh map[string]
 		}
 	}
 	again, err := c.send(ctx, s, fence, cmps, ops, keys)
+	if unknown := (*outcomeUnknown)(nil); errors.As(err, &unknown) {
+		// The changes written may have committed; those answered
+		// without writing wrote nothing either way.
+		for _, ch := range in {
+			ch.answer(approval.Unconfirmed(fmt.Errorf("etcdstore: %s: %w", ch.what, unknown.err)))
+		}
+		*group = held
+		return nil, unknown.err
+	}
+	if err != nil || again != nil {
+		outOfTxn(in)
+	}
 	if errors.Is(err, ErrNotLeader) {
 		// The leader's writes are refused; the others go without them.
 		var rest []*change
@@ -432,7 +514,7 @@ func (c *committer) try(ctx context.Context, group *[]*change, fresh map[string]
 // What a committed transaction wrote is remembered.
 func (c *committer) send(ctx context.Context, s *Store, fence *Leader, cmps []clientv3.Cmp, ops []clientv3.Op, keys []string) (map[string]*pb.RangeResponse, error) {
 	if err := ctx.Err(); err != nil {
-		return nil, err
+		return nil, unavailable(ctx, "write", err)
 	}
 	var orElse []clientv3.Op
 	if fence != nil {
@@ -450,7 +532,7 @@ func (c *committer) send(ctx context.Context, s *Store, fence *Leader, cmps []cl
 	orElse = append(orElse, nest(rereads, maxTxnCmps-len(orElse))...)
 	resp, err := s.client.Txn(ctx).If(cmps...).Then(nest(ops, maxTxnCmps)...).Else(orElse...).Commit()
 	if err != nil {
-		return nil, unavailable(ctx, "write", err)
+		return nil, &outcomeUnknown{unavailable(ctx, "write", err)}
 	}
 	if resp.Succeeded {
 		c.remember(ops, resp.Header.Revision)
@@ -532,10 +614,10 @@ func size(r *pb.RangeResponse) int {
 }
 
 // groupContext returns a context for a group's requests to etcd that
-// lasts as long as the longest any caller in it waits, and a function
-// releasing it. A caller that stops waiting does not end the others'
-// request.
-func groupContext(group []*change) (context.Context, func()) {
+// lasts as long as the longest any caller in it waits, grace included,
+// and a function releasing it. A caller that stops waiting does not end
+// the others' request.
+func groupContext(group []*change, grace time.Duration) (context.Context, func()) {
 	var last time.Time
 	for _, ch := range group {
 		d, ok := ch.ctx.Deadline()
@@ -546,7 +628,7 @@ func groupContext(group []*change) (context.Context, func()) {
 			last = d
 		}
 	}
-	return context.WithDeadline(context.Background(), last)
+	return context.WithDeadline(context.Background(), last.Add(grace))
 }
 
 // batch collects the compares, writes and events of a group's changes

@@ -126,7 +126,7 @@ func New(ctx context.Context, client *clientv3.Client, opts Options) (*Store, er
 	if now == nil {
 		now = time.Now
 	}
-	s := &Store{client: client, prefix: prefix, now: now, commits: &committer{maxGroup: maxGroup, maxOps: maxGroupOps}}
+	s := &Store{client: client, prefix: prefix, now: now, commits: &committer{maxGroup: maxGroup, maxOps: maxGroupOps, grace: commitGrace}}
 	s.commits.memo = []string{s.headKey(), s.requestSeqKey(), s.requestKey(0)[:len(s.requestKey(0))-16], s.deliveryKey("")}
 	if err := s.init(ctx); err != nil {
 		return nil, err

@@ -1,7 +1,12 @@
 package store
 
 import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
 	"sync"
+	"time"
 
 	bolt "go.etcd.io/bbolt"
 )
@@ -35,8 +40,14 @@ const maxGroupNodes = 512
 // Writes someone is waiting on (a click, a command) go ahead of background
 // work in the queue, so that a burst of executions storing their progress
 // does not hold a click's answer back by more than the commit in progress.
+//
+// A caller whose ctx ends while its write waits in a queue takes the write
+// out: it was never run, so nothing was recorded. Once the write is in a
+// transaction it may commit, so its caller waits up to grace for the
+// outcome and, failing that, is told the outcome is not known.
 type committer struct {
 	commit func(fn func(tx *bolt.Tx) error) error // one write transaction
+	grace  time.Duration                          // how long a caller whose ctx ended waits for a write under way
 
 	mu      sync.Mutex
 	urgent  []*write // writes a person waits on, oldest first
@@ -51,22 +62,42 @@ type write struct {
 	urgent bool // queued by doFirst
 }
 
+// commitGrace is how long a caller whose ctx ended waits for the outcome
+// of its write when the write is already in a transaction. A local commit
+// takes milliseconds unless the disk stalls; this keeps a click's answer
+// within Slack's 3 s and still gives most commits time to tell.
+const commitGrace = 300 * time.Millisecond
+
+// errLeftOut is returned (wrapped with the ctx's error) for a write taken
+// out of the queue because its caller's ctx ended: it was never run.
+var errLeftOut = errors.New("store: left out of the queue, not written")
+
+// errUnconfirmed is returned (wrapped) for a write whose transaction was
+// under way when its caller's ctx ended and did not end within the grace:
+// it may have been committed.
+var errUnconfirmed = errors.New("store: outcome not known in time")
+
 // do runs fn in a write transaction, possibly shared with other callers'
 // functions, and returns once that transaction is committed (fn's error,
 // or the commit's). fn may run more than once: when another function in
 // its group fails, the group is rolled back and run again without it. fn
 // must therefore set everything it reports afresh on each run.
-func (c *committer) do(fn func(tx *bolt.Tx) error) error {
-	return c.enqueue(&c.queue, fn, false)
+//
+// When ctx ends first, do returns an error wrapping errLeftOut if fn was
+// still queued (and then it never runs), or errUnconfirmed if its
+// transaction did not end within the grace; fn may then still run, and
+// its caller must not read what fn sets.
+func (c *committer) do(ctx context.Context, fn func(tx *bolt.Tx) error) error {
+	return c.enqueue(ctx, &c.queue, fn, false)
 }
 
 // doFirst is do for a write someone is waiting on: it goes ahead of the
 // background writes queued before it.
-func (c *committer) doFirst(fn func(tx *bolt.Tx) error) error {
-	return c.enqueue(&c.urgent, fn, true)
+func (c *committer) doFirst(ctx context.Context, fn func(tx *bolt.Tx) error) error {
+	return c.enqueue(ctx, &c.urgent, fn, true)
 }
 
-func (c *committer) enqueue(q *[]*write, fn func(tx *bolt.Tx) error, urgent bool) error {
+func (c *committer) enqueue(ctx context.Context, q *[]*write, fn func(tx *bolt.Tx) error, urgent bool) error {
 	w := &write{fn: fn, err: make(chan error, 1), urgent: urgent}
 	c.mu.Lock()
 	*q = append(*q, w)
@@ -75,7 +106,43 @@ func (c *committer) enqueue(q *[]*write, fn func(tx *bolt.Tx) error, urgent bool
 		go c.loop()
 	}
 	c.mu.Unlock()
-	return <-w.err
+	select {
+	case err := <-w.err:
+		return err
+	case <-ctx.Done():
+	}
+	if c.remove(w) {
+		return fmt.Errorf("%w: %w", errLeftOut, context.Cause(ctx))
+	}
+	t := time.NewTimer(c.grace)
+	defer t.Stop()
+	select {
+	case err := <-w.err:
+		return err
+	case <-t.C:
+	}
+	// Put back after a full transaction, the write may be queued again.
+	if c.remove(w) {
+		return fmt.Errorf("%w: %w", errLeftOut, context.Cause(ctx))
+	}
+	return fmt.Errorf("%w: %w", errUnconfirmed, context.Cause(ctx))
+}
+
+// remove takes w out of its queue and reports whether it was there, that
+// is, not in a transaction.
+func (c *committer) remove(w *write) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	q := &c.queue
+	if w.urgent {
+		q = &c.urgent
+	}
+	i := slices.Index(*q, w)
+	if i < 0 {
+		return false
+	}
+	*q = slices.Delete(*q, i, i+1)
+	return true
 }
 
 // loop commits the queues, group by group, until they are empty: the

@@ -24,7 +24,7 @@ func holdCommitter(t *testing.T, db *DB) (queued func(n int), release func()) {
 	inside := make(chan struct{})
 	done := make(chan error, 1)
 	go func() {
-		done <- db.group.do(func(tx *bolt.Tx) error {
+		done <- db.group.do(context.Background(), func(tx *bolt.Tx) error {
 			close(inside)
 			<-gate
 			return nil
@@ -57,7 +57,7 @@ func TestWritesQueuedDuringACommitShareTheNext(t *testing.T) {
 	errs := make([]error, n)
 	for i := range n {
 		wg.Go(func() {
-			errs[i] = db.group.do(func(tx *bolt.Tx) error {
+			errs[i] = db.group.do(context.Background(), func(tx *bolt.Tx) error {
 				txIDs[i] = tx.ID()
 				return tx.Bucket(bucketMeta).Put(fmt.Appendf(nil, "k%d", i), []byte("v"))
 			})
@@ -100,7 +100,7 @@ func TestFailingWriteLeavesItsGroupCommitted(t *testing.T) {
 	errs := make([]error, len(fns))
 	var wg sync.WaitGroup
 	for i, fn := range fns {
-		wg.Go(func() { errs[i] = db.group.do(fn) })
+		wg.Go(func() { errs[i] = db.group.do(context.Background(), fn) })
 		queued(i + 1) // keep the queue's order
 	}
 	release()
@@ -191,10 +191,10 @@ func TestUrgentWritesGoAheadOfQueuedBackgroundOnes(t *testing.T) {
 	}
 	var wg sync.WaitGroup
 	for i := range maxGroup {
-		wg.Go(func() { db.group.do(record(fmt.Sprintf("background-%d", i))) })
+		wg.Go(func() { db.group.do(context.Background(), record(fmt.Sprintf("background-%d", i))) })
 	}
 	queued(maxGroup)
-	wg.Go(func() { db.group.doFirst(record("click")) })
+	wg.Go(func() { db.group.doFirst(context.Background(), record("click")) })
 	queued(maxGroup + 1)
 	release()
 	wg.Wait()
@@ -234,7 +234,7 @@ func TestLargeWritesSplitIntoSeveralTransactions(t *testing.T) {
 	errs := make([]error, n)
 	for i := range n {
 		wg.Go(func() {
-			errs[i] = db.group.do(func(tx *bolt.Tx) error {
+			errs[i] = db.group.do(context.Background(), func(tx *bolt.Tx) error {
 				txIDs[i] = tx.ID()
 				b := tx.Bucket(spread)
 				for k := i; k < keys; k += stride {

@@ -157,15 +157,23 @@ func (db *DB) updateDelivery(ctx context.Context, fn func(tx *bolt.Tx) error) er
 }
 
 // write is update and updateDelivery, queueing fn with enqueue.
-func (db *DB) write(ctx context.Context, enqueue func(func(tx *bolt.Tx) error) error, fn func(tx *bolt.Tx) error) error {
+func (db *DB) write(ctx context.Context, enqueue func(context.Context, func(tx *bolt.Tx) error) error, fn func(tx *bolt.Tx) error) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
 	var fnErr error
-	err := enqueue(func(tx *bolt.Tx) error {
+	err := enqueue(ctx, func(tx *bolt.Tx) error {
 		fnErr = fn(tx)
 		return fnErr
 	})
+	// A caller that stopped waiting says nothing about the file, and fn
+	// may still be running: fnErr is not read.
+	switch {
+	case errors.Is(err, errLeftOut):
+		return approval.NotRecorded(fmt.Errorf("store: write %s: %w", db.path, err))
+	case errors.Is(err, errUnconfirmed):
+		return approval.Unconfirmed(fmt.Errorf("store: write %s: %w", db.path, err))
+	}
 	if err == nil || fnErr != nil || errors.Is(err, bolt.ErrDatabaseNotOpen) || errors.Is(err, bolt.ErrDatabaseReadOnly) {
 		return err
 	}
