@@ -174,10 +174,7 @@ func (s *Store) commit(ctx context.Context, ch *change, decide func(b *batch, go
 	case err := <-ch.done:
 		return err
 	default:
-		if errors.Is(ctx.Err(), context.Canceled) {
-			return fmt.Errorf("etcdstore: %s: %w", ch.what, ctx.Err())
-		}
-		return approval.NotRecorded(fmt.Errorf("etcdstore: %s: %w", ch.what, context.Cause(ctx)))
+		return unavailable(ctx, ch.what, ctx.Err())
 	}
 }
 

@@ -621,3 +621,122 @@ func TestGroupCommitKeepsRoomForBackground(t *testing.T) {
 		t.Errorf("the fifth click went with the first three and the background update: want at most four changes a transaction")
 	}
 }
+
+// TestGroupCommitDeadlineInQueue ends a queued update's deadline: it is
+// told that nothing was recorded, which is true: its function never runs
+// and its delivery is not remembered.
+func TestGroupCommitDeadlineInQueue(t *testing.T) {
+	m := etcdtest.Start(t)
+	s := mustStore(t, m, time.Now)
+	ids := mustRequests(t, s, 2)
+	release := hold(t, s, ids[0])
+	// Its deadline passes while it waits behind the held update.
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	ran := make(chan struct{}, 1)
+	gaveUp := make(chan error, 1)
+	go func() {
+		_, _, _, err := s.Update(ctx, ids[1], "click-1", func(r *approval.Request) (approval.Change, error) {
+			ran <- struct{}{}
+			return approve("U0BOB")(r)
+		})
+		gaveUp <- err
+	}()
+	waitQueued(t, s, 1)
+	err := <-gaveUp
+	if got, want := approval.ErrorMessage(err), "The store (etcd) could not be reached; nothing was recorded."; approval.ErrorKind(err) != approval.Unavailable || got != want {
+		t.Errorf("update whose deadline ended in the queue: %v (kind %s), want %q", err, approval.ErrorKind(err), want)
+	}
+	if err := release(); err != nil {
+		t.Fatalf("holding update: %v", err)
+	}
+	select {
+	case <-ran:
+		t.Error("the function of an update whose caller gave up in the queue ran")
+	default:
+	}
+	if _, ok, _ := s.Reply(context.Background(), "click-1"); ok {
+		t.Error("the update left out remembered its delivery")
+	}
+}
+
+// inFlight starts an update of id (delivery key) whose transaction is
+// being built when it returns: the update goes in the same group as one
+// queued after it whose function waits until released, so that its own
+// writes are in a transaction not yet sent.
+func inFlight(t *testing.T, s *Store, ids []string, ctx context.Context, key string) (done <-chan error, release func() error) {
+	t.Helper()
+	holding := hold(t, s, ids[0])
+	out := make(chan error, 1)
+	go func() {
+		_, _, _, err := s.Update(ctx, ids[1], key, approve("U0BOB"))
+		out <- err
+	}()
+	waitQueued(t, s, 1)
+	running, gate, blocked := make(chan struct{}), make(chan struct{}), make(chan error, 1)
+	var once sync.Once
+	go func() {
+		_, _, _, err := s.Update(context.Background(), ids[2], "click-2", func(r *approval.Request) (approval.Change, error) {
+			once.Do(func() { close(running) })
+			<-gate
+			return approve("U0CAROL")(r)
+		})
+		blocked <- err
+	}()
+	waitQueued(t, s, 2)
+	if err := holding(); err != nil {
+		t.Fatalf("holding update: %v", err)
+	}
+	<-running
+	var released sync.Once
+	return out, func() error {
+		released.Do(func() { close(gate) })
+		return <-blocked
+	}
+}
+
+// TestGroupCommitDeadlineInFlight ends an update's deadline once its
+// writes are in a transaction: it may commit, so the caller waits for the
+// outcome within the grace and gets it, or past the grace is told the
+// outcome is not known, never that nothing was recorded; the transaction
+// then commits all the same.
+func TestGroupCommitDeadlineInFlight(t *testing.T) {
+	t.Run("OutcomeWithinGrace", func(t *testing.T) {
+		m := etcdtest.Start(t)
+		s := mustStore(t, m, time.Now)
+		s.commits.grace = time.Minute
+		ids := mustRequests(t, s, 3)
+		ctx, cancel := context.WithCancelCause(context.Background())
+		done, release := inFlight(t, s, ids, ctx, "click-1")
+		cancel(context.DeadlineExceeded)
+		if err := release(); err != nil {
+			t.Fatalf("the other update: %v", err)
+		}
+		if err := <-done; err != nil {
+			t.Errorf("update committed within the grace: %v, want its success", err)
+		}
+		if _, ok, _ := s.Reply(context.Background(), "click-1"); !ok {
+			t.Error("the update's delivery is not remembered")
+		}
+	})
+	t.Run("OutcomeUnknown", func(t *testing.T) {
+		m := etcdtest.Start(t)
+		s := mustStore(t, m, time.Now)
+		s.commits.grace = time.Millisecond
+		ids := mustRequests(t, s, 3)
+		ctx, cancel := context.WithCancelCause(context.Background())
+		done, release := inFlight(t, s, ids, ctx, "click-1")
+		cancel(context.DeadlineExceeded)
+		err := <-done
+		if approval.ErrorKind(err) != approval.Unavailable || approval.ErrorMessage(err) != approval.UnconfirmedMessage {
+			t.Errorf("update in flight past the grace: %v (kind %s), want %q", err, approval.ErrorKind(err), approval.UnconfirmedMessage)
+		}
+		if err := release(); err != nil {
+			t.Fatalf("the other update: %v", err)
+		}
+		reply, ok, err := s.Reply(context.Background(), "click-1")
+		if err != nil || !ok || reply.Message != "Approved." {
+			t.Errorf("the update whose outcome was not known: reply %+v, %v, %v; want it committed", reply, ok, err)
+		}
+	})
+}

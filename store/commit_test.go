@@ -271,3 +271,105 @@ func TestLargeWritesSplitIntoSeveralTransactions(t *testing.T) {
 	})
 	checkFile(t, db)
 }
+
+// putKey is a write function that stores key in the meta bucket.
+func putKey(key string) func(tx *bolt.Tx) error {
+	return func(tx *bolt.Tx) error { return tx.Bucket(bucketMeta).Put([]byte(key), []byte("written")) }
+}
+
+// hasKey reports whether the meta bucket holds key.
+func hasKey(t *testing.T, db *DB, key string) bool {
+	t.Helper()
+	var ok bool
+	if err := db.bolt.View(func(tx *bolt.Tx) error { ok = tx.Bucket(bucketMeta).Get([]byte(key)) != nil; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	return ok
+}
+
+// TestWriteDeadlineInQueue ends the deadline of a write waiting behind a
+// commit in progress: it is taken out of the queue, never runs, and its
+// caller is told that nothing was recorded, without the file being
+// counted as failing.
+func TestWriteDeadlineInQueue(t *testing.T) {
+	db := mustOpen(t, Options{})
+	queued, release := holdCommitter(t, db)
+	ctx, cancel := context.WithCancelCause(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- db.updateDelivery(ctx, putKey("click")) }()
+	queued(1)
+	cancel(context.DeadlineExceeded)
+	err := <-done
+	if approval.ErrorKind(err) != approval.Unavailable || approval.ErrorMessage(err) != approval.NotRecordedMessage {
+		t.Errorf("write whose deadline ended in the queue: %v (kind %s), want %q", err, approval.ErrorKind(err), approval.NotRecordedMessage)
+	}
+	release()
+	if hasKey(t, db, "click") {
+		t.Error("the write left out of the queue was committed")
+	}
+	if err := db.Writable(); err != nil {
+		t.Errorf("a caller giving up marked the file unwritable: %v", err)
+	}
+	checkFile(t, db)
+}
+
+// TestWriteDeadlineInFlight ends the deadline of a write already in a
+// transaction: it may commit, so its caller waits within the grace and
+// gets the outcome, or past the grace is told the outcome is not known,
+// never that nothing was recorded; the transaction commits all the same.
+func TestWriteDeadlineInFlight(t *testing.T) {
+	for _, tt := range []struct {
+		name  string
+		grace time.Duration
+	}{{"OutcomeWithinGrace", time.Minute}, {"OutcomeUnknown", time.Millisecond}} {
+		t.Run(tt.name, func(t *testing.T) {
+			db := mustOpen(t, Options{})
+			db.group.grace = tt.grace
+			queued, release := holdCommitter(t, db)
+			ctx, cancel := context.WithCancelCause(context.Background())
+			done := make(chan error, 1)
+			go func() { done <- db.updateDelivery(ctx, putKey("click")) }()
+			queued(1)
+			// A background write queued behind it shares its
+			// transaction and holds that transaction open.
+			inside, gate := make(chan struct{}), make(chan struct{})
+			var once sync.Once
+			other := make(chan error, 1)
+			go func() {
+				other <- db.update(context.Background(), func(tx *bolt.Tx) error {
+					once.Do(func() { close(inside) })
+					<-gate
+					return putKey("background")(tx)
+				})
+			}()
+			queued(2)
+			release()
+			<-inside
+			cancel(context.DeadlineExceeded)
+			var err error
+			if tt.grace > time.Second {
+				close(gate)
+				err = <-done
+				if err != nil {
+					t.Errorf("write committed within the grace: %v, want its success", err)
+				}
+			} else {
+				err = <-done
+				close(gate)
+				if approval.ErrorKind(err) != approval.Unavailable || approval.ErrorMessage(err) != approval.UnconfirmedMessage {
+					t.Errorf("write in flight past the grace: %v (kind %s), want %q", err, approval.ErrorKind(err), approval.UnconfirmedMessage)
+				}
+			}
+			if err := <-other; err != nil {
+				t.Fatalf("the background write: %v", err)
+			}
+			if !hasKey(t, db, "click") {
+				t.Error("the write that was in flight was not committed")
+			}
+			if err := db.Writable(); err != nil {
+				t.Errorf("a caller giving up marked the file unwritable: %v", err)
+			}
+			checkFile(t, db)
+		})
+	}
+}
