@@ -8,10 +8,12 @@ import (
 	"rebootbot/approval"
 )
 
-// storeCallTimeout bounds each call to the etcd store that a click waits
-// for. Without quorum etcd holds a request until its deadline; with this
-// one a click is still answered within Slack's 3 s, saying that nothing
-// was recorded. A healthy cluster answers in milliseconds.
+// storeCallTimeout bounds each call to the etcd store that a delivery's
+// answer waits for. Without quorum etcd holds a request until its
+// deadline. A click's calls together also share one deadline (see
+// bot.ClickBudget), so that its answer comes within Slack's 3 s however
+// many calls it makes; a command's answer follows through response_url
+// when it is late. A healthy cluster answers in milliseconds.
 const storeCallTimeout = 2 * time.Second
 
 // storeWorkTimeout bounds each store call of the leader's background work.
