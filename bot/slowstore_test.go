@@ -104,8 +104,9 @@ func TestClickAnsweredInTimeNothingRecorded(t *testing.T) {
 // TestClickAnsweredInTimeOutcomeUnknown: a click whose transaction is
 // still under way when its time is up is answered within 3 s, and told
 // that it may not have been recorded, never that nothing was: the
-// transaction commits afterwards. The same click delivered again acts
-// no more and gets the stored answer.
+// transaction commits afterwards, and the card shows it after the next
+// sweep. The same click delivered again acts no more and gets the stored
+// answer.
 func TestClickAnsweredInTimeOutcomeUnknown(t *testing.T) {
 	slow := &slowStore{}
 	e := mustEnv(t, func(c *envConfig) {
@@ -140,6 +141,11 @@ func TestClickAnsweredInTimeOutcomeUnknown(t *testing.T) {
 	slow.hold.Store(nil)
 	close(h.release)
 	testutil.Eventually(t, waitLong, func() bool { return len(e.request("R-1").Approvals) == 1 }, "the held approval to commit")
+	// Nobody was told it committed; the next sweep brings the card up to
+	// date.
+	testutil.Eventually(t, waitLong, func() bool { return e.clock.Waiters() > 0 }, "the sweeper to wait")
+	e.clock.Advance(time.Minute)
+	e.waitCard("R-1", "1 of 2")
 	_, again, _ := clickTimed(e, approverA, "approve", "R-1", trigger)
 	const want = "You approved R-1 (1 of 2 approvals)."
 	if got := e.responseText(again, 1); got != want {
