@@ -445,7 +445,7 @@ func (x *Executor) reconcile(ctx context.Context, r *Request, giveUp bool) (*Req
 	if err != nil {
 		return nil, err
 	}
-	calledAt := time.Now().UTC()
+	calledAt := x.now()
 	return x.save(ctx, id, func(r *Request) ([]Event, error) {
 		var events []Event
 		byCall := map[string][]string{}
@@ -569,7 +569,9 @@ func (x *Executor) call(ctx context.Context, r *Request) (*Request, error) {
 		// Shutting down: what happened is reconciled on the next start.
 		return nil, ctx.Err()
 	}
-	calledAt := time.Now().UTC()
+	// The reboot timeout counts from here, when the call has answered,
+	// never from the intent or from when the wait begins.
+	calledAt := x.now()
 	byID := make(map[string]RebootResult, len(results))
 	for _, res := range results {
 		byID[res.InstanceID] = res
@@ -621,57 +623,81 @@ func (x *Executor) waitAll(ctx context.Context, id string) error {
 		return nil
 	}
 	// The timeout counts from each target's Since, so a request resumed
-	// after a restart does not get a fresh one.
+	// after a restart does not get a fresh one. Every result Wait reports
+	// is kept here as well as stored: under load a store write can fail,
+	// and a reboot Tencent reported finished must still end Succeeded, not
+	// be taken for one that never came back.
+	reported := make(map[string]WaitResult, len(targets))
 	err = x.cloud.Wait(ctx, r.Region, targets, WaitOptions{Timeout: x.timeout, PollInterval: x.poll}, func(res []WaitResult) {
+		for _, wr := range res {
+			reported[wr.InstanceID] = wr
+		}
 		x.record(ctx, id, res)
 	})
 	if err != nil {
 		return err
 	}
-	// Anything Wait did not report counts as timed out.
+	// What Wait reported but could not be stored is stored now; anything
+	// it did not report counts as timed out. Should this write fail too,
+	// the instances stay called and the next start waits for them again,
+	// looking at each once before any timeout.
 	_, err = x.save(ctx, id, func(r *Request) ([]Event, error) {
+		var late []WaitResult
 		var events []Event
 		for i := range r.Runs {
-			if run := &r.Runs[i]; run.State == RunCalled {
-				events = append(events, fail(r, run, "Timeout", run.CallRequestID, "No result came back before the reboot timeout."))
+			run := &r.Runs[i]
+			if run.State != RunCalled {
+				continue
 			}
+			if res, ok := reported[run.InstanceID]; ok {
+				late = append(late, res)
+				continue
+			}
+			events = append(events, fail(r, run, "Timeout", run.CallRequestID, "No result came back before the reboot timeout."))
 		}
-		return events, nil
+		return append(applyResults(r, late), events...), nil
 	})
 	return err
 }
 
 // record stores instances' wait results in one transaction; saving them
-// kicks their reports.
+// kicks their reports. A failed write is logged: waitAll stores the
+// results again once the wait is over.
 func (x *Executor) record(ctx context.Context, id string, results []WaitResult) {
 	_, err := x.save(ctx, id, func(r *Request) ([]Event, error) {
-		var events []Event
-		for _, res := range results {
-			run := r.Run(res.InstanceID)
-			if run == nil || run.State != RunCalled {
-				continue
-			}
-			run.Duration = res.Duration
-			if res.OK {
-				run.State = RunSucceeded
-				events = append(events, Event{RequestID: r.ID, Type: EventInstanceSucceeded, Actor: ActorBot, Instances: []string{run.InstanceID},
-					Details: Details{CloudRequestID: run.CallRequestID, Duration: res.Duration.Round(time.Millisecond).String()}})
-				continue
-			}
-			code, msg, expl := "Timeout", "", "The instance did not come back in time."
-			if res.Err != nil {
-				code, msg, expl = res.Err.Code, res.Err.Message, firstNonEmpty(res.Err.Explanation, res.Err.Message)
-			}
-			run.ErrorMessage = msg
-			ev := fail(r, run, code, run.CallRequestID, expl)
-			ev.Details.Duration = res.Duration.Round(time.Millisecond).String()
-			events = append(events, ev)
-		}
-		return events, nil
+		return applyResults(r, results), nil
 	})
 	if err != nil {
-		x.log.Error("record instance results", "request", id, "instances", len(results), "err", err)
+		x.log.Error("record instance results; storing them when the wait ends", "request", id, "instances", len(results), "err", err)
 	}
+}
+
+// applyResults sets the outcome of r's called instances among results and
+// returns their events; instances already settled are left as they are.
+func applyResults(r *Request, results []WaitResult) []Event {
+	var events []Event
+	for _, res := range results {
+		run := r.Run(res.InstanceID)
+		if run == nil || run.State != RunCalled {
+			continue
+		}
+		run.Duration = res.Duration
+		if res.OK {
+			run.State = RunSucceeded
+			events = append(events, Event{RequestID: r.ID, Type: EventInstanceSucceeded, Actor: ActorBot, Instances: []string{run.InstanceID},
+				Details: Details{CloudRequestID: run.CallRequestID, Duration: res.Duration.Round(time.Millisecond).String()}})
+			continue
+		}
+		code, msg, expl := "Timeout", "", "The instance did not come back in time."
+		if res.Err != nil {
+			code, msg, expl = res.Err.Code, res.Err.Message, firstNonEmpty(res.Err.Explanation, res.Err.Message)
+		}
+		run.ErrorMessage = msg
+		ev := fail(r, run, code, run.CallRequestID, expl)
+		ev.Details.Duration = res.Duration.Round(time.Millisecond).String()
+		events = append(events, ev)
+	}
+	return events
 }
 
 // finish moves request id to its outcome once every instance is done.
