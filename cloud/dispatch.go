@@ -470,8 +470,9 @@ type watch struct {
 }
 
 // Wait waits until every target is RUNNING with its reboot finished
-// (SUCCESS), its reboot FAILED, or opts.Timeout has passed since its Since
-// (or since Wait began, when Since is zero), and calls report, from Wait's
+// (SUCCESS), its reboot FAILED, or a look begun once opts.Timeout has
+// passed since its Since (or since Wait began, when Since is zero) finds
+// it still not back, and calls report, from Wait's
 // own goroutine, with the targets whose outcome each poll round found.
 // The targets join the region's shared poll rounds, one every
 // opts.PollInterval (the shortest asked for, when waits differ). Failed
@@ -637,8 +638,18 @@ func (l *lane) round(watches []*watch) {
 	slices.Sort(ids)
 	found := make(map[string]approval.Instance, len(ids))
 	failed := map[string]*approval.CloudError{}
+	// lookedAt is when each instance's look-up began. Under load a look-up
+	// can wait for its turn past a deadline; what it shows was true when
+	// it began, so only a look begun at or after the deadline may end
+	// the wait with a timeout.
+	lookedAt := make(map[string]time.Time, len(ids))
+	clock := l.cvm.cfg.Clock
 	lim := l.cvm.cfg.DescribeLimiter
 	for _, batch := range chunks(validIDs(ids), MaxIDsPerCall) {
+		began := clock.Now()
+		for _, id := range batch {
+			lookedAt[id] = began
+		}
 		got, ce := l.lookup(context.Background(), batch, lim)
 		if ce != nil {
 			l.cvm.log.Warn("checking on rebooting instances failed; will look again", "instances", len(batch), "code", ce.Code, "request_id", ce.RequestID)
@@ -655,7 +666,7 @@ func (l *lane) round(watches []*watch) {
 			found[id] = in
 		}
 	}
-	now := l.cvm.cfg.Clock.Now()
+	now := clock.Now()
 	for _, w := range watches {
 		var done []approval.WaitResult
 		for id, wt := range w.pending {
@@ -663,8 +674,12 @@ func (l *lane) round(watches []*watch) {
 			if lookFailed {
 				wt.lastErr = ce
 			}
+			// A finished reboot counts whenever it is seen; the timeout
+			// decides only for an instance still not back at a look
+			// begun after its deadline. One begun before it is followed
+			// at once by another, as the deadline has passed.
 			res, ok := wt.judge(found, !lookFailed, now)
-			if !ok && !now.Before(wt.deadline) {
+			if at, looked := lookedAt[id]; !ok && looked && !at.Before(wt.deadline) {
 				res, ok = wt.timeout(now), true
 			}
 			if ok {
