@@ -44,7 +44,8 @@ type Config struct {
 	Passive bool
 	// Shared says that engines in other processes create requests in the
 	// same store (replicas). A request's card is then left to the engine
-	// that created it for firstCardWait and a little more, since that
+	// that created it for firstCardWait and a little more, counted from
+	// when this engine first sees the request without a card, since that
 	// engine may still be posting it; in one process the creating call
 	// holds the card's job instead.
 	Shared bool
@@ -68,6 +69,8 @@ type Engine struct {
 	shared   bool
 	exec     *Executor
 	creating singleflight.Group // Create calls in flight, by delivery key
+	// sightings counts a shared engine's wait for a creator's card.
+	sightings cardSightings
 	// posting is held for reading by each Create from its store write
 	// until it holds its card's post job, and for writing by a sweep while
 	// it reads the open requests: a sweep never sees a new request in that
@@ -190,10 +193,17 @@ func (e *Engine) Start(ctx context.Context) error {
 
 // resume schedules whatever r still owes: its card, its execution, its
 // card update and its thread messages. Each is guarded, so calling it
-// again for the same request starts nothing twice.
-func (e *Engine) resume(r *Request) {
-	if r.Card.TS == "" && !r.Settled() && !e.creatorPosting(r) {
-		e.ensureCard(r.ID)
+// again for the same request starts nothing twice. It returns when r's
+// card falls due, when it is left to r's creator for now.
+func (e *Engine) resume(r *Request) (cardDue time.Time) {
+	if r.Card.TS == "" && !r.Settled() {
+		if waiting, end := e.creatorPosting(r); waiting {
+			cardDue = end
+		} else {
+			e.ensureCard(r.ID)
+		}
+	} else {
+		e.sightings.forget(r.ID)
 	}
 	if r.State == Approved || r.State == Executing {
 		e.execute(r.ID)
@@ -212,16 +222,20 @@ func (e *Engine) resume(r *Request) {
 	if !r.StartedAt.IsZero() {
 		e.kickReports(r.ID)
 	}
+	return cardDue
 }
 
-// creatorGrace is how long past firstCardWait a shared engine leaves a new
-// request's card to the engine that created it.
-const creatorGrace = 2 * time.Second
-
 // creatorPosting reports whether r's card may still be on its way from
-// another process's engine, which created r.
-func (e *Engine) creatorPosting(r *Request) bool {
-	return e.shared && e.now().Sub(r.CreatedAt) < firstCardWait+creatorGrace
+// another process's engine, which created r, and if so when this engine
+// stops waiting for it: firstCardWait and creatorGrace after this engine
+// first saw r without a card.
+func (e *Engine) creatorPosting(r *Request) (bool, time.Time) {
+	if !e.shared {
+		return false, time.Time{}
+	}
+	now := e.now()
+	end := e.sightings.graceEnd(r.ID, now)
+	return now.Before(end), end
 }
 
 // jobGrace is how long Close lets card updates and reports go on once the

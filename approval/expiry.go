@@ -33,7 +33,8 @@ func (e *Engine) expiryLoop(ctx context.Context) {
 	}
 }
 
-// sweep expires what is due and returns the earliest expiry still ahead.
+// sweep expires what is due and returns the earliest expiry, or end of a
+// creator's card grace, still ahead.
 func (e *Engine) sweep(ctx context.Context) time.Time {
 	e.posting.Lock()
 	open, err := e.store.Open(ctx)
@@ -48,17 +49,26 @@ func (e *Engine) sweep(ctx context.Context) time.Time {
 	}
 	now := e.now()
 	var next time.Time
+	soonest := func(t time.Time) {
+		if !t.IsZero() && (next.IsZero() || t.Before(next)) {
+			next = t
+		}
+	}
+	ids := make(map[string]bool, len(open))
 	for _, r := range open {
+		ids[r.ID] = true
 		if r.State == Pending && !now.Before(r.ExpiresAt) {
 			e.expireNow(ctx, r.ID)
 			continue
 		}
-		if r.State == Pending && (next.IsZero() || r.ExpiresAt.Before(next)) {
-			next = r.ExpiresAt
+		if r.State == Pending {
+			soonest(r.ExpiresAt)
 		}
-		// Whatever failed to reach Slack earlier is tried again.
-		e.resume(r)
+		// Whatever failed to reach Slack earlier is tried again; a card
+		// left to its creator is looked at again when its grace ends.
+		soonest(e.resume(r))
 	}
+	e.sightings.keep(ids)
 	return next
 }
 
