@@ -291,6 +291,7 @@ func TestSlowCloud(t *testing.T) {
 // TestSlackRateLimitOnUpdate: chat.update answered 429 is retried after
 // Retry-After and the card ends current.
 func TestSlackRateLimitOnUpdate(t *testing.T) {
+	t.Parallel() // waits out real deadlines
 	e := mustEnv(t)
 	e.create(requester, "ins-web00001 hung")
 	e.stub.Fail(slackstub.Fault{Method: "chat.update", Status: http.StatusTooManyRequests, RetryAfter: 1})

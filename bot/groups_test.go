@@ -31,6 +31,7 @@ func (e *env) clickTimed(user, action, id string) (reply, string, time.Duration)
 // up, the click is still answered well within Slack's 3 seconds, and it is
 // refused and audited rather than counted on a guess.
 func TestGroupLookupFailsClosed(t *testing.T) {
+	t.Parallel() // waits out real deadlines
 	tests := []struct {
 		name  string
 		setup func(e *env)
@@ -86,6 +87,7 @@ func TestGroupLookupFailsClosed(t *testing.T) {
 // looked up at once under one deadline. When they are slow, the clicker
 // is told in about one GroupLookupTimeout, not one per rule, and refused.
 func TestGroupLookupsShareOneDeadline(t *testing.T) {
+	t.Parallel() // waits out real deadlines
 	e := mustEnv(t, func(c *envConfig) {
 		c.policy.Rules = append(c.policy.Rules,
 			approval.Rule{Tags: map[string]string{"team": "web"}, Approvers: []string{sreGroup}},
@@ -199,6 +201,7 @@ func TestConcurrentClicksShareLookups(t *testing.T) {
 // is decided with the groups of every list that would let them in looked up
 // at once, under one deadline, not one list after another.
 func TestViewLookupsShareOneDeadline(t *testing.T) {
+	t.Parallel() // waits out real deadlines
 	e := mustEnv(t, func(c *envConfig) {
 		c.policy.Requesters = []string{requester}
 		c.policy.Rules = append(c.policy.Rules, approval.Rule{Tags: map[string]string{"team": "db"}, Approvers: []string{dbaGroup}})

@@ -67,6 +67,7 @@ func clickTimed(e *env, user, action, id, trigger string) (reply, string, time.D
 // The same click delivered again once the store is back acts once and
 // is then answered as stored.
 func TestClickAnsweredInTimeNothingRecorded(t *testing.T) {
+	t.Parallel() // waits out real deadlines
 	slow := &slowStore{}
 	e := mustEnv(t, func(c *envConfig) {
 		c.policy.MinApprovals = 2
@@ -108,6 +109,7 @@ func TestClickAnsweredInTimeNothingRecorded(t *testing.T) {
 // sweep. The same click delivered again acts no more and gets the stored
 // answer.
 func TestClickAnsweredInTimeOutcomeUnknown(t *testing.T) {
+	t.Parallel() // waits out real deadlines
 	slow := &slowStore{}
 	e := mustEnv(t, func(c *envConfig) {
 		c.policy.MinApprovals = 2
