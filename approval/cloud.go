@@ -95,6 +95,13 @@ type WaitOptions struct {
 	// Timeout is how long each target may take, counted from its Since.
 	Timeout      time.Duration
 	PollInterval time.Duration
+	// Now is the caller's reading of its own clock when it calls Wait,
+	// when the targets' Since values come from that clock. The waiter
+	// then counts each timeout by how long ago Since was on the caller's
+	// clock, not by comparing clocks that may differ (an engine driven by
+	// a test clock, a cloud adapter on the system one). Zero: Since is on
+	// the waiter's clock.
+	Now time.Time
 }
 
 // WaitResult is how one instance's reboot ended.

@@ -628,7 +628,7 @@ func (x *Executor) waitAll(ctx context.Context, id string) error {
 	// and a reboot Tencent reported finished must still end Succeeded, not
 	// be taken for one that never came back.
 	reported := make(map[string]WaitResult, len(targets))
-	err = x.cloud.Wait(ctx, r.Region, targets, WaitOptions{Timeout: x.timeout, PollInterval: x.poll}, func(res []WaitResult) {
+	err = x.cloud.Wait(ctx, r.Region, targets, WaitOptions{Timeout: x.timeout, PollInterval: x.poll, Now: x.now()}, func(res []WaitResult) {
 		for _, wr := range res {
 			reported[wr.InstanceID] = wr
 		}

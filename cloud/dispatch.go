@@ -497,8 +497,12 @@ func (d *Dispatcher) Wait(ctx context.Context, region string, targets []approval
 			continue
 		}
 		wt := &waiting{target: t, since: t.Since}
-		if wt.since.IsZero() {
+		switch {
+		case wt.since.IsZero():
 			wt.since = start
+		case !opts.Now.IsZero():
+			// Since is on the caller's clock: keep how long ago it was.
+			wt.since = start.Add(t.Since.Sub(opts.Now))
 		}
 		wt.deadline = wt.since.Add(opts.Timeout)
 		if wt.deadline.Before(start) {

@@ -90,6 +90,26 @@ func TestWaitToCompletion(t *testing.T) {
 	}
 }
 
+// TestWaitSinceOnTheCallersClock: the caller's clock is an hour behind
+// the adapter's (an engine on a test clock, say). With Now from the same
+// clock as Since, the timeout counts from the call as the caller saw it,
+// and a reboot that comes back in time is reported OK, not timed out at
+// the first look.
+func TestWaitSinceOnTheCallersClock(t *testing.T) {
+	ins := running(1)
+	r := mustRig(t, emulator.Config{RebootDuration: 150 * time.Millisecond}, nil, ins...)
+	callers := time.Now().Add(-time.Hour)
+	res := mustReboot(t, r.cvm, idsOf(ins), approval.Soft)
+	opts := approval.WaitOptions{Timeout: 30 * time.Second, PollInterval: 10 * time.Millisecond, Now: callers}
+	var rep reports
+	if err := NewDispatcher(r.cvm).Wait(t.Context(), "", targetsOf(res, callers), opts, rep.addAll); err != nil {
+		t.Fatal(err)
+	}
+	if got := rep.only(t, ins[0].ID); !got.OK || got.Err != nil {
+		t.Errorf("%+v, want OK: the reboot came back well within its timeout", got)
+	}
+}
+
 func TestWaitAfterRestart(t *testing.T) {
 	// After a restart only the operation from before the reboot is known:
 	// any newer RebootInstances operation counts.
