@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -176,30 +177,108 @@ func checkFile(t *testing.T, db *DB) {
 	}
 }
 
+// txLog records, in commit order, which transaction each named write ran
+// in.
+type txLog struct {
+	mu    sync.Mutex
+	names []string
+	txs   []int
+}
+
+func (l *txLog) record(name string) func(tx *bolt.Tx) error {
+	return func(tx *bolt.Tx) error {
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		if i := slices.Index(l.names, name); i >= 0 { // run again after a failure
+			l.names, l.txs = slices.Delete(l.names, i, i+1), slices.Delete(l.txs, i, i+1)
+		}
+		l.names, l.txs = append(l.names, name), append(l.txs, tx.ID())
+		return nil
+	}
+}
+
+// groups returns the names of the writes of each transaction, in order.
+func (l *txLog) groups() [][]string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var out [][]string
+	for i, name := range l.names {
+		if i == 0 || l.txs[i] != l.txs[i-1] {
+			out = append(out, nil)
+		}
+		out[len(out)-1] = append(out[len(out)-1], name)
+	}
+	return out
+}
+
 func TestUrgentWritesGoAheadOfQueuedBackgroundOnes(t *testing.T) {
 	db := mustOpen(t, Options{})
 	queued, release := holdCommitter(t, db)
-	var mu sync.Mutex
-	var order []string
-	record := func(name string) func(tx *bolt.Tx) error {
-		return func(tx *bolt.Tx) error {
-			mu.Lock()
-			order = append(order, name)
-			mu.Unlock()
-			return nil
-		}
-	}
+	var log txLog
 	var wg sync.WaitGroup
 	for i := range maxGroup {
-		wg.Go(func() { db.group.do(context.Background(), record(fmt.Sprintf("background-%d", i))) })
+		wg.Go(func() { db.group.do(context.Background(), log.record(fmt.Sprintf("background-%d", i))) })
 	}
 	queued(maxGroup)
-	wg.Go(func() { db.group.doFirst(context.Background(), record("click")) })
+	wg.Go(func() { db.group.doFirst(context.Background(), log.record("click")) })
 	queued(maxGroup + 1)
 	release()
 	wg.Wait()
-	if len(order) != maxGroup+1 || order[0] != "click" {
-		t.Errorf("first write committed after the held one: %q of %d; want the click first", order[0], len(order))
+	groups := log.groups()
+	if len(groups) == 0 || !slices.Equal(groups[0], []string{"click"}) {
+		t.Fatalf("transactions after the held one: %q; want the click first and alone", groups)
+	}
+}
+
+// TestBackgroundWritesStaySmallBesideUrgentOnes checks the size of the
+// transactions after a click: the background writes queued behind it go
+// in a small transaction first, so that a click arriving meanwhile waits
+// for little, and in full ones once no click came.
+func TestBackgroundWritesStaySmallBesideUrgentOnes(t *testing.T) {
+	db := mustOpen(t, Options{NoSync: true})
+	queued, release := holdCommitter(t, db)
+	var log txLog
+	var wg sync.WaitGroup
+	const background = maxGroupBeside + maxGroup
+	for i := range background {
+		wg.Go(func() { db.group.do(context.Background(), log.record(fmt.Sprintf("background-%d", i))) })
+	}
+	queued(background)
+	wg.Go(func() { db.group.doFirst(context.Background(), log.record("click")) })
+	queued(background + 1)
+	release()
+	wg.Wait()
+	var sizes []int
+	for _, g := range log.groups() {
+		sizes = append(sizes, len(g))
+	}
+	if want := []int{1, maxGroupBeside, maxGroup}; !slices.Equal(sizes, want) {
+		t.Errorf("transaction sizes after the held one = %v; want %v (the click alone, then a small background group, then a full one)", sizes, want)
+	}
+}
+
+// TestBackgroundWritesNotStarvedByUrgentOnes checks that a background
+// write waiting maxBackgroundWait goes ahead of the urgent writes queued
+// after it, so that executions go on during a long burst of clicks.
+func TestBackgroundWritesNotStarvedByUrgentOnes(t *testing.T) {
+	db := mustOpen(t, Options{NoSync: true})
+	var mu sync.Mutex
+	now := time.Unix(1_800_000_000, 0)
+	db.group.now = func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	queued, release := holdCommitter(t, db)
+	var log txLog
+	var wg sync.WaitGroup
+	wg.Go(func() { db.group.do(context.Background(), log.record("background")) })
+	queued(1)
+	mu.Lock()
+	now = now.Add(maxBackgroundWait)
+	mu.Unlock()
+	wg.Go(func() { db.group.doFirst(context.Background(), log.record("click")) })
+	queued(2)
+	release()
+	wg.Wait()
+	if groups := log.groups(); len(groups) != 2 || !slices.Equal(groups[0], []string{"background"}) {
+		t.Errorf("transactions after the held one: %q; want the background write, waiting %v, first", groups, maxBackgroundWait)
 	}
 }
 
@@ -327,22 +406,18 @@ func TestWriteDeadlineInFlight(t *testing.T) {
 			db.group.grace = tt.grace
 			queued, release := holdCommitter(t, db)
 			ctx, cancel := context.WithCancelCause(context.Background())
-			done := make(chan error, 1)
-			go func() { done <- db.updateDelivery(ctx, putKey("click")) }()
-			queued(1)
-			// A background write queued behind it shares its
-			// transaction and holds that transaction open.
+			// The click's transaction stays open until gate closes.
 			inside, gate := make(chan struct{}), make(chan struct{})
 			var once sync.Once
-			other := make(chan error, 1)
+			done := make(chan error, 1)
 			go func() {
-				other <- db.update(context.Background(), func(tx *bolt.Tx) error {
+				done <- db.updateDelivery(ctx, func(tx *bolt.Tx) error {
 					once.Do(func() { close(inside) })
 					<-gate
-					return putKey("background")(tx)
+					return putKey("click")(tx)
 				})
 			}()
-			queued(2)
+			queued(1)
 			release()
 			<-inside
 			cancel(context.DeadlineExceeded)
@@ -360,9 +435,11 @@ func TestWriteDeadlineInFlight(t *testing.T) {
 					t.Errorf("write in flight past the grace: %v (kind %s), want %q", err, approval.ErrorKind(err), approval.UnconfirmedMessage)
 				}
 			}
-			if err := <-other; err != nil {
-				t.Fatalf("the background write: %v", err)
-			}
+			testutil.Eventually(t, 5*time.Second, func() bool {
+				db.group.mu.Lock()
+				defer db.group.mu.Unlock()
+				return !db.group.running
+			}, "the transaction its caller left to end")
 			if !hasKey(t, db, "click") {
 				t.Error("the write that was in flight was not committed")
 			}

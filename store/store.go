@@ -168,7 +168,7 @@ func Open(path string, opts Options) (*DB, error) {
 		return nil, openError(path, err)
 	}
 	db := &DB{bolt: b, path: path, now: now}
-	db.group = &committer{commit: db.commit, grace: commitGrace}
+	db.group = &committer{commit: db.commit, grace: commitGrace, now: time.Now}
 	db.writes.kick, db.writes.on = make(chan struct{}, 1), opts.OnWritable
 	if err := db.init(); err != nil {
 		b.Close()
