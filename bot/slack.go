@@ -110,7 +110,7 @@ func NewSlack(cfg SlackConfig) *Slack {
 		s.apiURL += "/"
 	}
 	if s.http == nil {
-		s.http = &http.Client{Timeout: 15 * time.Second}
+		s.http = &http.Client{Timeout: 15 * time.Second, Transport: slackTransport()}
 	}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
@@ -137,6 +137,21 @@ func NewSlack(cfg SlackConfig) *Slack {
 	s.api = slack.New(s.token, slack.OptionAPIURL(s.apiURL), slack.OptionHTTPClient(s.http),
 		slack.OptionLog(slog.NewLogLogger(s.log.Handler(), slog.LevelDebug)))
 	return s
+}
+
+// slackIdleConns is how many idle connections to each Slack host are kept
+// for reuse. Go's default keeps two, so a burst of card updates, thread
+// reports and click answers would open (and on slack.com, handshake) a
+// new connection for almost every call and close it again.
+const slackIdleConns = 64
+
+// slackTransport is Go's default transport keeping slackIdleConns idle
+// connections per host.
+func slackTransport() *http.Transport {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.MaxIdleConnsPerHost = slackIdleConns
+	t.MaxIdleConns = max(t.MaxIdleConns, 2*slackIdleConns)
+	return t
 }
 
 func sleepCtx(ctx context.Context, d time.Duration) error {

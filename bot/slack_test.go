@@ -15,6 +15,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -578,5 +579,49 @@ func TestReportHistoryRefused(t *testing.T) {
 	}
 	if n := stub.count("chat.postMessage"); n != 3 {
 		t.Errorf("%d reports posted, want 3", n)
+	}
+}
+
+// TestSlackKeepsConnections sends a burst of calls, twenty at a time, as
+// a burst of clicks does, and checks that the client reuses its
+// connections rather than opening one for almost every call.
+func TestSlackKeepsConnections(t *testing.T) {
+	stub := &scriptedSlack{answers: map[string][]func(http.ResponseWriter){}}
+	srv := httptest.NewUnstartedServer(stub)
+	var opened atomic.Int64
+	srv.Config.ConnState = func(_ net.Conn, state http.ConnState) {
+		if state == http.StateNew {
+			opened.Add(1)
+		}
+	}
+	srv.Start()
+	t.Cleanup(srv.Close)
+	ok := okJSON(`{"ok":true}`)
+	const workers, each = 20, 10
+	for range workers * each {
+		stub.answers["chat.postEphemeral"] = append(stub.answers["chat.postEphemeral"], ok)
+	}
+	s := NewSlack(SlackConfig{Token: testToken, APIURL: srv.URL + "/api/"})
+	var wg sync.WaitGroup
+	errs := make(chan error, workers*each)
+	for range workers {
+		wg.Go(func() {
+			for range each {
+				errs <- s.PostEphemeral(t.Context(), "C0CHAN", "U0USER", "hello")
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatalf("post: %v", err)
+		}
+	}
+	// A call that finds no idle connection dials one, and uses whichever
+	// comes first, the new one or one freed meanwhile; so a few more
+	// connections than calls at a time may open, never one per call.
+	if n, most := opened.Load(), 2*workers; n > int64(most) {
+		t.Errorf("%d calls, %d at a time, opened %d connections; want at most %d", workers*each, workers, n, most)
 	}
 }
