@@ -181,7 +181,7 @@ func (e *Engine) recheckOnce(ctx context.Context, r *Request) (*Request, error) 
 		}
 	}
 	var events []Event
-	saved, _, _, err := e.store.Update(ctx, r.ID, "", func(s *Request) (Change, error) {
+	decide := func(s *Request) (Change, error) {
 		events = nil
 		if s.State != Executing || anyCalled(s) {
 			return Change{}, nil
@@ -216,7 +216,19 @@ func (e *Engine) recheckOnce(ctx context.Context, r *Request) (*Request, error) 
 		events = []Event{{RequestID: s.ID, Type: EventDenied, Actor: ActorBot, Instances: s.InstanceIDs(),
 			Details: Details{Approvals: approvers(s), Required: s.Required, Outcome: string(Denied), Note: why}}}
 		return Change{Save: true, Events: events}, nil
-	})
+	}
+	// Most executions pass unchanged: judged on r as it was read, they
+	// need no write, which would only queue behind clicks for nothing. A
+	// write, which judges the stored request again, is made only when the
+	// judgement changes something.
+	change, err := decide(r.Clone())
+	if err != nil {
+		return nil, err
+	}
+	if !change.Save && len(change.Events) == 0 {
+		return r, nil
+	}
+	saved, _, _, err := e.store.Update(ctx, r.ID, "", decide)
 	if err != nil {
 		return nil, err
 	}
