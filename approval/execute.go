@@ -628,14 +628,20 @@ func (x *Executor) waitAll(ctx context.Context, id string) error {
 	// and a reboot Tencent reported finished must still end Succeeded, not
 	// be taken for one that never came back.
 	reported := make(map[string]WaitResult, len(targets))
+	stored := 0
 	err = x.cloud.Wait(ctx, r.Region, targets, WaitOptions{Timeout: x.timeout, PollInterval: x.poll, Now: x.now()}, func(res []WaitResult) {
 		for _, wr := range res {
 			reported[wr.InstanceID] = wr
 		}
-		x.record(ctx, id, res)
+		if x.record(ctx, id, res) {
+			stored += len(res)
+		}
 	})
 	if err != nil {
 		return err
+	}
+	if stored == len(targets) {
+		return nil // every result is stored
 	}
 	// What Wait reported but could not be stored is stored now; anything
 	// it did not report counts as timed out. Should this write fail too,
@@ -655,21 +661,46 @@ func (x *Executor) waitAll(ctx context.Context, id string) error {
 			}
 			events = append(events, fail(r, run, "Timeout", run.CallRequestID, "No result came back before the reboot timeout."))
 		}
-		return append(applyResults(r, late), events...), nil
+		return completeWith(r, append(applyResults(r, late), events...), x.now()), nil
 	})
 	return err
 }
 
 // record stores instances' wait results in one transaction; saving them
-// kicks their reports. A failed write is logged: waitAll stores the
-// results again once the wait is over.
-func (x *Executor) record(ctx context.Context, id string, results []WaitResult) {
+// kicks their reports. The write that stores the last result of a request
+// without waves also ends the request (see completeWith). A failed write
+// is logged and reported false: waitAll stores the results again once the
+// wait is over.
+func (x *Executor) record(ctx context.Context, id string, results []WaitResult) bool {
 	_, err := x.save(ctx, id, func(r *Request) ([]Event, error) {
-		return applyResults(r, results), nil
+		return completeWith(r, applyResults(r, results), x.now()), nil
 	})
 	if err != nil {
 		x.log.Error("record instance results; storing them when the wait ends", "request", id, "instances", len(results), "err", err)
 	}
+	return err == nil
+}
+
+// completeWith returns events, followed by the completion of r when r has
+// no waves and every instance is done: the results and the outcome are
+// then stored in one transaction rather than two. The outcome shows on the
+// card.
+func completeWith(r *Request, events []Event, now time.Time) []Event {
+	if r.Plan != nil || r.State != Executing {
+		return events
+	}
+	for _, run := range r.Runs {
+		if !run.State.Done() {
+			return events
+		}
+	}
+	ev, err := complete(r, now)
+	if err != nil {
+		return events
+	}
+	r.CardCurrent = false
+	r.Version++
+	return append(events, ev)
 }
 
 // applyResults sets the outcome of r's called instances among results and
@@ -701,34 +732,50 @@ func applyResults(r *Request, results []WaitResult) []Event {
 }
 
 // finish moves request id to its outcome once every instance is done.
+// A request whose last result already ended it (see completeWith) is
+// returned as stored, without a write.
 func (x *Executor) finish(ctx context.Context, id string) (*Request, error) {
+	r, err := x.store.Get(ctx, id)
+	if err != nil || r.State != Executing {
+		return r, err
+	}
 	return x.saveShown(ctx, id, func(r *Request) ([]Event, error) {
 		if r.State != Executing {
 			return nil, nil
 		}
-		ok, failed := 0, 0
-		for _, run := range r.Runs {
-			switch run.State {
-			case RunSucceeded:
-				ok++
-			case RunFailed:
-				failed++
-			default:
-				return nil, Errorf(Internal, "%s: %s is still %q at the end of execution", r.ID, run.InstanceID, run.State)
-			}
-		}
-		to := PartiallyFailed
-		switch {
-		case failed == 0:
-			to = Succeeded
-		case ok == 0:
-			to = Failed
-		}
-		if err := r.transition(to); err != nil {
+		ev, err := complete(r, x.now())
+		if err != nil {
 			return nil, err
 		}
-		r.FinishedAt = x.now()
-		return []Event{{RequestID: r.ID, Type: EventCompleted, Actor: ActorBot, Instances: r.InstanceIDs(),
-			Details: Details{Outcome: string(to), Note: fmt.Sprintf("%d of %d rebooted", ok, len(r.Runs))}}}, nil
+		return []Event{ev}, nil
 	})
+}
+
+// complete moves r, every instance of which is done, to its outcome and
+// returns the completion event.
+func complete(r *Request, now time.Time) (Event, error) {
+	ok, failed := 0, 0
+	for _, run := range r.Runs {
+		switch run.State {
+		case RunSucceeded:
+			ok++
+		case RunFailed:
+			failed++
+		default:
+			return Event{}, Errorf(Internal, "%s: %s is still %q at the end of execution", r.ID, run.InstanceID, run.State)
+		}
+	}
+	to := PartiallyFailed
+	switch {
+	case failed == 0:
+		to = Succeeded
+	case ok == 0:
+		to = Failed
+	}
+	if err := r.transition(to); err != nil {
+		return Event{}, err
+	}
+	r.FinishedAt = now
+	return Event{RequestID: r.ID, Type: EventCompleted, Actor: ActorBot, Instances: r.InstanceIDs(),
+		Details: Details{Outcome: string(to), Note: fmt.Sprintf("%d of %d rebooted", ok, len(r.Runs))}}, nil
 }
