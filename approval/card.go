@@ -88,17 +88,24 @@ func (e *Engine) ensureCard(id string) { e.runJob(jobPost, id, e.postMissingCard
 // kickReports posts request id's owed thread messages in the background.
 func (e *Engine) kickReports(id string) { e.runJob(jobReports, id, e.postReports) }
 
-// updateCard renders the stored request on its card and marks the card
-// current when no newer change was saved meanwhile.
+// updateCard renders the stored request on its card. The card of an
+// ended request is then marked current in the store, when no newer change
+// was saved meanwhile; that of a request still under way is remembered
+// as shown (see shownCards).
 func (e *Engine) updateCard(ctx context.Context, id string) {
 	r, err := e.store.Get(ctx, id)
-	if err != nil || r.Card.TS == "" || r.CardCurrent || r.NoticesLost {
+	if err != nil || r.Card.TS == "" || r.CardCurrent || r.NoticesLost || e.shown.shows(id, r.Version) {
 		return
 	}
 	err = e.notice(ctx, r, "update card", func(ctx context.Context) error { return e.notify.UpdateCard(ctx, r) })
 	if err != nil {
 		return
 	}
+	if !r.State.Terminal() {
+		e.shown.set(id, r.Version)
+		return
+	}
+	e.shown.forget(id)
 	_, _, _, err = e.store.Update(ctx, id, "", func(s *Request) (Change, error) {
 		if s.Version != r.Version || s.CardCurrent {
 			return Change{}, nil

@@ -71,6 +71,8 @@ type Engine struct {
 	creating singleflight.Group // Create calls in flight, by delivery key
 	// sightings counts a shared engine's wait for a creator's card.
 	sightings cardSightings
+	// shown remembers the cards updated without a mark in the store.
+	shown shownCards
 	// posting is held for reading by each Create from its store write
 	// until it holds its card's post job, and for writing by a sweep while
 	// it reads the open requests: a sweep never sees a new request in that
@@ -216,7 +218,7 @@ func (e *Engine) resume(r *Request) (cardDue time.Time) {
 		// wakes it instead.
 		e.exec.Wake(r.ID)
 	}
-	if r.Card.TS != "" && !r.CardCurrent {
+	if r.Card.TS != "" && !r.CardCurrent && !e.shown.shows(r.ID, r.Version) {
 		e.refreshCard(r.ID)
 	}
 	if !r.StartedAt.IsZero() {

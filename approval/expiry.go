@@ -69,6 +69,7 @@ func (e *Engine) sweep(ctx context.Context) time.Time {
 		soonest(e.resume(r))
 	}
 	e.sightings.keep(ids)
+	e.shown.keep(ids)
 	return next
 }
 
