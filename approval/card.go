@@ -2,6 +2,7 @@ package approval
 
 import (
 	"context"
+	"slices"
 	"time"
 )
 
@@ -158,9 +159,10 @@ const reportsPerMark = 10
 // start of execution, each instance's result (for requests of at most
 // MaxInstanceReports instances), then the summary once every result is
 // posted. Each is marked posted soon after Slack took it (the instance
-// reports up to reportsPerMark at a time), so a restart posts only what
-// is still owed. Execution never waits for this: a slow or failing Slack
-// delays the messages, not the reboots.
+// reports up to reportsPerMark at a time, the last ones with the summary
+// when it follows them), so a restart posts only what is still owed.
+// Execution never waits for this: a slow or failing Slack delays the
+// messages, not the reboots.
 func (e *Engine) postReports(ctx context.Context, id string) {
 	r, err := e.store.Get(ctx, id)
 	if err != nil || r.Card.TS == "" || r.StartedAt.IsZero() || r.NoticesLost {
@@ -214,10 +216,10 @@ func (e *Engine) postReports(ctx context.Context, id string) {
 			return
 		}
 	}
-	if !markPosted() {
-		return
-	}
 	if !perInstance && r.Plan != nil {
+		if !markPosted() {
+			return
+		}
 		for k := r.WavesReported + 1; k <= r.wavesFinished(); k++ {
 			if e.report(ctx, r, Report{Kind: ReportWave, Wave: k}) != nil || !mark(func(r *Request) { r.WavesReported = max(r.WavesReported, k) }) {
 				return
@@ -225,16 +227,28 @@ func (e *Engine) postReports(ctx context.Context, id string) {
 		}
 	}
 	if !r.State.Terminal() || r.EndAnnounced {
+		markPosted()
 		return
 	}
 	for _, run := range r.Runs {
-		if perInstance && run.State.Done() && !run.Reported {
+		if perInstance && run.State.Done() && !run.Reported && !slices.Contains(posted, run.InstanceID) {
+			markPosted()
 			return
 		}
 	}
-	if e.report(ctx, r, Report{Kind: ReportFinished}) == nil {
-		mark(func(r *Request) { r.EndAnnounced = true })
+	// The summary follows the last results at once: one write marks them
+	// all posted.
+	if e.report(ctx, r, Report{Kind: ReportFinished}) != nil {
+		markPosted()
+		return
 	}
+	ids := posted
+	mark(func(r *Request) {
+		for _, id := range ids {
+			r.Run(id).Reported = true
+		}
+		r.EndAnnounced = true
+	})
 }
 
 // notice sends one notice about r through fn, bounded by noticeTimeout.

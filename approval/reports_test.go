@@ -161,3 +161,55 @@ func storedCard(t *testing.T, db approval.Store, id string) approval.Card {
 	}, "%s's card to be stored", id)
 	return c
 }
+
+// TestReportsOfOneInstanceMarkedWithTheSummary checks the thread of a
+// request of one instance: its start, its result and its summary, each
+// posted once, and the result marked posted in the write that marks the
+// summary, as the summary follows it at once.
+func TestReportsOfOneInstanceMarkedWithTheSummary(t *testing.T) {
+	cloud := newFakeCloud(testInstances()...)
+	db, err := store.Open(filepath.Join(t.TempDir(), "bot.db"), store.Options{NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	counted := &countingStore{Store: db}
+	slack := newFakeSlack()
+	e, err := approval.NewEngine(approval.Config{Store: counted, Cloud: cloud, Rebooter: cloud, Notifier: slack, Policy: testPolicy(),
+		PollInterval: time.Millisecond, RebootTimeout: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if err := e.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close(ctx)
+	r, err := e.Create(ctx, approval.CreateInput{Key: "cmd", Requester: "UREQ", Channel: "COPS", Reason: "kernel", Instances: []string{"ins-aaaaaaaa"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.Approve(ctx, "click", r.ID, "UALICE", storedCard(t, db, r.ID)); err != nil {
+		t.Fatal(err)
+	}
+	testutil.Eventually(t, 10*time.Second, func() bool {
+		got, err := db.Get(ctx, r.ID)
+		return err == nil && got.Settled()
+	}, "%s to settle", r.ID)
+	kinds := map[approval.ReportKind]int{}
+	for _, rep := range slack.reportsOf(r.ID) {
+		kinds[rep.Kind]++
+	}
+	for _, k := range []approval.ReportKind{approval.ReportStarted, approval.ReportInstance, approval.ReportFinished} {
+		if kinds[k] != 1 {
+			t.Errorf("%s posted %d times, want once", k, kinds[k])
+		}
+	}
+	counted.mu.Lock()
+	defer counted.mu.Unlock()
+	// The card's place, the card showing the outcome marked current, the
+	// start marked posted, the result and the summary marked together.
+	if counted.silent > 4 {
+		t.Errorf("%d writes without an event for a request of one instance, want at most 4", counted.silent)
+	}
+}
