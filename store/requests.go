@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -115,7 +116,7 @@ func (db *DB) Update(ctx context.Context, id, key string, fn func(r *approval.Re
 				return err
 			}
 			if ok {
-				_, r, err := getRequest(tx, id)
+				_, r, err := db.getRequest(tx, id)
 				if err != nil && approval.ErrorKind(err) != approval.NotFound {
 					return err
 				}
@@ -123,7 +124,7 @@ func (db *DB) Update(ctx context.Context, id, key string, fn func(r *approval.Re
 				return nil
 			}
 		}
-		seq, r, err := getRequest(tx, id)
+		seq, r, err := db.getRequest(tx, id)
 		if err != nil {
 			return err
 		}
@@ -191,7 +192,7 @@ func (db *DB) Record(ctx context.Context, key string, reply approval.Reply, even
 			var requester string
 			var ids []string
 			if e.RequestID != "" {
-				_, r, err := getRequest(tx, e.RequestID)
+				_, r, err := db.getRequest(tx, e.RequestID)
 				switch {
 				case err == nil:
 					requester, ids = r.Requester, r.InstanceIDs()
@@ -233,7 +234,7 @@ func (db *DB) Get(ctx context.Context, id string) (*approval.Request, error) {
 	var r *approval.Request
 	err := db.view(ctx, func(tx *bolt.Tx) error {
 		var err error
-		_, r, err = getRequest(tx, id)
+		_, r, err = db.getRequest(tx, id)
 		return err
 	})
 	if err != nil {
@@ -260,7 +261,7 @@ func (db *DB) Open(ctx context.Context) ([]*approval.Request, error) {
 			if v == nil {
 				return fmt.Errorf("store: open request %x is missing", k)
 			}
-			r, err := decodeRequest(v)
+			r, err := db.decodeRequest(binary.BigEndian.Uint64(k), v)
 			if err != nil {
 				return err
 			}
@@ -275,7 +276,7 @@ func (db *DB) Open(ctx context.Context) ([]*approval.Request, error) {
 }
 
 // getRequest reads and decodes request id.
-func getRequest(tx *bolt.Tx, id string) (uint64, *approval.Request, error) {
+func (db *DB) getRequest(tx *bolt.Tx, id string) (uint64, *approval.Request, error) {
 	seq, ok := approval.ParseRequestID(id)
 	if !ok {
 		return 0, nil, notFound(id)
@@ -288,8 +289,21 @@ func getRequest(tx *bolt.Tx, id string) (uint64, *approval.Request, error) {
 	if v == nil {
 		return 0, nil, notFound(approval.FormatRequestID(seq))
 	}
-	r, err := decodeRequest(v)
+	r, err := db.decodeRequest(seq, v)
 	return seq, r, err
+}
+
+// decodeRequest decodes the stored record v of request seq, or returns a
+// copy of the request kept decoded from that very record.
+func (db *DB) decodeRequest(seq uint64, v []byte) (*approval.Request, error) {
+	if r := db.decoded.get(seq, v); r != nil {
+		return r, nil
+	}
+	r, err := decodeRequest(v)
+	if err == nil {
+		db.decoded.put(seq, v, r)
+	}
+	return r, err
 }
 
 func notFound(id string) error {
@@ -321,6 +335,7 @@ func (db *DB) putRequest(tx *bolt.Tx, seq uint64, r *approval.Request) error {
 	if err := tx.Bucket(bucketRequests).Put(u64(seq), raw); err != nil {
 		return fmt.Errorf("store: put %s: %w", r.ID, err)
 	}
+	db.decoded.put(seq, raw, r)
 	if !r.Settled() {
 		return tx.Bucket(bucketOpenRequests).Put(u64(seq), nil)
 	}

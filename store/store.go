@@ -84,6 +84,7 @@ type DB struct {
 
 	writes    writeState
 	records   recordWriter  // compresses requests as they are written
+	decoded   decodedCache  // small requests as last read or written
 	group     *committer    // concurrent writes share transactions
 	probeStop chan struct{} // closed by Close; nil without a probe
 	probeDone chan struct{}
