@@ -399,7 +399,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // perform checks the call's token and carries it out.
 func (s *Server) perform(r *http.Request, c Call) map[string]any {
 	if c.Method == "response_url" {
-		return s.answer(c)
+		return s.answer(c, "http://"+r.Host)
 	}
 	token := strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer ")
 	if t := c.Form.Get("token"); t != "" {
@@ -420,7 +420,7 @@ func (s *Server) perform(r *http.Request, c Call) map[string]any {
 	case refusal != "" && c.Method != "apps.connections.open":
 		return map[string]any{"ok": false, "error": refusal}
 	}
-	return s.answer(c)
+	return s.answer(c, "http://"+r.Host)
 }
 
 // called reports c to the OnCall hook, if any.
@@ -430,8 +430,9 @@ func (s *Server) called(c Call) {
 	}
 }
 
-// answer performs a successful call.
-func (s *Server) answer(c Call) map[string]any {
+// answer performs a successful call, c, made to the stand-in at base
+// (scheme and host, as the caller reached it).
+func (s *Server) answer(c Call, base string) map[string]any {
 	s.mu.Lock()
 	defer func() {
 		s.notify()
@@ -440,9 +441,9 @@ func (s *Server) answer(c Call) map[string]any {
 	f := c.Form
 	switch c.Method {
 	case "apps.connections.open":
-		return map[string]any{"ok": true, "url": "ws" + strings.TrimPrefix(strings.TrimSuffix(s.URL, "/"), "http") + "/ws"}
+		return map[string]any{"ok": true, "url": "ws" + strings.TrimPrefix(base, "http") + "/ws"}
 	case "auth.test":
-		return map[string]any{"ok": true, "url": strings.TrimSuffix(s.URL, "/") + "/", "team": TeamName, "user": BotUserName,
+		return map[string]any{"ok": true, "url": base + "/", "team": TeamName, "user": BotUserName,
 			"team_id": TeamID, "user_id": BotUserID, "bot_id": BotID}
 	case "chat.postMessage":
 		ch := f.Get("channel")
