@@ -176,15 +176,15 @@ func (e *Engine) postReports(ctx context.Context, id string) {
 		return err == nil
 	}
 	if !r.StartAnnounced {
-		// A request denied before its first call forgets when it started,
-		// as the thread is owed nothing; if the start was posted meanwhile,
-		// the summary is owed after all.
-		if e.report(ctx, r, Report{Kind: ReportStarted}) != nil || !mark(func(r *Request) {
-			r.StartAnnounced = true
-			if r.StartedAt.IsZero() {
-				r.StartedAt = e.now()
-			}
-		}) {
+		if e.report(ctx, r, Report{Kind: ReportStarted}) != nil {
+			return
+		}
+		r = nil // not held while the mark is awaited
+		if !e.awaitStartMark(ctx, id) {
+			return
+		}
+		// Results may have been stored meanwhile.
+		if r, err = e.store.Get(ctx, id); err != nil {
 			return
 		}
 	}
@@ -249,6 +249,42 @@ func (e *Engine) postReports(ctx context.Context, id string) {
 		}
 		r.EndAnnounced = true
 	})
+}
+
+// startMarkWait is how long the reports job waits for an execution's
+// write to store the mark of a posted start before it stores it itself.
+const startMarkWait = 5 * time.Second
+
+// awaitStartMark has the mark that request id's start was posted stored:
+// by the execution's next write (see startMarks), or here when none comes
+// in time. It reports whether the mark is stored.
+func (e *Engine) awaitStartMark(ctx context.Context, id string) bool {
+	stored := e.starts.posted(id)
+	select {
+	case <-stored:
+		return true
+	case <-e.clock.After(startMarkWait):
+	case <-e.starts.closed:
+	case <-ctx.Done():
+	}
+	e.starts.drop(id)
+	select {
+	case <-stored: // stored meanwhile
+		return true
+	default:
+	}
+	// Stopping, the engine still stores the mark, so that a restart does
+	// not post the start again.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+	defer cancel()
+	_, _, _, err := e.store.Update(ctx, id, "", func(r *Request) (Change, error) {
+		markStarted(r, e.now())
+		return Change{Save: true}, nil
+	})
+	if err != nil {
+		e.log.Error("mark start posted", "request", id, "err", err)
+	}
+	return err == nil
 }
 
 // notice sends one notice about r through fn, bounded by noticeTimeout.

@@ -73,6 +73,8 @@ type Engine struct {
 	sightings cardSightings
 	// shown remembers the cards updated without a mark in the store.
 	shown shownCards
+	// starts carries the marks of posted starts into executions' writes.
+	starts *startMarks
 	// posting is held for reading by each Create from its store write
 	// until it holds its card's post job, and for writing by a sweep while
 	// it reads the open requests: a sweep never sees a new request in that
@@ -149,7 +151,8 @@ func NewEngine(cfg Config) (*Engine, error) {
 	if timeout <= 0 {
 		timeout = 10 * time.Minute
 	}
-	e.exec = newExecutor(e.store, cfg.Rebooter, e.clock, e.log, poll, timeout, e.followExecution, e.recheck)
+	e.starts = newStartMarks()
+	e.exec = newExecutor(e.store, cfg.Rebooter, e.clock, e.log, poll, timeout, e.followExecution, e.recheck, e.starts)
 	return e, nil
 }
 
@@ -254,6 +257,7 @@ func (e *Engine) Close(ctx context.Context) error {
 	e.mu.Unlock()
 	e.stopIdle()
 	err := e.exec.Close(ctx)
+	e.starts.close() // no execution write will store a mark now
 	grace, cancel := context.WithTimeout(ctx, jobGrace)
 	defer cancel()
 	e.background.Close(grace)

@@ -36,6 +36,8 @@ type Executor struct {
 	// cloud for the first time: it returns the request as it may go on,
 	// or ended.
 	recheck func(ctx context.Context, r *Request) (*Request, error)
+	// starts are the thread marks the execution's writes store.
+	starts *startMarks
 
 	background *background.Group // the running executions
 
@@ -47,8 +49,8 @@ type Executor struct {
 }
 
 func newExecutor(store Store, cloud Rebooter, clock Clock, log *slog.Logger, poll, timeout time.Duration,
-	follow func(*Request, []Event), recheck func(context.Context, *Request) (*Request, error)) *Executor {
-	return &Executor{store: store, cloud: cloud, clock: clock, log: log, poll: poll, timeout: timeout, follow: follow, recheck: recheck,
+	follow func(*Request, []Event), recheck func(context.Context, *Request) (*Request, error), starts *startMarks) *Executor {
+	return &Executor{store: store, cloud: cloud, clock: clock, log: log, poll: poll, timeout: timeout, follow: follow, recheck: recheck, starts: starts,
 		background: background.New(), running: map[string]bool{}, wake: map[string]chan struct{}{}, closing: make(chan struct{})}
 }
 
@@ -93,18 +95,25 @@ func (x *Executor) Close(ctx context.Context) error {
 
 func (x *Executor) now() time.Time { return x.clock.Now().UTC() }
 
-// save changes request id in one transaction with the events fn returns.
+// save changes request id in one transaction with the events fn returns,
+// and with the mark that its start was posted when that is owed.
 func (x *Executor) save(ctx context.Context, id string, fn func(r *Request) ([]Event, error)) (*Request, error) {
 	var events []Event
+	var marked func()
 	r, _, _, err := x.store.Update(ctx, id, "", func(r *Request) (Change, error) {
 		var err error
+		marked = nil
 		if events, err = fn(r); err != nil {
 			return Change{}, err
 		}
+		marked = x.starts.apply(r, x.now())
 		return Change{Save: true, Events: events}, nil
 	})
 	if err != nil {
 		return nil, err
+	}
+	if marked != nil {
+		marked()
 	}
 	x.follow(r, events)
 	return r, nil

@@ -32,6 +32,8 @@ type fakeCloud struct {
 	// ends, so that a wave stays running; waiting is told of each Wait.
 	hold    chan struct{}
 	waiting chan struct{}
+	// gate, when set, makes Reboot wait until it is closed.
+	gate chan struct{}
 }
 
 func newFakeCloud(instances ...approval.Instance) *fakeCloud {
@@ -72,9 +74,16 @@ func (c *fakeCloud) Look(ctx context.Context, region string, ids []string) (map[
 
 func (c *fakeCloud) Reboot(ctx context.Context, region string, stop approval.StopType, targets []approval.RebootTarget) []approval.RebootResult {
 	c.mu.Lock()
-	interrupt := c.interrupt
+	interrupt, gate := c.interrupt, c.gate
 	c.interrupt = ""
 	c.mu.Unlock()
+	if gate != nil {
+		select {
+		case <-gate:
+		case <-ctx.Done():
+			return nil
+		}
+	}
 	if interrupt == "before" {
 		close(c.reached)
 		<-ctx.Done()

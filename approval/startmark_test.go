@@ -1,0 +1,146 @@
+package approval_test
+
+import (
+	"context"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"rebootbot/approval"
+	"rebootbot/internal/testutil"
+	"rebootbot/store"
+)
+
+// startMarkStore records whether the write that stored a request's start
+// mark carried events, that is, whether it was one of the execution's.
+type startMarkStore struct {
+	approval.Store
+	mu         sync.Mutex
+	markEvents []int // events of each write that set StartAnnounced
+}
+
+func (s *startMarkStore) Update(ctx context.Context, id, key string, fn func(r *approval.Request) (approval.Change, error)) (*approval.Request, approval.Reply, bool, error) {
+	var marked bool
+	var events int
+	r, reply, replayed, err := s.Store.Update(ctx, id, key, func(r *approval.Request) (approval.Change, error) {
+		before := r.StartAnnounced
+		c, err := fn(r)
+		marked, events = !before && r.StartAnnounced && c.Save, len(c.Events)
+		return c, err
+	})
+	if err == nil && marked {
+		s.mu.Lock()
+		s.markEvents = append(s.markEvents, events)
+		s.mu.Unlock()
+	}
+	return r, reply, replayed, err
+}
+
+func (s *startMarkStore) marks() []int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]int(nil), s.markEvents...)
+}
+
+// gatedStartSlack holds the post of a start until gate is closed, and
+// tells started once it is posted.
+type gatedStartSlack struct {
+	*fakeSlack
+	gate    chan struct{}
+	started chan struct{}
+}
+
+func (s *gatedStartSlack) Report(ctx context.Context, r *approval.Request, rep approval.Report) error {
+	if rep.Kind == approval.ReportStarted && s.gate != nil {
+		<-s.gate
+	}
+	err := s.fakeSlack.Report(ctx, r, rep)
+	if rep.Kind == approval.ReportStarted && s.started != nil {
+		close(s.started)
+	}
+	return err
+}
+
+func startMarkWorld(t *testing.T, cloud *fakeCloud, slack approval.Notifier, clock *testutil.FakeClock) (*approval.Engine, *startMarkStore, *store.DB) {
+	t.Helper()
+	db, err := store.Open(filepath.Join(t.TempDir(), "bot.db"), store.Options{NoSync: true, Now: clock.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	s := &startMarkStore{Store: db}
+	e, err := approval.NewEngine(approval.Config{Store: s, Cloud: cloud, Rebooter: cloud, Notifier: slack, Policy: testPolicy(), Clock: clock,
+		Groups: fakeGroups{}, PollInterval: time.Millisecond, RebootTimeout: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		// A reboot call left hanging ends when Close gives up at once.
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel()
+		e.Close(ctx)
+	})
+	return e, s, db
+}
+
+// TestStartMarkRidesTheExecutionsWrite holds the reboot call until the
+// start is posted: the execution's next write, the call's, stores the
+// mark, and no write of its own is made for it.
+func TestStartMarkRidesTheExecutionsWrite(t *testing.T) {
+	cloud := newFakeCloud(testInstances()...)
+	cloud.gate = make(chan struct{})
+	slack := &gatedStartSlack{fakeSlack: newFakeSlack(), started: make(chan struct{})}
+	e, s, db := startMarkWorld(t, cloud, slack, testutil.NewFakeClock(epoch))
+	ctx := context.Background()
+	r, err := e.Create(ctx, approval.CreateInput{Requester: "UREQ", Channel: "COPS", Reason: "kernel", Instances: []string{"ins-aaaaaaaa"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.Approve(ctx, "click", r.ID, "UALICE", storedCard(t, db, r.ID)); err != nil {
+		t.Fatal(err)
+	}
+	<-slack.started
+	close(cloud.gate)
+	testutil.Eventually(t, 10*time.Second, func() bool { return mustStored(t, db, r.ID).Settled() }, "%s to settle", r.ID)
+	marks := s.marks()
+	if len(marks) != 1 || marks[0] == 0 {
+		t.Errorf("writes storing the start mark carried %v events; want one write, the execution's, with events", marks)
+	}
+	if n := len(slack.reportsOf(r.ID)); n != 3 {
+		t.Errorf("%d thread messages, want 3 (start, result, summary)", n)
+	}
+}
+
+// TestStartMarkStoredWhenNoWriteFollows holds the start's post until the
+// reboot call is under way and then keeps that call from answering: no
+// execution write follows the post, and the reports job stores the mark
+// itself once startMarkWait has passed.
+func TestStartMarkStoredWhenNoWriteFollows(t *testing.T) {
+	cloud := newFakeCloud(testInstances()...)
+	cloud.interrupt, cloud.reached = "before", make(chan struct{})
+	clock := testutil.NewFakeClock(epoch)
+	slack := &gatedStartSlack{fakeSlack: newFakeSlack(), gate: make(chan struct{}), started: make(chan struct{})}
+	e, s, db := startMarkWorld(t, cloud, slack, clock)
+	ctx := context.Background()
+	r, err := e.Create(ctx, approval.CreateInput{Requester: "UREQ", Channel: "COPS", Reason: "kernel", Instances: []string{"ins-aaaaaaaa"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.Approve(ctx, "click", r.ID, "UALICE", storedCard(t, db, r.ID)); err != nil {
+		t.Fatal(err)
+	}
+	<-cloud.reached // the intent is stored; the call hangs
+	close(slack.gate)
+	<-slack.started
+	testutil.Eventually(t, 10*time.Second, func() bool {
+		clock.Advance(time.Second)
+		return mustStored(t, db, r.ID).StartAnnounced
+	}, "the start mark of %s to be stored", r.ID)
+	if marks := s.marks(); len(marks) != 1 || marks[0] != 0 {
+		t.Errorf("writes storing the start mark carried %v events; want one write of the mark alone", marks)
+	}
+}
