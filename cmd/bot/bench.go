@@ -360,8 +360,10 @@ func startBenchBot(ctx context.Context, c benchConfig, dir, secret, stubURL, emu
 		"TENCENTCLOUD_SECRET_KEY=" + secretKey,
 		"TENCENTCLOUD_ENDPOINT=" + emuURL,
 	}
-	if v, ok := os.LookupEnv("GOMEMLIMIT"); ok {
-		cmd.Env = append(cmd.Env, "GOMEMLIMIT="+v) // to compare memory limits
+	for _, name := range []string{"GOMEMLIMIT", "GOGC"} { // to compare memory settings
+		if v, ok := os.LookupEnv(name); ok {
+			cmd.Env = append(cmd.Env, name+"="+v)
+		}
 	}
 	logFile, err := os.Create(filepath.Join(dir, "bot.log"))
 	if err != nil {
