@@ -388,6 +388,7 @@ func (e *Engine) create(ctx context.Context, in CreateInput) (*Request, error) {
 		if errors.As(err, &held) {
 			return nil, e.reject(ctx, in, Errorf(Conflict, "%s already has an open request, %s; it can be part of only one at a time.", held.Instance, held.RequestID))
 		}
+		e.lookAfterUnconfirmed(err)
 		return nil, err
 	}
 	requested.RequestID = r.ID
@@ -966,6 +967,7 @@ func (e *Engine) decide(ctx context.Context, key, id, user, action string, from 
 		if errors.Is(err, errStaleVerdict) {
 			return Result{}, Errorf(Unavailable, "%s changed while your click was checked; try again in a moment.", id)
 		}
+		e.lookAfterUnconfirmed(err)
 		return Result{}, err
 	}
 	if wasReplayed {

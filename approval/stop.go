@@ -94,6 +94,7 @@ func (e *Engine) Stop(ctx context.Context, key, id, user string, from *Card) (Re
 		if ErrorKind(err) == NotFound {
 			return e.unknownRequest(ctx, key, id, user, "stop")
 		}
+		e.lookAfterUnconfirmed(err)
 		return Result{}, err
 	}
 	if wasReplayed {
