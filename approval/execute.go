@@ -637,19 +637,21 @@ func (x *Executor) waitAll(ctx context.Context, id string) error {
 	// and a reboot Tencent reported finished must still end Succeeded, not
 	// be taken for one that never came back.
 	reported := make(map[string]WaitResult, len(targets))
-	stored := 0
+	stored := make(map[string]bool, len(targets))
 	err = x.cloud.Wait(ctx, r.Region, targets, WaitOptions{Timeout: x.timeout, PollInterval: x.poll, Now: x.now()}, func(res []WaitResult) {
 		for _, wr := range res {
 			reported[wr.InstanceID] = wr
 		}
 		if x.record(ctx, id, res) {
-			stored += len(res)
+			for _, wr := range res {
+				stored[wr.InstanceID] = true
+			}
 		}
 	})
 	if err != nil {
 		return err
 	}
-	if stored == len(targets) {
+	if !slices.ContainsFunc(targets, func(t WaitTarget) bool { return !stored[t.InstanceID] }) {
 		return nil // every result is stored
 	}
 	// What Wait reported but could not be stored is stored now; anything
