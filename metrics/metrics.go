@@ -43,11 +43,22 @@ type Metrics struct {
 	rebooted         *prometheus.CounterVec
 	tasksDropped     prometheus.Counter
 	ack              *prometheus.HistogramVec
+	storeWrites      *prometheus.CounterVec
+	storeCommits     *prometheus.CounterVec
+	storeCommit      *prometheus.HistogramVec
 }
 
 // ackBuckets are the upper bounds of the ack latency histogram: Slack gives
 // 3 seconds.
 var ackBuckets = []float64{0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 3}
+
+// commitBuckets are the upper bounds of the store commit histogram: a
+// click's answer waits for one or two commits.
+var commitBuckets = []float64{0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1}
+
+// storeQueues are the store's queues: writes someone waits on, and the
+// rest.
+var storeQueues = []string{"urgent", "background"}
 
 // Options configures Metrics.
 type Options struct {
@@ -87,6 +98,13 @@ func New(opts Options) *Metrics {
 			Help:    "Time from receiving a command or interaction to answering Slack.",
 			Buckets: ackBuckets,
 		}, []string{"kind"}),
+		storeWrites:  vec("rebootbot_store_writes_total", "Writes committed to the bbolt store, by queue (urgent: clicks and commands).", "queue"),
+		storeCommits: vec("rebootbot_store_transactions_total", "Write transactions committed to the bbolt store, by queue.", "queue"),
+		storeCommit: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "rebootbot_store_commit_seconds",
+			Help:    "Time from a bbolt write transaction's start until it was durable, by queue.",
+			Buckets: commitBuckets,
+		}, []string{"queue"}),
 	}
 	m.reg.MustRegister(
 		collectors.NewGoCollector(),
@@ -94,6 +112,7 @@ func New(opts Options) *Metrics {
 		m.cardsPosted, m.requests, m.approvals, m.refusals, m.auditEvents,
 		m.signatureRejects, m.badRequests, m.cloudCalls, m.cloudErrors,
 		m.slackCalls, m.deliveries, m.rebooted, m.tasksDropped, m.ack,
+		m.storeWrites, m.storeCommits, m.storeCommit,
 	)
 	return m
 }
@@ -224,4 +243,19 @@ func (m *Metrics) ObserveAck(kind string, d time.Duration) {
 	if m != nil {
 		m.ack.WithLabelValues(fixed(kind, ackKinds)).Observe(d.Seconds())
 	}
+}
+
+// StoreCommit records a committed bbolt write transaction of writes
+// writes, urgent when they were writes someone waits on, that took took.
+func (m *Metrics) StoreCommit(urgent bool, writes int, took time.Duration) {
+	if m == nil {
+		return
+	}
+	q := storeQueues[1]
+	if urgent {
+		q = storeQueues[0]
+	}
+	m.storeWrites.WithLabelValues(q).Add(float64(writes))
+	m.storeCommits.WithLabelValues(q).Inc()
+	m.storeCommit.WithLabelValues(q).Observe(took.Seconds())
 }

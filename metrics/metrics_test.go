@@ -47,6 +47,9 @@ func TestNamesKept(t *testing.T) {
 	m.ObserveAck("command", 30*time.Millisecond)
 	m.ObserveAck("command", 2500*time.Millisecond)
 	m.ObserveAck("command", 4*time.Second)
+	m.StoreCommit(true, 3, 4*time.Millisecond)
+	m.StoreCommit(false, 16, 8*time.Millisecond)
+	m.StoreCommit(false, 2, 2*time.Millisecond)
 	body := scrape(t, m)
 	for _, want := range []string{
 		"# TYPE rebootbot_requests_created_total counter",
@@ -77,6 +80,14 @@ func TestNamesKept(t *testing.T) {
 		`rebootbot_ack_seconds_bucket{kind="command",le="3"} 2`,
 		`rebootbot_ack_seconds_bucket{kind="command",le="+Inf"} 3`,
 		`rebootbot_ack_seconds_count{kind="command"} 3`,
+		"# TYPE rebootbot_store_writes_total counter",
+		"# TYPE rebootbot_store_transactions_total counter",
+		"# TYPE rebootbot_store_commit_seconds histogram",
+		`rebootbot_store_writes_total{queue="urgent"} 3`,
+		`rebootbot_store_writes_total{queue="background"} 18`,
+		`rebootbot_store_transactions_total{queue="background"} 2`,
+		`rebootbot_store_commit_seconds_bucket{queue="background",le="0.005"} 1`,
+		`rebootbot_store_commit_seconds_count{queue="urgent"} 1`,
 		"# TYPE go_goroutines gauge",
 		"# TYPE go_memstats_heap_alloc_bytes gauge",
 	} {
@@ -152,6 +163,7 @@ func TestNilAndMethods(t *testing.T) {
 	m.Delivery("command")
 	m.TaskDropped()
 	m.ObserveAck("command", time.Second)
+	m.StoreCommit(true, 1, time.Millisecond)
 
 	h := New(Options{}).Handler()
 	for method, want := range map[string]int{

@@ -64,6 +64,8 @@ type committer struct {
 	commit func(fn func(tx *bolt.Tx) error) error // one write transaction
 	grace  time.Duration                          // how long a caller whose ctx ended waits for a write under way
 	now    func() time.Time                       // the clock queued writes are timed on
+	// onCommit, when set, is told of each committed transaction.
+	onCommit func(Commit)
 
 	mu         sync.Mutex
 	urgent     []*write // writes a person waits on, oldest first
@@ -215,6 +217,7 @@ func take(q *[]*write, n int) []*write {
 func (c *committer) run(group []*write) {
 	for len(group) > 0 {
 		failed, taken := -1, len(group)
+		start := c.now()
 		err := c.commit(func(tx *bolt.Tx) error {
 			taken = len(group)
 			for i, w := range group {
@@ -230,6 +233,9 @@ func (c *committer) run(group []*write) {
 			return nil
 		})
 		if failed < 0 {
+			if err == nil {
+				c.committed(group[0].urgent, taken, start)
+			}
 			for _, w := range group[:taken] {
 				w.err <- err
 			}
@@ -241,8 +247,20 @@ func (c *committer) run(group []*write) {
 			return
 		}
 		alone := group[failed]
-		alone.err <- c.commit(alone.fn)
+		start = c.now()
+		err = c.commit(alone.fn)
+		if err == nil {
+			c.committed(alone.urgent, 1, start)
+		}
+		alone.err <- err
 		group = append(group[:failed:failed], group[failed+1:]...)
+	}
+}
+
+// committed tells onCommit of a transaction of n writes, begun at start.
+func (c *committer) committed(urgent bool, n int, start time.Time) {
+	if c.onCommit != nil {
+		c.onCommit(Commit{Writes: n, Urgent: urgent, Took: c.now().Sub(start)})
 	}
 }
 

@@ -450,3 +450,44 @@ func TestWriteDeadlineInFlight(t *testing.T) {
 		})
 	}
 }
+
+// TestOnCommitToldOfEachTransaction checks what OnCommit is told: each
+// committed transaction once, with its writes and its queue; a write that
+// failed is not counted.
+func TestOnCommitToldOfEachTransaction(t *testing.T) {
+	var mu sync.Mutex
+	var commits []Commit
+	db := mustOpen(t, Options{NoSync: true, OnCommit: func(c Commit) {
+		mu.Lock()
+		commits = append(commits, c)
+		mu.Unlock()
+	}})
+	mu.Lock()
+	commits = nil // the file's set-up
+	mu.Unlock()
+	queued, release := holdCommitter(t, db)
+	var wg sync.WaitGroup
+	for i := range 3 {
+		wg.Go(func() { db.group.do(context.Background(), putKey(fmt.Sprintf("background-%d", i))) })
+	}
+	wg.Go(func() {
+		db.group.do(context.Background(), func(tx *bolt.Tx) error { return errors.New("refused") })
+	})
+	queued(4)
+	wg.Go(func() { db.group.doFirst(context.Background(), putKey("click")) })
+	queued(5)
+	release()
+	wg.Wait()
+	mu.Lock()
+	defer mu.Unlock()
+	var got []string
+	for _, c := range commits {
+		got = append(got, fmt.Sprintf("%d urgent=%v", c.Writes, c.Urgent))
+	}
+	// The held write, the click alone, then the three background writes
+	// without the failing one.
+	want := []string{"1 urgent=false", "1 urgent=true", "3 urgent=false"}
+	if !slices.Equal(got, want) {
+		t.Errorf("commits told = %q, want %q", got, want)
+	}
+}

@@ -72,6 +72,16 @@ type Options struct {
 	// OnWritable, when set, is called when the file stops being writable,
 	// with the error, and with nil once it is writable again.
 	OnWritable func(err error)
+	// OnCommit, when set, is told of every committed write transaction,
+	// from the goroutine that committed it.
+	OnCommit func(Commit)
+}
+
+// Commit describes a committed write transaction.
+type Commit struct {
+	Writes int           // the writes it carried
+	Urgent bool          // they were writes someone waits on (clicks, commands)
+	Took   time.Duration // from its start until it was durable
 }
 
 // DB is a bbolt file holding requests and the audit log. It is safe for
@@ -169,7 +179,7 @@ func Open(path string, opts Options) (*DB, error) {
 		return nil, openError(path, err)
 	}
 	db := &DB{bolt: b, path: path, now: now}
-	db.group = &committer{commit: db.commit, grace: commitGrace, now: time.Now}
+	db.group = &committer{commit: db.commit, grace: commitGrace, now: time.Now, onCommit: opts.OnCommit}
 	db.writes.kick, db.writes.on = make(chan struct{}, 1), opts.OnWritable
 	if err := db.init(); err != nil {
 		b.Close()

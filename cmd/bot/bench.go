@@ -113,6 +113,9 @@ type benchResult struct {
 	peakRSSKiB                int
 	peakAnonKiB, peakFileKiB  int // sampled every 100 ms
 	storeBytes                int64
+	// The bbolt store's committed writes and transactions, by queue
+	// ("urgent": clicks and commands; "background"), from /metrics.
+	storeWrites, storeTx map[string]float64
 }
 
 // callLog records the emulator's calls with their times.
@@ -290,6 +293,7 @@ func runBench(ctx context.Context, c benchConfig, stderr io.Writer) (*benchResul
 		return nil, fmt.Errorf("not every card read Succeeded before the timeout")
 	}
 	res.allSucceeded = time.Since(lastClick)
+	res.storeWrites, res.storeTx = scrapeStore(ctx, botURL)
 	stopSampling()
 	<-sampled
 	res.peakRSSKiB = proc.peakRSS()
@@ -608,4 +612,43 @@ func (r *benchResult) print(w io.Writer, c benchConfig) {
 	fmt.Fprintf(w, "  bot peak RSS      %.1f MiB (VmHWM; sampled peaks: %.1f MiB anonymous, %.1f MiB file-backed)\n",
 		float64(r.peakRSSKiB)/1024, float64(r.peakAnonKiB)/1024, float64(r.peakFileKiB)/1024)
 	fmt.Fprintf(w, "  store file        %.1f MiB\n", float64(r.storeBytes)/(1<<20))
+	if writes := r.storeWrites["urgent"] + r.storeWrites["background"]; writes > 0 {
+		fmt.Fprintf(w, "  store writes      %.0f in %.0f transactions, %.1f a request (clicks and commands: %.0f in %.0f)\n",
+			writes, r.storeTx["urgent"]+r.storeTx["background"], writes/float64(c.requests), r.storeWrites["urgent"], r.storeTx["urgent"])
+	}
 }
+
+// scrapeStore reads the bbolt store's committed writes and transactions,
+// by queue, from the bot's /metrics; nil when the bot has none (etcd).
+func scrapeStore(ctx context.Context, botURL string) (writes, txs map[string]float64) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, botURL+"/metrics", nil)
+	if err != nil {
+		return nil, nil
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, nil
+	}
+	defer resp.Body.Close()
+	writes, txs = map[string]float64{}, map[string]float64{}
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		m := benchStoreMetric.FindStringSubmatch(sc.Text())
+		if m == nil {
+			continue
+		}
+		v, err := strconv.ParseFloat(m[3], 64)
+		if err != nil {
+			continue
+		}
+		if m[1] == "writes" {
+			writes[m[2]] = v
+		} else {
+			txs[m[2]] = v
+		}
+	}
+	return writes, txs
+}
+
+// benchStoreMetric matches the store's counters in the exposition format.
+var benchStoreMetric = regexp.MustCompile(`^rebootbot_store_(writes|transactions)_total\{queue="(\w+)"\} (\S+)$`)

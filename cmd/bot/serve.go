@@ -103,7 +103,8 @@ type app struct {
 // start wires store, cloud, Slack and engine and starts serving. clock may
 // be nil for the system clock.
 func start(ctx context.Context, cfg *config, log *slog.Logger, clock approval.Clock) (*app, error) {
-	state, err := openState(ctx, cfg, log)
+	counts := metrics.New(metrics.Options{CloudCodes: cloud.KnownCode})
+	state, err := openState(ctx, cfg, log, counts)
 	if err != nil {
 		return nil, err
 	}
@@ -115,7 +116,6 @@ func start(ctx context.Context, cfg *config, log *slog.Logger, clock approval.Cl
 		}
 	}()
 
-	counts := metrics.New(metrics.Options{CloudCodes: cloud.KnownCode})
 	cloudCfg := cfg.Cloud
 	cloudCfg.Logger = log.With("component", "cloud")
 	cloudCfg.OnCall = counts.CloudCall

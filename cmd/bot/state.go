@@ -9,6 +9,7 @@ import (
 
 	"rebootbot/approval"
 	"rebootbot/etcdstore"
+	"rebootbot/metrics"
 	"rebootbot/store"
 )
 
@@ -31,8 +32,9 @@ type stateStore struct {
 	health func(context.Context) error
 }
 
-// openState opens the store cfg names.
-func openState(ctx context.Context, cfg *config, log *slog.Logger) (*stateStore, error) {
+// openState opens the store cfg names; counts gets the bbolt store's
+// commits.
+func openState(ctx context.Context, cfg *config, log *slog.Logger, counts *metrics.Metrics) (*stateStore, error) {
 	if cfg.OnEtcd {
 		ctx, cancel := context.WithTimeout(ctx, etcdOpenWait)
 		defer cancel()
@@ -51,6 +53,7 @@ func openState(ctx context.Context, cfg *config, log *slog.Logger) (*stateStore,
 			}
 			log.Info("BOT_DB can be written again", "db", cfg.DBPath)
 		},
+		OnCommit: func(c store.Commit) { counts.StoreCommit(c.Urgent, c.Writes, c.Took) },
 	})
 	if err != nil {
 		var damaged *store.DamagedError
