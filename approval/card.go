@@ -256,20 +256,22 @@ func (e *Engine) postReports(ctx context.Context, id string) {
 const startMarkWait = 5 * time.Second
 
 // awaitStartMark has the mark that request id's start was posted stored:
-// by the execution's next write (see startMarks), or here when none comes
-// in time. It reports whether the mark is stored.
+// by the execution's next write (see startMarks), or here when the
+// execution ends first or none comes in time. It reports whether the
+// mark is stored.
 func (e *Engine) awaitStartMark(ctx context.Context, id string) bool {
-	stored := e.starts.posted(id)
+	mark := e.starts.posted(id)
 	select {
-	case <-stored:
+	case <-mark.stored:
 		return true
+	case <-mark.ended:
 	case <-e.clock.After(startMarkWait):
 	case <-e.starts.closed:
 	case <-ctx.Done():
 	}
 	e.starts.drop(id)
 	select {
-	case <-stored: // stored meanwhile
+	case <-mark.stored: // stored meanwhile
 		return true
 	default:
 	}

@@ -67,7 +67,9 @@ func (x *Executor) Start(id string) {
 	}
 	x.running[id] = true
 	x.mu.Unlock()
+	x.starts.begin(id)
 	done := func() {
+		x.starts.end(id)
 		x.mu.Lock()
 		delete(x.running, id)
 		delete(x.wake, id)

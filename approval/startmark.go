@@ -11,33 +11,64 @@ import (
 // the execution writes the request again moments later anyway (its
 // intent, then its call), and the mark rides along. The reports job that
 // posted the start waits for that write, and stores the mark itself when
-// none comes within startMarkWait or once executions have stopped.
+// the execution ends first, when none comes within startMarkWait, or once
+// executions have stopped.
 //
 // Until the mark is stored a crash forgets that the start was posted, and
 // the restarted bot posts it again unless it can read the thread (see
 // "Posting twice" in the README): the same as for a crash between a post
 // and its own mark, for a few seconds longer.
 type startMarks struct {
-	mu     sync.Mutex
-	owed   map[string]chan struct{} // closed once a write stored the mark
-	closed chan struct{}            // closed when executions have stopped
+	mu      sync.Mutex
+	owed    map[string]*startMark
+	running map[string]bool // requests with an execution in this process
+	closed  chan struct{}   // closed when executions have stopped
+}
+
+// startMark is the mark owed for one posted start.
+type startMark struct {
+	stored chan struct{} // closed once an execution's write stored it
+	ended  chan struct{} // closed once no execution is left to store it
 }
 
 func newStartMarks() *startMarks {
-	return &startMarks{owed: map[string]chan struct{}{}, closed: make(chan struct{})}
+	return &startMarks{owed: map[string]*startMark{}, running: map[string]bool{}, closed: make(chan struct{})}
 }
 
-// posted records that request id's start was posted, and returns a
-// channel closed once an execution's write stored the mark.
-func (m *startMarks) posted(id string) <-chan struct{} {
+// begin records that an execution of request id runs in this process.
+func (m *startMarks) begin(id string) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	ch, ok := m.owed[id]
-	if !ok {
-		ch = make(chan struct{})
-		m.owed[id] = ch
+	m.running[id] = true
+}
+
+// end records that the execution of request id has ended: a mark still
+// owed will not ride one of its writes.
+func (m *startMarks) end(id string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	delete(m.running, id)
+	if o, ok := m.owed[id]; ok {
+		delete(m.owed, id)
+		close(o.ended)
 	}
-	return ch
+}
+
+// posted records that request id's start was posted, and returns the mark
+// to wait on.
+func (m *startMarks) posted(id string) *startMark {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if o, ok := m.owed[id]; ok {
+		return o
+	}
+	o := &startMark{stored: make(chan struct{}), ended: make(chan struct{})}
+	if m.running[id] {
+		m.owed[id] = o
+	} else {
+		close(o.ended)
+	}
+	return o
 }
 
 // apply marks r's start posted when it is owed, inside a write
@@ -45,7 +76,7 @@ func (m *startMarks) posted(id string) <-chan struct{} {
 // to call once the write is committed, or nil.
 func (m *startMarks) apply(r *Request, now time.Time) (stored func()) {
 	m.mu.Lock()
-	ch, ok := m.owed[r.ID]
+	o, ok := m.owed[r.ID]
 	m.mu.Unlock()
 	if !ok {
 		return nil
@@ -54,9 +85,9 @@ func (m *startMarks) apply(r *Request, now time.Time) (stored func()) {
 	return func() {
 		m.mu.Lock()
 		defer m.mu.Unlock()
-		if m.owed[r.ID] == ch {
+		if m.owed[r.ID] == o {
 			delete(m.owed, r.ID)
-			close(ch)
+			close(o.stored)
 		}
 	}
 }

@@ -144,3 +144,30 @@ func TestStartMarkStoredWhenNoWriteFollows(t *testing.T) {
 		t.Errorf("writes storing the start mark carried %v events; want one write of the mark alone", marks)
 	}
 }
+
+// TestStartMarkStoredWhenTheExecutionEnds posts the start of a request
+// whose only instance is stopped only after its execution has ended, with
+// no write left to carry the mark: the reports job stores it at once, and
+// the request settles without waiting out startMarkWait (the test's clock
+// never moves).
+func TestStartMarkStoredWhenTheExecutionEnds(t *testing.T) {
+	cloud := newFakeCloud(testInstances()...)
+	clock := testutil.NewFakeClock(epoch)
+	slack := &gatedStartSlack{fakeSlack: newFakeSlack(), gate: make(chan struct{}), started: make(chan struct{})}
+	e, s, db := startMarkWorld(t, cloud, slack, clock)
+	ctx := context.Background()
+	r, err := e.Create(ctx, approval.CreateInput{Requester: "UREQ", Channel: "COPS", Reason: "kernel", Instances: []string{"ins-aaaaaaaa"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cloud.set("ins-aaaaaaaa", func(in *approval.Instance) { in.State = "STOPPED" })
+	if _, err := e.Approve(ctx, "click", r.ID, "UALICE", storedCard(t, db, r.ID)); err != nil {
+		t.Fatal(err)
+	}
+	testutil.Eventually(t, 10*time.Second, func() bool { return mustStored(t, db, r.ID).State == approval.Failed }, "%s to fail", r.ID)
+	close(slack.gate)
+	testutil.Eventually(t, 10*time.Second, func() bool { return mustStored(t, db, r.ID).Settled() }, "%s to settle", r.ID)
+	if marks := s.marks(); len(marks) != 1 || marks[0] != 0 {
+		t.Errorf("writes storing the start mark carried %v events; want one write of the mark alone", marks)
+	}
+}
