@@ -5,17 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
-	"net/url"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"regexp"
 	"strings"
 	"sync"
 	"time"
-
-	"go.etcd.io/etcd/server/v3/embed"
 
 	"rebootbot/bot"
 	"rebootbot/bot/slackstub"
@@ -31,8 +26,6 @@ const demoReplicasLease = 2 * time.Second
 // replicas, kills the leader with SIGKILL in the middle of the execution,
 // and shows another replica taking over and each instance rebooted once.
 func demoReplicas(ctx context.Context, bin string, n int, stdout, stderr io.Writer) error {
-	ctx, cancel := context.WithTimeout(ctx, demoTimeout)
-	defer cancel()
 	dir, err := os.MkdirTemp("", "rebootbot-demo-replicas-")
 	if err != nil {
 		return err
@@ -41,11 +34,15 @@ func demoReplicas(ctx context.Context, bin string, n int, stdout, stderr io.Writ
 	say := func(format string, a ...any) { fmt.Fprintf(stdout, format+"\n", a...) }
 	say("rebootbot demo: %d replicas of the bot on a %d-member etcd cluster, a CVM emulator and a Slack stand-in on 127.0.0.1.\n", n, n)
 
+	// The demo's time starts once etcd runs: the first run may build the
+	// program that runs it.
 	endpoints, stopEtcd, err := startDemoEtcd(dir, n, true)
 	if err != nil {
 		return err
 	}
 	defer stopEtcd()
+	ctx, cancel := context.WithTimeout(ctx, demoTimeout)
+	defer cancel()
 	say("etcd members: %s", strings.Join(endpoints, " "))
 
 	secretID, secretKey := "AKIDrebootbotDEMO0000000000000000000", randomHex(16)
@@ -249,64 +246,4 @@ func (s *syncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
-}
-
-// startDemoEtcd starts an n-member etcd cluster on loopback with its data
-// under dir and returns its client URLs. fast shortens the election ticks
-// so that leases expire close to their TTL (for the demo's takeover);
-// otherwise etcd's defaults hold, fsync included (for measuring).
-func startDemoEtcd(dir string, n int, fast bool) ([]string, func(), error) {
-	var cfgs []*embed.Config
-	var initial, endpoints []string
-	for i := range n {
-		cfg := embed.NewConfig()
-		cfg.Name = fmt.Sprintf("m%d", i)
-		cfg.Dir = filepath.Join(dir, cfg.Name)
-		cfg.LogLevel = "panic"
-		if fast {
-			cfg.TickMs, cfg.ElectionMs = 20, 200
-		}
-		addrs := make([]url.URL, 2)
-		for j := range addrs {
-			ln, err := net.Listen("tcp", "127.0.0.1:0")
-			if err != nil {
-				return nil, nil, err
-			}
-			addrs[j] = url.URL{Scheme: "http", Host: ln.Addr().String()}
-			ln.Close()
-		}
-		cfg.ListenClientUrls, cfg.AdvertiseClientUrls = addrs[:1], addrs[:1]
-		cfg.ListenPeerUrls, cfg.AdvertisePeerUrls = addrs[1:], addrs[1:]
-		initial = append(initial, cfg.Name+"="+addrs[1].String())
-		endpoints = append(endpoints, addrs[0].String())
-		cfgs = append(cfgs, cfg)
-	}
-	var members []*embed.Etcd
-	stop := func() {
-		for _, m := range members {
-			m.Close()
-		}
-	}
-	for _, cfg := range cfgs {
-		cfg.InitialCluster = strings.Join(initial, ",")
-		cfg.InitialClusterToken = "rebootbot-demo"
-		e, err := embed.StartEtcd(cfg)
-		if err != nil {
-			stop()
-			return nil, nil, fmt.Errorf("start etcd member %s: %w", cfg.Name, err)
-		}
-		members = append(members, e)
-	}
-	for _, m := range members {
-		select {
-		case <-m.Server.ReadyNotify():
-		case err := <-m.Err():
-			stop()
-			return nil, nil, fmt.Errorf("etcd: %w", err)
-		case <-time.After(15 * time.Second):
-			stop()
-			return nil, nil, errors.New("etcd did not become ready within 15 s")
-		}
-	}
-	return endpoints, stop, nil
 }
