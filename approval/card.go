@@ -18,10 +18,18 @@ const (
 	jobReports = "reports" // post the thread messages owed
 )
 
+// NoticeJobs is how many card and thread jobs run at once. Each holds its
+// decoded request while Slack answers, and Slack takes a channel's
+// messages about one a second: with a hundred fleet requests changing at
+// once, letting every job load its request to wait its turn would hold
+// megabytes for nothing. A job waiting for its turn holds only the ID.
+const NoticeJobs = 8
+
 // runJob runs fn for request id in the background unless the same kind of
 // job already runs for it; then that one runs once more when it ends, so a
 // change that arrives meanwhile is never missed. Jobs only talk to Slack
-// from what is stored, so running one again is always safe.
+// from what is stored, so running one again is always safe. At most
+// NoticeJobs run fn at once; the others wait for a turn.
 func (e *Engine) runJob(kind, id string, fn func(ctx context.Context, id string)) {
 	key := kind + " " + id
 	e.mu.Lock()
@@ -40,7 +48,14 @@ func (e *Engine) runJob(kind, id string, fn func(ctx context.Context, id string)
 	}
 	started := e.spawnJob(func(ctx context.Context) {
 		for {
+			select {
+			case e.noticeSlots <- struct{}{}:
+			case <-ctx.Done():
+				done()
+				return
+			}
 			fn(ctx, id)
+			<-e.noticeSlots
 			e.mu.Lock()
 			again := e.rerun[key] && ctx.Err() == nil
 			delete(e.rerun, key)

@@ -87,6 +87,9 @@ type Engine struct {
 	// they owe in the store, executions may be mid-call.
 	background *background.Group
 	kick       chan struct{} // wakes the expiry loop
+	// noticeSlots holds a token for each card or thread job talking to
+	// Slack (see NoticeJobs).
+	noticeSlots chan struct{}
 
 	mu      sync.Mutex
 	closed  bool            // no new sweeps
@@ -129,10 +132,11 @@ func NewEngine(cfg Config) (*Engine, error) {
 	e := &Engine{
 		store: cfg.Store, cloud: cfg.Cloud, finder: cfg.Finder, notify: cfg.Notifier, groups: cfg.Groups,
 		clock: cfg.Clock, log: cfg.Logger, observer: cfg.Observer, passive: cfg.Passive, shared: cfg.Shared,
-		kick:       make(chan struct{}, 1),
-		background: background.New(),
-		running:    map[string]bool{},
-		rerun:      map[string]bool{},
+		kick:        make(chan struct{}, 1),
+		noticeSlots: make(chan struct{}, NoticeJobs),
+		background:  background.New(),
+		running:     map[string]bool{},
+		rerun:       map[string]bool{},
 	}
 	e.policy.Store(cfg.Policy)
 	if e.clock == nil {
