@@ -3,18 +3,40 @@ package cloud
 import (
 	"fmt"
 	"time"
+	strs "unique"
 
 	"rebootbot/approval"
 )
 
-// waiting is one target whose outcome is not yet known.
+// waiting is one target whose outcome is not yet known. A region may
+// wait on ten thousand instances at once, so it keeps of the last look
+// only what a timeout's explanation needs.
 type waiting struct {
 	target   approval.WaitTarget
 	since    time.Time
 	deadline time.Time
-	last     approval.Instance // as last seen
-	looked   bool              // seen at least once
+	last     sighting // as last seen
+	looked   bool     // seen at least once
 	lastErr  *approval.CloudError
+}
+
+// sighting is an instance's state and latest operation as one look saw
+// them. The values repeat across instances (one RequestId for up to a
+// hundred of them, a handful of states), so each is kept once.
+type sighting struct {
+	state, op, opState, opRequestID string
+}
+
+func sightingOf(in approval.Instance) sighting {
+	return sighting{intern(in.State), intern(in.LatestOperation), intern(in.LatestOperationState), intern(in.LatestOperationRequestID)}
+}
+
+// intern returns the one copy of s kept for every equal string.
+func intern(s string) string { return strs.Make(s).Value() }
+
+// instance returns the sighting as an instance, for describing it.
+func (s sighting) instance() approval.Instance {
+	return approval.Instance{State: s.state, LatestOperation: s.op, LatestOperationState: s.opState, LatestOperationRequestID: s.opRequestID}
 }
 
 // judge decides from one look-up whether the target is done.
@@ -27,9 +49,9 @@ func (w *waiting) judge(seen map[string]approval.Instance, ok bool, now time.Tim
 	if !found {
 		ce := newCloudError("InvalidInstanceId.NotFound", "the instance disappeared while rebooting", "")
 		ce.Explanation = "The instance no longer exists; it was probably terminated while rebooting."
-		return approval.WaitResult{InstanceID: id, Duration: now.Sub(w.since), State: w.last.State, Err: ce}, true
+		return approval.WaitResult{InstanceID: id, Duration: now.Sub(w.since), State: w.last.state, Err: ce}, true
 	}
-	w.last, w.looked, w.lastErr = in, true, nil
+	w.last, w.looked, w.lastErr = sightingOf(in), true, nil
 	if !w.ours(in) {
 		return approval.WaitResult{}, false
 	}
@@ -79,7 +101,7 @@ func (w *waiting) timeout(now time.Time) approval.WaitResult {
 	case !w.looked:
 		why = fmt.Sprintf("Gave up after %s without being able to check the instance.", waited)
 	default:
-		why = fmt.Sprintf("Gave up after %s: the instance was last seen %s", waited, describeState(w.last, w.ours(w.last)))
+		why = fmt.Sprintf("Gave up after %s: the instance was last seen %s", waited, describeState(w.last.instance(), w.ours(w.last.instance())))
 		if w.lastErr != nil {
 			why += fmt.Sprintf("; the last check failed (%s)", w.lastErr.Code)
 		}
@@ -87,7 +109,7 @@ func (w *waiting) timeout(now time.Time) approval.WaitResult {
 	}
 	ce := newCloudError(CodeTimeout, fmt.Sprintf("waited %s", waited), w.target.RequestID)
 	ce.Explanation = why
-	return approval.WaitResult{InstanceID: w.target.InstanceID, Duration: now.Sub(w.since), State: w.last.State, Err: ce}
+	return approval.WaitResult{InstanceID: w.target.InstanceID, Duration: now.Sub(w.since), State: w.last.state, Err: ce}
 }
 
 // describeState puts an instance's state and latest operation in words.

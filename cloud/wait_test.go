@@ -7,6 +7,7 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"unsafe"
 
 	"rebootbot/approval"
 	"rebootbot/cloud/emulator"
@@ -338,5 +339,26 @@ func TestWaitingOurs(t *testing.T) {
 		if got := w.ours(tt.in); got != tt.want {
 			t.Errorf("%s: ours = %v, want %v", tt.name, got, tt.want)
 		}
+	}
+}
+
+// TestWaitingStaysSmall guards what the wait keeps per instance: a region
+// may wait on ten thousand instances at once, and each waiting target
+// once carried a whole instance (names, zones, addresses, tags) from its
+// last look, 320 bytes before any string.
+func TestWaitingStaysSmall(t *testing.T) {
+	if got, most := unsafe.Sizeof(waiting{}), uintptr(208); got > most {
+		t.Errorf("a waiting target takes %d bytes, want at most %d", got, most)
+	}
+	w := &waiting{target: approval.WaitTarget{InstanceID: "ins-aaaaaaaa", RequestID: "req-1"}}
+	seen := map[string]approval.Instance{"ins-aaaaaaaa": {ID: "ins-aaaaaaaa", Name: "web-1", Zone: "ap-guangzhou-3", State: "REBOOTING",
+		PrivateIPs: []string{"10.0.0.1"}, Tags: map[string]string{"env": "prod"},
+		LatestOperation: approval.OpReboot, LatestOperationState: approval.OpOperating, LatestOperationRequestID: "req-1"}}
+	if _, done := w.judge(seen, true, time.Unix(10, 0)); done {
+		t.Fatal("a reboot still operating was judged done")
+	}
+	res := w.timeout(time.Unix(20, 0))
+	if res.State != "REBOOTING" || !strings.Contains(res.Err.Explanation, "last seen REBOOTING with the reboot OPERATING") {
+		t.Errorf("timeout = %+v (%s), want it to tell the last look", res, res.Err.Explanation)
 	}
 }
