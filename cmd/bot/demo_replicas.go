@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"regexp"
@@ -67,12 +69,11 @@ func demoReplicas(ctx context.Context, bin string, n int, stdout, stderr io.Writ
 	}
 	defer stopEmu()
 	stub := slackstub.New()
-	stubURL, stopStub, err := serveLocal(stub)
+	stubURL, stopStub, err := serveStub(stub)
 	if err != nil {
 		return err
 	}
 	defer stopStub()
-	stub.URL = stubURL
 
 	secret := randomHex(16)
 	env := []string{
@@ -246,4 +247,22 @@ func (s *syncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
+}
+
+// serveStub serves the Slack stand-in on a free loopback port, telling it
+// its own URL before it can answer anyone: the replicas that call it are
+// other processes, so nothing else orders that write before its reads.
+func serveStub(stub *slackstub.Server) (string, func(), error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", nil, err
+	}
+	stub.URL = "http://" + ln.Addr().String()
+	srv := &http.Server{Handler: stub, ReadHeaderTimeout: 5 * time.Second}
+	go srv.Serve(ln)
+	return stub.URL, func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		srv.Shutdown(ctx)
+	}, nil
 }
