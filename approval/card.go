@@ -18,18 +18,11 @@ const (
 	jobReports = "reports" // post the thread messages owed
 )
 
-// NoticeJobs is how many card and thread jobs run at once. Each holds its
-// decoded request while Slack answers, and Slack takes a channel's
-// messages about one a second: with a hundred fleet requests changing at
-// once, letting every job load its request to wait its turn would hold
-// megabytes for nothing. A job waiting for its turn holds only the ID.
-const NoticeJobs = 8
-
 // runJob runs fn for request id in the background unless the same kind of
 // job already runs for it; then that one runs once more when it ends, so a
 // change that arrives meanwhile is never missed. Jobs only talk to Slack
 // from what is stored, so running one again is always safe. At most
-// NoticeJobs run fn at once; the others wait for a turn.
+// NoticeJobs run fn at once (see jobTurn); the others wait for a turn.
 func (e *Engine) runJob(kind, id string, fn func(ctx context.Context, id string)) {
 	key := kind + " " + id
 	e.mu.Lock()
@@ -47,15 +40,14 @@ func (e *Engine) runJob(kind, id string, fn func(ctx context.Context, id string)
 		e.mu.Unlock()
 	}
 	started := e.spawnJob(func(ctx context.Context) {
+		turn := &jobTurn{slots: e.noticeSlots}
 		for {
-			select {
-			case e.noticeSlots <- struct{}{}:
-			case <-ctx.Done():
+			if !turn.take(ctx) {
 				done()
 				return
 			}
-			fn(ctx, id)
-			<-e.noticeSlots
+			fn(context.WithValue(ctx, jobTurnKey{}, turn), id)
+			turn.give()
 			e.mu.Lock()
 			again := e.rerun[key] && ctx.Err() == nil
 			delete(e.rerun, key)
@@ -194,8 +186,9 @@ func (e *Engine) postReports(ctx context.Context, id string) {
 		if e.report(ctx, r, Report{Kind: ReportStarted}) != nil {
 			return
 		}
-		r = nil // not held while the mark is awaited
-		if !e.awaitStartMark(ctx, id) {
+		r = nil // not held while the mark is awaited, nor the job's turn
+		var stored bool
+		if !offTurn(ctx, func() { stored = e.awaitStartMark(ctx, id) }) || !stored {
 			return
 		}
 		// Results may have been stored meanwhile.
