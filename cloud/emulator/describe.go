@@ -132,7 +132,8 @@ func page(n, offset, limit int) (from, to int) {
 // InstanceIds too (20 unless set).
 func (e *Emulator) describeInstances(c *callContext) (any, *apiError) {
 	e.mu.Lock()
-	allowed := e.describeLimiter.allow(e.now())
+	c.at = e.now()
+	allowed := e.describeLimiter.allow(c.at)
 	e.mu.Unlock()
 	if !allowed {
 		return nil, errorf(codeRequestLimitExceeded, "DescribeInstances was called more than %d times in one second.", e.describeLimiter.n)

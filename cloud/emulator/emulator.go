@@ -69,8 +69,9 @@ type Call struct {
 	Action      string
 	Region      string
 	RequestID   string
-	InstanceIDs []string // the request's InstanceIds, when it could be read
-	ErrorCode   string   // "" on success
+	InstanceIDs []string  // the request's InstanceIds, when it could be read
+	ErrorCode   string    // "" on success
+	At          time.Time // when the call was taken: counted against its rate, for the rate-limited actions
 }
 
 // Default values of Config.

@@ -29,7 +29,8 @@ var stopTypes = []string{"SOFT", "HARD", "SOFT_FIRST"}
 // rebootInstances serves RebootInstances.
 func (e *Emulator) rebootInstances(c *callContext) (any, *apiError) {
 	e.mu.Lock()
-	allowed := e.limiter.allow(e.now())
+	c.at = e.now()
+	allowed := e.limiter.allow(c.at)
 	e.mu.Unlock()
 	if !allowed {
 		return nil, errorf(codeRequestLimitExceeded, "RebootInstances was called more than %d times in one second.", e.limiter.n)

@@ -2,6 +2,7 @@ package emulator_test
 
 import (
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -294,7 +295,16 @@ func TestRebootRateLimit(t *testing.T) {
 // second, before it reads anything, and the reboot budget is its own.
 func TestDescribeRateLimit(t *testing.T) {
 	clk := newClock()
-	e, c := mustStart(t, emulator.Config{Now: clk.Now}, fleet(2)...)
+	var mu sync.Mutex
+	var at []time.Time // of each DescribeInstances call, as OnCall tells it
+	e, c := mustStart(t, emulator.Config{Now: clk.Now, OnCall: func(c emulator.Call) {
+		if c.Action == "DescribeInstances" {
+			mu.Lock()
+			at = append(at, c.At)
+			mu.Unlock()
+		}
+	}}, fleet(2)...)
+	start := clk.Now()
 	for range emulator.DefaultDescribeCallsPerSecond {
 		mustDescribe(t, c, testID(0))
 	}
@@ -307,6 +317,13 @@ func TestDescribeRateLimit(t *testing.T) {
 	mustDescribe(t, c, testID(0))
 	if got, want := e.Calls("DescribeInstances"), emulator.DefaultDescribeCallsPerSecond+2; got != want {
 		t.Errorf("Calls(DescribeInstances) = %d, want %d", got, want)
+	}
+	// OnCall tells when each call was counted against the rate.
+	mu.Lock()
+	defer mu.Unlock()
+	if len(at) != emulator.DefaultDescribeCallsPerSecond+2 || !at[0].Equal(start) || !at[len(at)-1].Equal(start.Add(time.Second)) {
+		t.Errorf("OnCall times: %d calls, first %v, last %v; want %d, at %v and %v", len(at), at[0], at[len(at)-1],
+			emulator.DefaultDescribeCallsPerSecond+2, start, start.Add(time.Second))
 	}
 }
 

@@ -41,6 +41,9 @@ type callContext struct {
 	// ids are the request's InstanceIds once the action has read them, for
 	// Call and logs.
 	ids []string
+	// at is when the call was taken: when it arrived, or when a
+	// rate-limited action counted it.
+	at time.Time
 }
 
 // ServeHTTP answers one API 3.0 request: a POST with a JSON body, or a GET
@@ -52,7 +55,7 @@ type callContext struct {
 // version, action, region, injected faults, parameters, and the action's
 // own checks.
 func (e *Emulator) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	c := &callContext{requestID: e.newRequestID()}
+	c := &callContext{requestID: e.newRequestID(), at: e.now()}
 	result, latency, err := e.serve(w, r, c)
 	e.mu.Lock()
 	e.totalCalls++
@@ -71,7 +74,7 @@ func (e *Emulator) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.Write(body)
 
 	if e.cfg.OnCall != nil {
-		call := Call{Action: c.action, Region: c.region, RequestID: c.requestID, InstanceIDs: c.ids}
+		call := Call{Action: c.action, Region: c.region, RequestID: c.requestID, InstanceIDs: c.ids, At: c.at}
 		if err != nil {
 			call.ErrorCode = err.Code
 		}

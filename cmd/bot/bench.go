@@ -127,7 +127,10 @@ type callLog struct {
 }
 
 func (l *callLog) record(c emulator.Call) {
-	now := time.Now()
+	now := c.At // as the emulator counted it against the rates
+	if now.IsZero() {
+		now = time.Now()
+	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.times[c.Action] = append(l.times[c.Action], now)
@@ -147,7 +150,8 @@ func (l *callLog) record(c emulator.Call) {
 func (l *callLog) peakIn(action string, w time.Duration) int {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	ts := l.times[action]
+	// The calls are recorded as they end, in the order they end.
+	ts := slices.SortedFunc(slices.Values(l.times[action]), time.Time.Compare)
 	peak, j := 0, 0
 	for i := range ts {
 		for ts[i].Sub(ts[j]) >= w {
