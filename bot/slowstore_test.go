@@ -143,8 +143,8 @@ func TestClickAnsweredInTimeOutcomeUnknown(t *testing.T) {
 	slow.hold.Store(nil)
 	close(h.release)
 	testutil.Eventually(t, waitLong, func() bool { return len(e.request("R-1").Approvals) == 1 }, "the held approval to commit")
-	// Nobody was told it committed; the next sweep brings the card up to
-	// date.
+	// Nobody was told it committed; the engine looks again a second after
+	// the unconfirmed answer and brings the card up to date.
 	testutil.Eventually(t, waitLong, func() bool { return e.clock.Waiters() > 0 }, "the sweeper to wait")
 	e.clock.Advance(time.Minute)
 	e.waitCard("R-1", "1 of 2")
