@@ -22,8 +22,11 @@ const maxGroup = 64
 const maxGroupBeside = 16
 
 // maxBackgroundWait bounds how long the oldest background write waits
-// behind a stream of urgent transactions before it gets one of its own.
-const maxBackgroundWait = 20 * time.Millisecond
+// behind a stream of urgent transactions before it gets one of its own,
+// which then takes up to maxGroup of them: during a burst of clicks the
+// executions' progress goes in a few full transactions rather than many
+// small ones, each of which the clicks arriving meanwhile wait for.
+const maxBackgroundWait = 50 * time.Millisecond
 
 // maxGroupNodes bounds the B+tree nodes a shared transaction brings into
 // memory before the writes queued after it wait for the next one. A
@@ -53,8 +56,8 @@ const maxGroupNodes = 512
 // by no more than the commit in progress. While such writes keep coming,
 // background transactions stay small (maxGroupBeside), so that the commit
 // a click finds in progress is a short one; and background writes wait
-// behind them for at most maxBackgroundWait, so that executions go on
-// during a burst of clicks.
+// behind them for at most maxBackgroundWait, then go in a full
+// transaction, so that executions go on during a burst of clicks.
 //
 // A caller whose ctx ends while its write waits in a queue takes the write
 // out: it was never run, so nothing was recorded. Once the write is in a
@@ -183,8 +186,9 @@ func (c *committer) loop() {
 // next takes the writes of the next transaction out of the queues. Urgent
 // writes go alone, up to maxGroup, unless the oldest background write has
 // waited maxBackgroundWait. Background writes go up to maxGroup when the
-// store is calm, and up to maxGroupBeside when urgent writes are queued or
-// the last transaction was theirs. c.mu must be held.
+// store is calm or they have waited that long, and up to maxGroupBeside
+// when urgent writes are queued or the last transaction was theirs. c.mu
+// must be held.
 func (c *committer) next() []*write {
 	starved := len(c.queue) > 0 && c.now().Sub(c.queue[0].queued) >= maxBackgroundWait
 	if len(c.urgent) > 0 && !starved {
@@ -192,7 +196,7 @@ func (c *committer) next() []*write {
 		return take(&c.urgent, maxGroup)
 	}
 	limit := maxGroup
-	if len(c.urgent) > 0 || c.lastUrgent {
+	if (len(c.urgent) > 0 || c.lastUrgent) && !starved {
 		limit = maxGroupBeside
 	}
 	c.lastUrgent = false

@@ -211,8 +211,16 @@ func (l *txLog) groups() [][]string {
 	return out
 }
 
+// frozen stops the clock db's committer times queued writes on, so that
+// no background write counts as waiting too long however slow the test.
+func frozen(db *DB) {
+	at := time.Now()
+	db.group.now = func() time.Time { return at }
+}
+
 func TestUrgentWritesGoAheadOfQueuedBackgroundOnes(t *testing.T) {
 	db := mustOpen(t, Options{})
+	frozen(db)
 	queued, release := holdCommitter(t, db)
 	var log txLog
 	var wg sync.WaitGroup
@@ -236,6 +244,7 @@ func TestUrgentWritesGoAheadOfQueuedBackgroundOnes(t *testing.T) {
 // for little, and in full ones once no click came.
 func TestBackgroundWritesStaySmallBesideUrgentOnes(t *testing.T) {
 	db := mustOpen(t, Options{NoSync: true})
+	frozen(db)
 	queued, release := holdCommitter(t, db)
 	var log txLog
 	var wg sync.WaitGroup
@@ -257,9 +266,10 @@ func TestBackgroundWritesStaySmallBesideUrgentOnes(t *testing.T) {
 	}
 }
 
-// TestBackgroundWritesNotStarvedByUrgentOnes checks that a background
-// write waiting maxBackgroundWait goes ahead of the urgent writes queued
-// after it, so that executions go on during a long burst of clicks.
+// TestBackgroundWritesNotStarvedByUrgentOnes checks that background
+// writes waiting maxBackgroundWait go ahead of the urgent writes queued
+// after them, all in one transaction, so that executions go on during a
+// long burst of clicks.
 func TestBackgroundWritesNotStarvedByUrgentOnes(t *testing.T) {
 	db := mustOpen(t, Options{NoSync: true})
 	var mu sync.Mutex
@@ -268,17 +278,21 @@ func TestBackgroundWritesNotStarvedByUrgentOnes(t *testing.T) {
 	queued, release := holdCommitter(t, db)
 	var log txLog
 	var wg sync.WaitGroup
-	wg.Go(func() { db.group.do(context.Background(), log.record("background")) })
-	queued(1)
+	const background = maxGroupBeside + 4
+	for i := range background {
+		wg.Go(func() { db.group.do(context.Background(), log.record(fmt.Sprintf("background-%d", i))) })
+	}
+	queued(background)
 	mu.Lock()
 	now = now.Add(maxBackgroundWait)
 	mu.Unlock()
 	wg.Go(func() { db.group.doFirst(context.Background(), log.record("click")) })
-	queued(2)
+	queued(background + 1)
 	release()
 	wg.Wait()
-	if groups := log.groups(); len(groups) != 2 || !slices.Equal(groups[0], []string{"background"}) {
-		t.Errorf("transactions after the held one: %q; want the background write, waiting %v, first", groups, maxBackgroundWait)
+	groups := log.groups()
+	if len(groups) != 2 || len(groups[0]) != background || !slices.Equal(groups[1], []string{"click"}) {
+		t.Errorf("transactions after the held one: %q; want the %d background writes, waiting %v, first and together, then the click", groups, background, maxBackgroundWait)
 	}
 }
 
@@ -465,6 +479,7 @@ func TestOnCommitToldOfEachTransaction(t *testing.T) {
 	mu.Lock()
 	commits = nil // the file's set-up
 	mu.Unlock()
+	frozen(db)
 	queued, release := holdCommitter(t, db)
 	var wg sync.WaitGroup
 	for i := range 3 {
