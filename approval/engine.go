@@ -87,6 +87,7 @@ type Engine struct {
 	// they owe in the store, executions may be mid-call.
 	background *background.Group
 	kick       chan struct{} // wakes the expiry loop
+	closing    chan struct{} // closed when Close begins
 	// noticeSlots holds a token for each card or thread job talking to
 	// Slack (see NoticeJobs).
 	noticeSlots chan struct{}
@@ -133,6 +134,7 @@ func NewEngine(cfg Config) (*Engine, error) {
 		store: cfg.Store, cloud: cfg.Cloud, finder: cfg.Finder, notify: cfg.Notifier, groups: cfg.Groups,
 		clock: cfg.Clock, log: cfg.Logger, observer: cfg.Observer, passive: cfg.Passive, shared: cfg.Shared,
 		kick:        make(chan struct{}, 1),
+		closing:     make(chan struct{}),
 		noticeSlots: make(chan struct{}, NoticeJobs),
 		background:  background.New(),
 		running:     map[string]bool{},
@@ -257,6 +259,9 @@ const jobGrace = 5 * time.Second
 // resumes it.
 func (e *Engine) Close(ctx context.Context) error {
 	e.mu.Lock()
+	if !e.closed {
+		close(e.closing)
+	}
 	e.closed = true
 	e.mu.Unlock()
 	e.stopIdle()

@@ -32,6 +32,8 @@ func (e *Engine) lookAfterUnconfirmed(err error) {
 			select {
 			case <-ctx.Done():
 				return
+			case <-e.closing: // a stopping engine sweeps no more
+				return
 			case <-e.clock.After(d):
 			}
 			e.Wake()
