@@ -1,7 +1,5 @@
 package approval
 
-import "sync"
-
 // shownCards remembers which version of each open request its card was
 // last updated to, when that update was not marked in the store. Only the
 // update that shows a request's outcome is marked in the store; the ones
@@ -12,43 +10,11 @@ import "sync"
 // restart, or on another replica, such a card is updated once more, which
 // shows it again as it is.
 type shownCards struct {
-	mu      sync.Mutex
-	version map[string]int
+	byRequest[int] // the version each card shows
 }
 
 // shows reports whether request id's card was updated to version.
 func (s *shownCards) shows(id string, version int) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	v, ok := s.version[id]
+	v, ok := s.get(id)
 	return ok && v == version
-}
-
-// set remembers that request id's card shows version.
-func (s *shownCards) set(id string, version int) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.version == nil {
-		s.version = map[string]int{}
-	}
-	s.version[id] = version
-}
-
-// forget drops request id, whose card is marked current in the store.
-func (s *shownCards) forget(id string) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	delete(s.version, id)
-}
-
-// keep drops every request not in open, so that requests ended elsewhere
-// are not remembered.
-func (s *shownCards) keep(open map[string]bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for id := range s.version {
-		if !open[id] {
-			delete(s.version, id)
-		}
-	}
 }

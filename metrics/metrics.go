@@ -56,10 +56,6 @@ var ackBuckets = []float64{0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 3}
 // click's answer waits for one or two commits.
 var commitBuckets = []float64{0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1}
 
-// storeQueues are the store's queues: writes someone waits on, and the
-// rest.
-var storeQueues = []string{"urgent", "background"}
-
 // Options configures Metrics.
 type Options struct {
 	// CloudCodes reports whether a Tencent Cloud error code is one the
@@ -251,9 +247,9 @@ func (m *Metrics) StoreCommit(urgent bool, writes int, took time.Duration) {
 	if m == nil {
 		return
 	}
-	q := storeQueues[1]
+	q := "background"
 	if urgent {
-		q = storeQueues[0]
+		q = "urgent" // clicks and commands
 	}
 	m.storeWrites.WithLabelValues(q).Add(float64(writes))
 	m.storeCommits.WithLabelValues(q).Inc()
