@@ -430,3 +430,63 @@ func (w *world) mustCard(t *testing.T, id string) approval.Card {
 	testutil.Eventually(t, 10*time.Second, func() bool { c = w.cardOf(id); return c.TS != "" }, "%s's card to be stored", id)
 	return c
 }
+
+// openDB opens a bbolt file in t's temporary directory, without fsync,
+// closed when the test ends; clock, when set, stamps its events.
+func openDB(t *testing.T, clock *testutil.FakeClock) *store.DB {
+	t.Helper()
+	opts := store.Options{NoSync: true}
+	if clock != nil {
+		opts.Now = clock.Now
+	}
+	db, err := store.Open(filepath.Join(t.TempDir(), "bot.db"), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	return db
+}
+
+// startEngine starts an engine on cfg, with the test policy, polls every
+// millisecond and a minute's reboot timeout unless cfg sets them. It is
+// closed when the test ends, cancelling whatever still runs.
+func startEngine(t *testing.T, cfg approval.Config) *approval.Engine {
+	t.Helper()
+	if cfg.Policy == nil {
+		cfg.Policy = testPolicy()
+	}
+	if cfg.PollInterval == 0 {
+		cfg.PollInterval = time.Millisecond
+	}
+	if cfg.RebootTimeout == 0 {
+		cfg.RebootTimeout = time.Minute
+	}
+	e, err := approval.NewEngine(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel()
+		e.Close(ctx)
+	})
+	return e
+}
+
+// createApproved files a request of one instance as UREQ and approves it
+// as UALICE from its card, with delivery keys cmd and click.
+func createApproved(t *testing.T, e *approval.Engine, db approval.Store, instance string) *approval.Request {
+	t.Helper()
+	ctx := context.Background()
+	r, err := e.Create(ctx, approval.CreateInput{Key: "cmd", Requester: "UREQ", Channel: "COPS", Reason: "kernel", Instances: []string{instance}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.Approve(ctx, "click", r.ID, "UALICE", storedCard(t, db, r.ID)); err != nil {
+		t.Fatal(err)
+	}
+	return r
+}

@@ -46,23 +46,11 @@ func TestReportsOfABigRequestMarkedInGroups(t *testing.T) {
 		instances[i] = approval.Instance{ID: fmt.Sprintf("ins-%08d", i), Name: "big", Zone: "ap-guangzhou-3"}
 	}
 	cloud := newFakeCloud(instances...)
-	db, err := store.Open(filepath.Join(t.TempDir(), "bot.db"), store.Options{NoSync: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
+	db := openDB(t, nil)
 	counted := &countingStore{Store: db}
 	slack := newFakeSlack()
-	e, err := approval.NewEngine(approval.Config{Store: counted, Cloud: cloud, Rebooter: cloud, Notifier: slack, Policy: testPolicy(),
-		PollInterval: time.Millisecond, RebootTimeout: time.Minute})
-	if err != nil {
-		t.Fatal(err)
-	}
+	e := startEngine(t, approval.Config{Store: counted, Cloud: cloud, Rebooter: cloud, Notifier: slack})
 	ctx := context.Background()
-	if err := e.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	defer e.Close(ctx)
 	ids := make([]string, n)
 	for i, in := range instances {
 		ids[i] = in.ID
@@ -168,30 +156,12 @@ func storedCard(t *testing.T, db approval.Store, id string) approval.Card {
 // summary, as the summary follows it at once.
 func TestReportsOfOneInstanceMarkedWithTheSummary(t *testing.T) {
 	cloud := newFakeCloud(testInstances()...)
-	db, err := store.Open(filepath.Join(t.TempDir(), "bot.db"), store.Options{NoSync: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
+	db := openDB(t, nil)
 	counted := &countingStore{Store: db}
 	slack := newFakeSlack()
-	e, err := approval.NewEngine(approval.Config{Store: counted, Cloud: cloud, Rebooter: cloud, Notifier: slack, Policy: testPolicy(),
-		PollInterval: time.Millisecond, RebootTimeout: time.Minute})
-	if err != nil {
-		t.Fatal(err)
-	}
+	e := startEngine(t, approval.Config{Store: counted, Cloud: cloud, Rebooter: cloud, Notifier: slack})
+	r := createApproved(t, e, db, "ins-aaaaaaaa")
 	ctx := context.Background()
-	if err := e.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	defer e.Close(ctx)
-	r, err := e.Create(ctx, approval.CreateInput{Key: "cmd", Requester: "UREQ", Channel: "COPS", Reason: "kernel", Instances: []string{"ins-aaaaaaaa"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := e.Approve(ctx, "click", r.ID, "UALICE", storedCard(t, db, r.ID)); err != nil {
-		t.Fatal(err)
-	}
 	testutil.Eventually(t, 10*time.Second, func() bool {
 		got, err := db.Get(ctx, r.ID)
 		return err == nil && got.Settled()

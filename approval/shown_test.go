@@ -2,14 +2,12 @@ package approval_test
 
 import (
 	"context"
-	"path/filepath"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"rebootbot/approval"
 	"rebootbot/internal/testutil"
-	"rebootbot/store"
 )
 
 // sweptStore counts the reads of the open requests, which each sweep
@@ -32,23 +30,11 @@ func TestCardShownMidLifeNotMarked(t *testing.T) {
 	p := testPolicy()
 	p.MinApprovals = 2
 	cloud := newFakeCloud(testInstances()...)
-	db, err := store.Open(filepath.Join(t.TempDir(), "bot.db"), store.Options{NoSync: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
+	db := openDB(t, nil)
 	swept := &sweptStore{Store: db}
 	slack := newFakeSlack()
 	start := func() *approval.Engine {
-		e, err := approval.NewEngine(approval.Config{Store: swept, Cloud: cloud, Rebooter: cloud, Notifier: slack, Policy: p,
-			PollInterval: time.Millisecond, RebootTimeout: time.Minute})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := e.Start(context.Background()); err != nil {
-			t.Fatal(err)
-		}
-		return e
+		return startEngine(t, approval.Config{Store: swept, Cloud: cloud, Rebooter: cloud, Notifier: slack, Policy: p})
 	}
 	ctx := context.Background()
 	e := start()
@@ -77,7 +63,6 @@ func TestCardShownMidLifeNotMarked(t *testing.T) {
 	}
 
 	e = start()
-	defer e.Close(ctx)
 	testutil.Eventually(t, 10*time.Second, func() bool { return slack.updateCalls() == 2 }, "the restarted engine to update the card once more")
 	if _, err := e.Approve(ctx, "click-2", r.ID, "UBOB", storedCard(t, db, r.ID)); err != nil {
 		t.Fatal(err)

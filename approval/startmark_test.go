@@ -2,7 +2,6 @@ package approval_test
 
 import (
 	"context"
-	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -64,26 +63,9 @@ func (s *gatedStartSlack) Report(ctx context.Context, r *approval.Request, rep a
 
 func startMarkWorld(t *testing.T, cloud *fakeCloud, slack approval.Notifier, clock *testutil.FakeClock) (*approval.Engine, *startMarkStore, *store.DB) {
 	t.Helper()
-	db, err := store.Open(filepath.Join(t.TempDir(), "bot.db"), store.Options{NoSync: true, Now: clock.Now})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
+	db := openDB(t, clock)
 	s := &startMarkStore{Store: db}
-	e, err := approval.NewEngine(approval.Config{Store: s, Cloud: cloud, Rebooter: cloud, Notifier: slack, Policy: testPolicy(), Clock: clock,
-		Groups: fakeGroups{}, PollInterval: time.Millisecond, RebootTimeout: time.Minute})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := e.Start(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		// A reboot call left hanging ends when Close gives up at once.
-		ctx, cancel := context.WithCancel(context.Background())
-		cancel()
-		e.Close(ctx)
-	})
+	e := startEngine(t, approval.Config{Store: s, Cloud: cloud, Rebooter: cloud, Notifier: slack, Clock: clock, Groups: fakeGroups{}})
 	return e, s, db
 }
 
@@ -95,14 +77,7 @@ func TestStartMarkRidesTheExecutionsWrite(t *testing.T) {
 	cloud.gate = make(chan struct{})
 	slack := &gatedStartSlack{fakeSlack: newFakeSlack(), started: make(chan struct{})}
 	e, s, db := startMarkWorld(t, cloud, slack, testutil.NewFakeClock(epoch))
-	ctx := context.Background()
-	r, err := e.Create(ctx, approval.CreateInput{Requester: "UREQ", Channel: "COPS", Reason: "kernel", Instances: []string{"ins-aaaaaaaa"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := e.Approve(ctx, "click", r.ID, "UALICE", storedCard(t, db, r.ID)); err != nil {
-		t.Fatal(err)
-	}
+	r := createApproved(t, e, db, "ins-aaaaaaaa")
 	<-slack.started
 	close(cloud.gate)
 	testutil.Eventually(t, 10*time.Second, func() bool { return mustStored(t, db, r.ID).Settled() }, "%s to settle", r.ID)
@@ -125,14 +100,7 @@ func TestStartMarkStoredWhenNoWriteFollows(t *testing.T) {
 	clock := testutil.NewFakeClock(epoch)
 	slack := &gatedStartSlack{fakeSlack: newFakeSlack(), gate: make(chan struct{}), started: make(chan struct{})}
 	e, s, db := startMarkWorld(t, cloud, slack, clock)
-	ctx := context.Background()
-	r, err := e.Create(ctx, approval.CreateInput{Requester: "UREQ", Channel: "COPS", Reason: "kernel", Instances: []string{"ins-aaaaaaaa"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := e.Approve(ctx, "click", r.ID, "UALICE", storedCard(t, db, r.ID)); err != nil {
-		t.Fatal(err)
-	}
+	r := createApproved(t, e, db, "ins-aaaaaaaa")
 	<-cloud.reached // the intent is stored; the call hangs
 	close(slack.gate)
 	<-slack.started

@@ -3,13 +3,11 @@ package approval_test
 import (
 	"context"
 	"errors"
-	"path/filepath"
 	"testing"
 	"time"
 
 	"rebootbot/approval"
 	"rebootbot/internal/testutil"
-	"rebootbot/store"
 )
 
 // lateStore commits the write for one delivery key but answers, as a
@@ -34,26 +32,10 @@ func (s *lateStore) Update(ctx context.Context, id, key string, fn func(r *appro
 func TestApprovalCommittedLateStartsSoon(t *testing.T) {
 	cloud := newFakeCloud(testInstances()...)
 	clock := testutil.NewFakeClock(epoch)
-	db, err := store.Open(filepath.Join(t.TempDir(), "bot.db"), store.Options{NoSync: true, Now: clock.Now})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
+	db := openDB(t, clock)
 	late := &lateStore{Store: db, key: "click"}
-	e, err := approval.NewEngine(approval.Config{Store: late, Cloud: cloud, Rebooter: cloud, Notifier: newFakeSlack(), Policy: testPolicy(), Clock: clock,
-		Groups: fakeGroups{}, PollInterval: time.Millisecond, RebootTimeout: time.Minute})
-	if err != nil {
-		t.Fatal(err)
-	}
+	e := startEngine(t, approval.Config{Store: late, Cloud: cloud, Rebooter: cloud, Notifier: newFakeSlack(), Clock: clock, Groups: fakeGroups{}})
 	ctx := context.Background()
-	if err := e.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		ctx, cancel := context.WithCancel(ctx)
-		cancel()
-		e.Close(ctx)
-	}()
 	r, err := e.Create(ctx, approval.CreateInput{Requester: "UREQ", Channel: "COPS", Reason: "kernel", Instances: []string{"ins-aaaaaaaa"}})
 	if err != nil {
 		t.Fatal(err)
