@@ -203,11 +203,7 @@ func (e *Engine) postReports(ctx context.Context, id string) {
 		}
 		ids := posted
 		posted = nil
-		return mark(func(r *Request) {
-			for _, id := range ids {
-				r.Run(id).Reported = true
-			}
-		})
+		return mark(func(r *Request) { r.markReported(ids) })
 	}
 	perInstance := len(r.Runs) <= MaxInstanceReports
 	for i := range r.Runs {
@@ -252,9 +248,7 @@ func (e *Engine) postReports(ctx context.Context, id string) {
 	}
 	ids := posted
 	mark(func(r *Request) {
-		for _, id := range ids {
-			r.Run(id).Reported = true
-		}
+		r.markReported(ids)
 		r.EndAnnounced = true
 	})
 }

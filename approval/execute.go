@@ -262,7 +262,11 @@ func (x *Executor) endWave(r *Request) ([]Event, error) {
 	}
 	ok, failed := 0, 0
 	for _, id := range r.waves()[r.Wave-1] {
-		switch r.Run(id).State {
+		run := r.Run(id)
+		if run == nil {
+			continue
+		}
+		switch run.State {
 		case RunSucceeded:
 			ok++
 		case RunFailed:

@@ -333,6 +333,17 @@ func (r *Request) Run(id string) *Run {
 	return nil
 }
 
+// markReported marks the runs of instances ids reported. An instance r
+// has no run for is skipped: a store may hand an update an earlier
+// version of the request first (see Store.Update).
+func (r *Request) markReported(ids []string) {
+	for _, id := range ids {
+		if run := r.Run(id); run != nil {
+			run.Reported = true
+		}
+	}
+}
+
 // Clone returns a deep copy of r, so that callers can keep a snapshot.
 func (r *Request) Clone() *Request {
 	c := *r

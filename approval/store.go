@@ -75,7 +75,11 @@ type Store interface {
 	// Concurrent updates may share one transaction, so fn may be called
 	// more than once (the shared transaction is rolled back and run again
 	// when another update in it fails): it must set whatever it reports
-	// to its caller afresh on each call.
+	// to its caller afresh on each call. A store shared by replicas may
+	// call fn first on an earlier version of the request, the one it
+	// last wrote or read, and call it again on the current one when its
+	// transaction finds the request changed: fn must hold up on any
+	// version (a request approved but not yet executing has no runs).
 	Update(ctx context.Context, id, key string, fn func(r *Request) (Change, error)) (r *Request, reply Reply, replayed bool, err error)
 
 	// Record appends events that change no request (a rejected command, a
