@@ -67,6 +67,20 @@ func (c *FakeClock) Waiters() int {
 	return len(c.waiters)
 }
 
+// WaitersWithin returns how many timers are due within d of now, so
+// tests can tell a short wait from a sweep's long one.
+func (c *FakeClock) WaitersWithin(d time.Duration) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n := 0
+	for _, w := range c.waiters {
+		if !w.at.After(c.now.Add(d)) {
+			n++
+		}
+	}
+	return n
+}
+
 // Ticker returns a clock function that reads start at its first call and
 // one step later at each call after, so that records stored through it get
 // distinct, predictable times (store.Options.Now).

@@ -110,6 +110,12 @@ func TestFakeClock(t *testing.T) {
 	if got := c.Waiters(); got != 2 {
 		t.Fatalf("Waiters = %d, want 2", got)
 	}
+	if got := c.WaitersWithin(time.Second); got != 1 {
+		t.Errorf("WaitersWithin(1s) = %d, want 1", got)
+	}
+	if got := c.WaitersWithin(time.Hour); got != 2 {
+		t.Errorf("WaitersWithin(1h) = %d, want 2", got)
+	}
 	c.Advance(999 * time.Millisecond)
 	select {
 	case <-soon:
