@@ -175,14 +175,36 @@ func (e *Engine) postReports(ctx context.Context, id string) {
 	if err != nil || r.Card.TS == "" || r.StartedAt.IsZero() || r.NoticesLost {
 		return
 	}
+	// startOwed is set when the start was posted after the execution
+	// ended: the mark rides the write marking the reports that follow,
+	// or is stored on its own when none does.
+	var startOwed bool
 	mark := func(fn func(r *Request)) bool {
-		r, _, _, err = e.store.Update(ctx, id, "", func(r *Request) (Change, error) { fn(r); return Change{Save: true}, nil })
+		r, _, _, err = e.store.Update(ctx, id, "", func(r *Request) (Change, error) {
+			if startOwed {
+				markStarted(r, e.now())
+			}
+			fn(r)
+			return Change{Save: true}, nil
+		})
 		if err != nil {
 			e.log.Error("mark report posted", "request", id, "err", err)
+		} else {
+			startOwed = false
 		}
 		return err == nil
 	}
-	if !r.StartAnnounced {
+	defer func() {
+		if startOwed {
+			mark(func(*Request) {})
+		}
+	}()
+	if !r.StartAnnounced && r.State.Terminal() {
+		if e.report(ctx, r, Report{Kind: ReportStarted}) != nil {
+			return
+		}
+		startOwed = true
+	} else if !r.StartAnnounced {
 		if e.report(ctx, r, Report{Kind: ReportStarted}) != nil {
 			return
 		}

@@ -2,6 +2,8 @@ package approval_test
 
 import (
 	"context"
+	"errors"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -16,21 +18,24 @@ import (
 type startMarkStore struct {
 	approval.Store
 	mu         sync.Mutex
-	markEvents []int // events of each write that set StartAnnounced
+	markEvents []int  // events of each write that set StartAnnounced
+	markEnds   []bool // whether that write also set EndAnnounced
 }
 
 func (s *startMarkStore) Update(ctx context.Context, id, key string, fn func(r *approval.Request) (approval.Change, error)) (*approval.Request, approval.Reply, bool, error) {
-	var marked bool
+	var marked, ended bool
 	var events int
 	r, reply, replayed, err := s.Store.Update(ctx, id, key, func(r *approval.Request) (approval.Change, error) {
-		before := r.StartAnnounced
+		before, endBefore := r.StartAnnounced, r.EndAnnounced
 		c, err := fn(r)
 		marked, events = !before && r.StartAnnounced && c.Save, len(c.Events)
+		ended = !endBefore && r.EndAnnounced
 		return c, err
 	})
 	if err == nil && marked {
 		s.mu.Lock()
 		s.markEvents = append(s.markEvents, events)
+		s.markEnds = append(s.markEnds, ended)
 		s.mu.Unlock()
 	}
 	return r, reply, replayed, err
@@ -137,5 +142,51 @@ func TestStartMarkStoredWhenTheExecutionEnds(t *testing.T) {
 	testutil.Eventually(t, 10*time.Second, func() bool { return mustStored(t, db, r.ID).Settled() }, "%s to settle", r.ID)
 	if marks := s.marks(); len(marks) != 1 || marks[0] != 0 {
 		t.Errorf("writes storing the start mark carried %v events; want one write of the mark alone", marks)
+	}
+}
+
+// TestStartMarkRidesTheSummaryWhenTheExecutionEndedFirst has Slack refuse
+// every thread message until the request has succeeded: the reports job
+// that then finds it ended posts the start, the result and the summary,
+// and stores all three marks in one write.
+func TestStartMarkRidesTheSummaryWhenTheExecutionEndedFirst(t *testing.T) {
+	cloud := newFakeCloud(testInstances()...)
+	clock := testutil.NewFakeClock(epoch)
+	slack := newFakeSlack()
+	e, s, db := startMarkWorld(t, cloud, slack, clock)
+	ctx := context.Background()
+	r, err := e.Create(ctx, approval.CreateInput{Requester: "UREQ", Channel: "COPS", Reason: "kernel", Instances: []string{"ins-aaaaaaaa"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	card := storedCard(t, db, r.ID)
+	slack.setUpdateErr(errors.New("slack is down"))
+	if _, err := e.Approve(ctx, "click", r.ID, "UALICE", card); err != nil {
+		t.Fatal(err)
+	}
+	testutil.Eventually(t, 10*time.Second, func() bool { return mustStored(t, db, r.ID).State == approval.Succeeded }, "%s to succeed", r.ID)
+	slack.setUpdateErr(nil)
+	testutil.Eventually(t, 10*time.Second, func() bool {
+		e.Wake()
+		return mustStored(t, db, r.ID).Settled()
+	}, "%s to settle", r.ID)
+	s.mu.Lock()
+	marks, ends := slices.Clone(s.markEvents), slices.Clone(s.markEnds)
+	s.mu.Unlock()
+	if len(marks) != 1 || marks[0] != 0 || !ends[0] {
+		t.Errorf("writes storing the start mark: events %v, summary marked %v; want one write without events that also marks the summary", marks, ends)
+	}
+	got := mustStored(t, db, r.ID)
+	if !got.StartAnnounced || !got.EndAnnounced || !got.Runs[0].Reported {
+		t.Errorf("start %v, summary %v, result %v marked; want all three", got.StartAnnounced, got.EndAnnounced, got.Runs[0].Reported)
+	}
+	kinds := map[approval.ReportKind]int{}
+	for _, rep := range slack.reportsOf(r.ID) {
+		kinds[rep.Kind]++
+	}
+	for _, k := range []approval.ReportKind{approval.ReportStarted, approval.ReportInstance, approval.ReportFinished} {
+		if kinds[k] != 1 {
+			t.Errorf("%s posted %d times, want once", k, kinds[k])
+		}
 	}
 }
