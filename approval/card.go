@@ -22,7 +22,8 @@ const (
 // job already runs for it; then that one runs once more when it ends, so a
 // change that arrives meanwhile is never missed. Jobs only talk to Slack
 // from what is stored, so running one again is always safe. At most
-// NoticeJobs run fn at once (see jobTurn); the others wait for a turn.
+// NoticeJobs run fn at once (see jobTurn); the others wait for a turn,
+// and none takes one while commands and clicks keep coming (see lull).
 func (e *Engine) runJob(kind, id string, fn func(ctx context.Context, id string)) {
 	key := kind + " " + id
 	e.mu.Lock()
@@ -40,7 +41,7 @@ func (e *Engine) runJob(kind, id string, fn func(ctx context.Context, id string)
 		e.mu.Unlock()
 	}
 	started := e.spawnJob(func(ctx context.Context) {
-		turn := &jobTurn{slots: e.noticeSlots}
+		turn := &jobTurn{slots: e.noticeSlots, lull: e.lull}
 		for {
 			if !turn.take(ctx) {
 				done()

@@ -91,6 +91,9 @@ type Engine struct {
 	// noticeSlots holds a token for each card or thread job talking to
 	// Slack (see NoticeJobs).
 	noticeSlots chan struct{}
+	// lull is when the commands and clicks being handled let card and
+	// thread jobs take their turns.
+	lull *lull
 
 	mu      sync.Mutex
 	closed  bool            // no new sweeps
@@ -136,6 +139,7 @@ func NewEngine(cfg Config) (*Engine, error) {
 		kick:        make(chan struct{}, 1),
 		closing:     make(chan struct{}),
 		noticeSlots: make(chan struct{}, NoticeJobs),
+		lull:        newLull(),
 		background:  background.New(),
 		running:     map[string]bool{},
 		rerun:       map[string]bool{},
@@ -347,6 +351,7 @@ func (e *Engine) now() time.Time { return e.clock.Now().UTC() }
 // as an *Error. The same delivery key again returns the first answer;
 // concurrent Creates with one key run once and share its answer.
 func (e *Engine) Create(ctx context.Context, in CreateInput) (*Request, error) {
+	defer e.lull.begin()()
 	if in.Key == "" {
 		return e.createLogged(ctx, in)
 	}
@@ -891,6 +896,7 @@ type decideFunc func(r *Request, v *verdict, now time.Time) (Change, []Event, st
 // with the delivery key, the audit of refusals, and the follow-up work.
 // from is the card a click came from; nil for a command.
 func (e *Engine) decide(ctx context.Context, key, id, user, action string, from *Card, fn decideFunc) (Result, error) {
+	defer e.lull.begin()()
 	if !ValidUserID(user) {
 		return Result{}, Errorf(Invalid, "The click came without a valid Slack user.")
 	}

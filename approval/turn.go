@@ -13,17 +13,21 @@ const NoticeJobs = 16
 // the job's own goroutine uses it.
 type jobTurn struct {
 	slots chan struct{} // a token in it for each turn taken
+	lull  *lull         // waited for before a turn is taken, when set
 	held  bool
 }
 
 // jobTurnKey carries a job's turn in its context, for offTurn.
 type jobTurnKey struct{}
 
-// take waits for a turn unless one is held; it reports false when ctx
-// ends first.
+// take waits for a lull in commands and clicks, then for a turn, unless
+// one is held; it reports false when ctx ends first.
 func (t *jobTurn) take(ctx context.Context) bool {
 	if t.held {
 		return true
+	}
+	if t.lull != nil && !t.lull.wait(ctx) {
+		return false
 	}
 	select {
 	case t.slots <- struct{}{}:
