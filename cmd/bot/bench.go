@@ -368,7 +368,7 @@ func startBenchBot(ctx context.Context, c benchConfig, dir, secret, stubURL, emu
 		"TENCENTCLOUD_SECRET_KEY=" + secretKey,
 		"TENCENTCLOUD_ENDPOINT=" + emuURL,
 	}
-	for _, name := range []string{"GOMEMLIMIT", "GOGC"} { // to compare memory settings
+	for _, name := range []string{"GOMEMLIMIT", "GOGC", "GOMAXPROCS"} { // to compare runtime settings
 		if v, ok := os.LookupEnv(name); ok {
 			cmd.Env = append(cmd.Env, name+"="+v)
 		}
