@@ -23,14 +23,17 @@ const (
 
 // lull tracks the commands and clicks being handled. It runs on the
 // machine's time, not the engine's clock: it shares out the CPU now.
+// Waiting jobs share one channel, closed when the lull comes, so that a
+// burst of clicks wakes each of them once, not at every gap between
+// clicks.
 type lull struct {
 	quiet, most time.Duration
 
 	mu       sync.Mutex
 	inFlight int           // calls being handled
-	last     time.Time     // when the last one ended
-	crowded  time.Time     // when two or more were last handled at once
-	idle     chan struct{} // closed when inFlight drops to zero, if made
+	crowded  bool          // two or more were handled at once since the lull last came
+	shut     chan struct{} // closed when the lull comes; nil during one
+	spell    uint64        // counts the quiet spells begun, so that only the last one ends the wait
 }
 
 func newLull() *lull { return &lull{quiet: lullQuiet, most: lullMax} }
@@ -41,61 +44,68 @@ func (l *lull) begin() (end func()) {
 	l.mu.Lock()
 	l.inFlight++
 	if l.inFlight > 1 {
-		l.crowded = time.Now()
+		l.crowded = true
 	}
+	if l.shut == nil {
+		l.shut = make(chan struct{})
+	}
+	l.spell++ // a quiet spell under way is broken
 	l.mu.Unlock()
 	return func() {
 		l.mu.Lock()
 		defer l.mu.Unlock()
 		l.inFlight--
-		l.last = time.Now()
-		if l.inFlight == 0 && l.idle != nil {
-			close(l.idle)
-			l.idle = nil
+		if l.inFlight > 0 {
+			return
 		}
+		if !l.crowded {
+			l.come()
+			return
+		}
+		l.spell++
+		spell := l.spell
+		time.AfterFunc(l.quiet, func() {
+			l.mu.Lock()
+			defer l.mu.Unlock()
+			if l.spell == spell {
+				l.come()
+			}
+		})
 	}
 }
 
+// come lets the waiting jobs go. l.mu must be held.
+func (l *lull) come() {
+	if l.shut != nil {
+		close(l.shut)
+		l.shut = nil
+	}
+	l.crowded = false
+}
+
 // wait returns once no call is being handled and, when calls came
-// together lately, none has been for l.quiet; or l.most after it was
+// together, none has been for l.quiet since; or l.most after it was
 // called. It reports false when ctx ends first.
 func (l *lull) wait(ctx context.Context) bool {
-	give := time.NewTimer(l.most)
-	defer give.Stop()
-	var nap *time.Timer
-	for {
-		var idle <-chan struct{}
-		var d time.Duration
-		l.mu.Lock()
-		if l.inFlight > 0 {
-			if l.idle == nil {
-				l.idle = make(chan struct{})
-			}
-			idle = l.idle
-		} else if time.Since(l.crowded) < l.quiet {
-			d = time.Until(l.last.Add(l.quiet))
-		}
-		l.mu.Unlock()
-		if idle == nil && d <= 0 {
-			return ctx.Err() == nil
-		}
-		var napped <-chan time.Time
-		if idle == nil {
-			if nap == nil {
-				nap = time.NewTimer(d)
-				defer nap.Stop()
-			} else {
-				nap.Reset(d)
-			}
-			napped = nap.C
-		}
-		select {
-		case <-idle:
-		case <-napped:
-		case <-give.C:
-			return ctx.Err() == nil
-		case <-ctx.Done():
-			return false
-		}
+	l.mu.Lock()
+	shut := l.shut
+	l.mu.Unlock()
+	if shut == nil {
+		return ctx.Err() == nil
 	}
+	t := time.NewTimer(l.most)
+	defer t.Stop()
+	select {
+	case <-shut:
+	case <-t.C:
+	case <-ctx.Done():
+		return false
+	}
+	return ctx.Err() == nil
 }
+
+// Lull waits, as the engine's card and thread jobs do, while commands and
+// clicks are being handled together: for whatever else in the bot talks
+// to Slack in the background on their behalf, such as the answers to
+// them. It reports false when ctx ends first.
+func (e *Engine) Lull(ctx context.Context) bool { return e.lull.wait(ctx) }
