@@ -294,9 +294,14 @@ type replyTo struct {
 	responseURL, channel, user string
 }
 
-// deliver sends a late answer. Failures are logged; there is no one else to
-// tell.
+// deliver sends a late answer, once the commands and clicks being handled
+// together let it (Engine.Lull). Failures are logged; there is no one else
+// to tell.
 func (h *Handler) deliver(ctx context.Context, to replyTo, msg *Message) {
+	if !h.engine.Lull(ctx) {
+		h.log.Warn("answer not sent", "user", to.user, "err", context.Cause(ctx))
+		return
+	}
 	var err error
 	switch {
 	case to.responseURL != "":

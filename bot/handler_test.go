@@ -19,6 +19,7 @@ import (
 // closed, so tests can hold the engine in the middle of a call.
 type fakeEngine struct {
 	gate    chan struct{} // closed: calls proceed
+	lull    chan struct{} // closed: Lull returns
 	entered chan string   // receives the method name as each call starts
 
 	mu      sync.Mutex
@@ -26,9 +27,19 @@ type fakeEngine struct {
 }
 
 func newFakeEngine() *fakeEngine {
-	f := &fakeEngine{gate: make(chan struct{}), entered: make(chan string, 16)}
+	f := &fakeEngine{gate: make(chan struct{}), lull: make(chan struct{}), entered: make(chan string, 16)}
 	close(f.gate)
+	close(f.lull)
 	return f
+}
+
+// holdLull makes Lull wait until the returned release is called.
+func (f *fakeEngine) holdLull() (release func()) {
+	lull := make(chan struct{})
+	f.mu.Lock()
+	f.lull = lull
+	f.mu.Unlock()
+	return func() { close(lull) }
 }
 
 // hold makes the next calls wait until the returned release is called.
@@ -106,6 +117,18 @@ func (f *fakeEngine) MayView(ctx context.Context, user, channel string) error   
 func (f *fakeEngine) MayRequest(ctx context.Context, user, channel string) error { return nil }
 func (f *fakeEngine) Policy() *approval.Policy                                   { return defaultPolicy() }
 
+func (f *fakeEngine) Lull(ctx context.Context) bool {
+	f.mu.Lock()
+	lull := f.lull
+	f.mu.Unlock()
+	select {
+	case <-lull:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
 type fakeEnv struct {
 	*env
 	fake *fakeEngine
@@ -182,6 +205,26 @@ func TestClickAckedAfterStore(t *testing.T) {
 	release()
 	if ans := <-answered; ans.Status != http.StatusOK {
 		t.Fatalf("click answered %d", ans.Status)
+	}
+}
+
+// TestClickAnswerWaitsForALull: the clicker's ephemeral answer is sent
+// once the engine says commands and clicks let it, not while they are
+// being answered; the click itself is acknowledged at once.
+func TestClickAnswerWaitsForALull(t *testing.T) {
+	e := mustFakeEnv(t, time.Second)
+	release := e.fake.holdLull()
+	ans, responseURL := e.click(approverA, "approve", "R-1")
+	if ans.Status != http.StatusOK {
+		t.Fatalf("click answered %d", ans.Status)
+	}
+	time.Sleep(100 * time.Millisecond)
+	if n := len(e.stub.responsesTo(responseURL)); n != 0 {
+		t.Fatal("the answer was sent before the lull")
+	}
+	release()
+	if got := e.responseText(responseURL, 1); got != "You approved R-1." {
+		t.Errorf("clicker was told %q", got)
 	}
 }
 
