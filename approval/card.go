@@ -200,23 +200,24 @@ func (e *Engine) postReports(ctx context.Context, id string) {
 			mark(func(*Request) {})
 		}
 	}()
-	if !r.StartAnnounced && r.State.Terminal() {
+	if !r.StartAnnounced {
 		if e.report(ctx, r, Report{Kind: ReportStarted}) != nil {
 			return
 		}
-		startOwed = true
-	} else if !r.StartAnnounced {
-		if e.report(ctx, r, Report{Kind: ReportStarted}) != nil {
-			return
-		}
-		r = nil // not held while the mark is awaited, nor the job's turn
-		var stored bool
-		if !offTurn(ctx, func() { stored = e.awaitStartMark(ctx, id) }) || !stored {
-			return
-		}
-		// Results may have been stored meanwhile.
-		if r, err = e.store.Get(ctx, id); err != nil {
-			return
+		if r.State.Terminal() {
+			// No execution write is left to carry the mark; the
+			// reports that follow at once are marked anyway.
+			startOwed = true
+		} else {
+			r = nil // not held while the mark is awaited, nor the job's turn
+			var stored bool
+			if !offTurn(ctx, func() { stored = e.awaitStartMark(ctx, id) }) || !stored {
+				return
+			}
+			// Results may have been stored meanwhile.
+			if r, err = e.store.Get(ctx, id); err != nil {
+				return
+			}
 		}
 	}
 	var posted []string
