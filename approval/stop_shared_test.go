@@ -68,6 +68,12 @@ func TestStopFromAnotherEngineWakesThePause(t *testing.T) {
 		got, err := db.Get(ctx, r.ID)
 		return err == nil && got.Wave == 1 && got.WaveFinished
 	}, "the pause after wave 1 of %s", r.ID)
+	// The execution stores the wave's end before it goes to sleep for
+	// the pause; a stop taken in between ends it without a pause. Only
+	// its 30-minute timer shows it asleep.
+	testutil.Eventually(t, 10*time.Second, func() bool {
+		return clock.WaitersWithin(31*time.Minute) > clock.WaitersWithin(29*time.Minute)
+	}, "the leading engine's execution of %s to sleep out the pause", r.ID)
 
 	res, err := front.Stop(ctx, "stop-click", r.ID, "UALICE", &card)
 	if err != nil {
