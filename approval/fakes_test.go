@@ -279,6 +279,38 @@ func (s *fakeSlack) reportsOf(id string) []approval.Report {
 	return slices.Clone(s.reports[id])
 }
 
+// wantThreadOnce checks that request id's thread got its start, one
+// instance report and its summary, each once.
+func wantThreadOnce(t *testing.T, s *fakeSlack, id string) {
+	t.Helper()
+	kinds := map[approval.ReportKind]int{}
+	for _, rep := range s.reportsOf(id) {
+		kinds[rep.Kind]++
+	}
+	for _, k := range []approval.ReportKind{approval.ReportStarted, approval.ReportInstance, approval.ReportFinished} {
+		if kinds[k] != 1 {
+			t.Errorf("%s: %s posted %d times, want once", id, k, kinds[k])
+		}
+	}
+}
+
+// wantReportedOnce checks that each of instances got exactly one report
+// in request id's thread.
+func wantReportedOnce(t *testing.T, s *fakeSlack, id string, instances []string) {
+	t.Helper()
+	seen := map[string]int{}
+	for _, rep := range s.reportsOf(id) {
+		if rep.Kind == approval.ReportInstance {
+			seen[rep.Run.InstanceID]++
+		}
+	}
+	for _, in := range instances {
+		if seen[in] != 1 {
+			t.Errorf("%s: %s reported %d times, want once", id, in, seen[in])
+		}
+	}
+}
+
 // fakeGroups resolves user groups from a map.
 type fakeGroups map[string][]string
 

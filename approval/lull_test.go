@@ -14,18 +14,36 @@ func waited(ctx context.Context, l *lull) <-chan bool {
 	return got
 }
 
+// wantWaitEnds checks that the wait whose answer comes on got ends, with
+// want; stuck says what it would mean if it did not.
+func wantWaitEnds(t *testing.T, got <-chan bool, want bool, stuck string) {
+	t.Helper()
+	select {
+	case ok := <-got:
+		if ok != want {
+			t.Errorf("wait = %v, want %v", ok, want)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal(stuck)
+	}
+}
+
+// wantStillWaiting checks that the wait whose answer comes on got has not
+// ended 100 ms on; gone says what it would mean if it had.
+func wantStillWaiting(t *testing.T, got <-chan bool, gone string) {
+	t.Helper()
+	select {
+	case <-got:
+		t.Fatal(gone)
+	case <-time.After(100 * time.Millisecond):
+	}
+}
+
 // TestLullGoesAtOnceWhenNobodyCalls checks that a job waits for nothing
 // when no command or click has come.
 func TestLullGoesAtOnceWhenNobodyCalls(t *testing.T) {
 	l := &lull{quiet: time.Hour, most: time.Hour}
-	select {
-	case ok := <-waited(t.Context(), l):
-		if !ok {
-			t.Error("wait = false, want true")
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("a job waited with no command or click ever handled")
-	}
+	wantWaitEnds(t, waited(t.Context(), l), true, "a job waited with no command or click ever handled")
 }
 
 // TestLullWaitsForTheCallsInFlight checks that a job takes no turn while a
@@ -34,49 +52,28 @@ func TestLullWaitsForTheCallsInFlight(t *testing.T) {
 	l := &lull{quiet: time.Hour, most: time.Hour}
 	end := l.begin()
 	got := waited(t.Context(), l)
-	select {
-	case <-got:
-		t.Fatal("a job went while a click was being handled")
-	case <-time.After(100 * time.Millisecond):
-	}
+	wantStillWaiting(t, got, "a job went while a click was being handled")
 	end()
-	select {
-	case ok := <-got:
-		if !ok {
-			t.Error("wait = false, want true")
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("the job still waited after the click was answered")
-	}
+	wantWaitEnds(t, got, true, "the job still waited after the click was answered")
 }
 
 // TestLullWaitsOutACrowd checks that once two clicks were handled at
 // the same time, a job waits for a quiet spell after the last one, not
 // only for it to be answered.
 func TestLullWaitsOutACrowd(t *testing.T) {
+	crowd := func(l *lull) {
+		end1, end2 := l.begin(), l.begin()
+		end1()
+		end2()
+	}
 	l := &lull{quiet: time.Hour, most: time.Hour}
-	end1, end2 := l.begin(), l.begin()
-	end1()
-	end2()
+	crowd(l)
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
-	select {
-	case <-waited(ctx, l):
-		t.Fatal("a job went right after two clicks handled together")
-	case <-time.After(100 * time.Millisecond):
-	}
+	wantStillWaiting(t, waited(ctx, l), "a job went right after two clicks handled together")
 	l = &lull{quiet: 10 * time.Millisecond, most: time.Hour}
-	end1, end2 = l.begin(), l.begin()
-	end1()
-	end2()
-	select {
-	case ok := <-waited(t.Context(), l):
-		if !ok {
-			t.Error("wait = false, want true")
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("the job still waited after the quiet spell")
-	}
+	crowd(l)
+	wantWaitEnds(t, waited(t.Context(), l), true, "the job still waited after the quiet spell")
 }
 
 // TestLullNeverHoldsAJobPastMost checks that people who never stop
@@ -84,14 +81,7 @@ func TestLullWaitsOutACrowd(t *testing.T) {
 func TestLullNeverHoldsAJobPastMost(t *testing.T) {
 	l := &lull{quiet: time.Hour, most: 20 * time.Millisecond}
 	defer l.begin()()
-	select {
-	case ok := <-waited(t.Context(), l):
-		if !ok {
-			t.Error("wait = false, want true")
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("a job waited past the lull's bound")
-	}
+	wantWaitEnds(t, waited(t.Context(), l), true, "a job waited past the lull's bound")
 }
 
 // TestLullWaitEndsWithItsJob checks that a job stopped while it waits
@@ -102,14 +92,7 @@ func TestLullWaitEndsWithItsJob(t *testing.T) {
 	ctx, cancel := context.WithCancel(t.Context())
 	got := waited(ctx, l)
 	cancel()
-	select {
-	case ok := <-got:
-		if ok {
-			t.Error("wait = true for a stopped job, want false")
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("a stopped job kept waiting")
-	}
+	wantWaitEnds(t, got, false, "a stopped job kept waiting")
 }
 
 // TestTurnTakenAfterTheLull checks that a job waiting for a lull holds no
@@ -121,17 +104,13 @@ func TestTurnTakenAfterTheLull(t *testing.T) {
 	turn := &jobTurn{slots: slots, lull: l}
 	took := make(chan bool, 1)
 	go func() { took <- turn.take(t.Context()) }()
-	time.Sleep(50 * time.Millisecond)
+	wantStillWaiting(t, took, "a job took a turn while a click was being handled")
 	if len(slots) != 0 {
-		t.Fatal("a job took a turn while a click was being handled")
+		t.Fatal("a job holds a turn while a click is being handled")
 	}
 	end()
-	select {
-	case ok := <-took:
-		if !ok || len(slots) != 1 {
-			t.Errorf("take = %v with %d turns taken, want true and 1", ok, len(slots))
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("no turn taken after the click was answered")
+	wantWaitEnds(t, took, true, "no turn taken after the click was answered")
+	if len(slots) != 1 {
+		t.Errorf("%d turns taken, want 1", len(slots))
 	}
 }

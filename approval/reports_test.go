@@ -66,17 +66,7 @@ func TestReportsOfABigRequestMarkedInGroups(t *testing.T) {
 		got, err := db.Get(ctx, r.ID)
 		return err == nil && got.Settled()
 	}, "%s to settle", r.ID)
-	seen := map[string]int{}
-	for _, rep := range slack.reportsOf(r.ID) {
-		if rep.Kind == approval.ReportInstance {
-			seen[rep.Run.InstanceID]++
-		}
-	}
-	for _, id := range ids {
-		if seen[id] != 1 {
-			t.Errorf("%s reported %d times, want once", id, seen[id])
-		}
-	}
+	wantReportedOnce(t, slack, r.ID, ids)
 	counted.mu.Lock()
 	defer counted.mu.Unlock()
 	// The start, the summary, the card marked current a few times, and the
@@ -166,15 +156,7 @@ func TestReportsOfOneInstanceMarkedWithTheSummary(t *testing.T) {
 		got, err := db.Get(ctx, r.ID)
 		return err == nil && got.Settled()
 	}, "%s to settle", r.ID)
-	kinds := map[approval.ReportKind]int{}
-	for _, rep := range slack.reportsOf(r.ID) {
-		kinds[rep.Kind]++
-	}
-	for _, k := range []approval.ReportKind{approval.ReportStarted, approval.ReportInstance, approval.ReportFinished} {
-		if kinds[k] != 1 {
-			t.Errorf("%s posted %d times, want once", k, kinds[k])
-		}
-	}
+	wantThreadOnce(t, slack, r.ID)
 	counted.mu.Lock()
 	defer counted.mu.Unlock()
 	// The card's place, the card showing the outcome marked current, the

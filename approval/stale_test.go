@@ -2,6 +2,7 @@ package approval_test
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -62,11 +63,11 @@ func TestDecisionsOnAnOldVersionAreHarmless(t *testing.T) {
 	ids := []string{"ins-aaaaaaaa", "ins-bbbbbbbb"}
 	var done []string
 	for _, waves := range []approval.WaveOptions{{}, {Size: 1}} {
-		r, err := e.Create(ctx, approval.CreateInput{Key: "cmd" + r2s(waves.Size), Requester: "UREQ", Channel: "COPS", Reason: "kernel", Instances: ids, Waves: waves})
+		r, err := e.Create(ctx, approval.CreateInput{Key: fmt.Sprint("cmd", waves.Size), Requester: "UREQ", Channel: "COPS", Reason: "kernel", Instances: ids, Waves: waves})
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := e.Approve(ctx, "click"+r2s(waves.Size), r.ID, "UALICE", storedCard(t, db, r.ID)); err != nil {
+		if _, err := e.Approve(ctx, fmt.Sprint("click", waves.Size), r.ID, "UALICE", storedCard(t, db, r.ID)); err != nil {
 			t.Fatal(err)
 		}
 		testutil.Eventually(t, 10*time.Second, func() bool {
@@ -88,17 +89,7 @@ func TestDecisionsOnAnOldVersionAreHarmless(t *testing.T) {
 				t.Errorf("%s: %s not marked reported", id, run.InstanceID)
 			}
 		}
-		seen := map[string]int{}
-		for _, rep := range slack.reportsOf(id) {
-			if rep.Kind == approval.ReportInstance {
-				seen[rep.Run.InstanceID]++
-			}
-		}
-		for _, in := range ids {
-			if seen[in] != 1 {
-				t.Errorf("%s: %s reported %d times, want once", id, in, seen[in])
-			}
-		}
+		wantReportedOnce(t, slack, id, ids)
 	}
 	stale.mu.Lock()
 	defer stale.mu.Unlock()
@@ -106,5 +97,3 @@ func TestDecisionsOnAnOldVersionAreHarmless(t *testing.T) {
 		t.Fatal("no update was decided on an old version")
 	}
 }
-
-func r2s(n int) string { return string(rune('0' + n)) }

@@ -193,13 +193,5 @@ func TestStartMarkRidesTheSummaryWhenTheExecutionEndedFirst(t *testing.T) {
 	if !got.StartAnnounced || !got.EndAnnounced || !got.Runs[0].Reported {
 		t.Errorf("start %v, summary %v, result %v marked; want all three", got.StartAnnounced, got.EndAnnounced, got.Runs[0].Reported)
 	}
-	kinds := map[approval.ReportKind]int{}
-	for _, rep := range slack.reportsOf(r.ID) {
-		kinds[rep.Kind]++
-	}
-	for _, k := range []approval.ReportKind{approval.ReportStarted, approval.ReportInstance, approval.ReportFinished} {
-		if kinds[k] != 1 {
-			t.Errorf("%s posted %d times, want once", k, kinds[k])
-		}
-	}
+	wantThreadOnce(t, slack, r.ID)
 }

@@ -56,14 +56,23 @@ func (f *fakeEngine) wait(ctx context.Context, method string) error {
 	case f.entered <- method:
 	default: // nobody is watching
 	}
+	if !f.pass(ctx, &f.gate) {
+		return ctx.Err()
+	}
+	return nil
+}
+
+// pass waits until the gate *g holds is closed; it reports false when
+// ctx ends first.
+func (f *fakeEngine) pass(ctx context.Context, g *chan struct{}) bool {
 	f.mu.Lock()
-	gate := f.gate
+	gate := *g
 	f.mu.Unlock()
 	select {
 	case <-gate:
-		return nil
+		return true
 	case <-ctx.Done():
-		return ctx.Err()
+		return false
 	}
 }
 
@@ -117,17 +126,7 @@ func (f *fakeEngine) MayView(ctx context.Context, user, channel string) error   
 func (f *fakeEngine) MayRequest(ctx context.Context, user, channel string) error { return nil }
 func (f *fakeEngine) Policy() *approval.Policy                                   { return defaultPolicy() }
 
-func (f *fakeEngine) Lull(ctx context.Context) bool {
-	f.mu.Lock()
-	lull := f.lull
-	f.mu.Unlock()
-	select {
-	case <-lull:
-		return true
-	case <-ctx.Done():
-		return false
-	}
-}
+func (f *fakeEngine) Lull(ctx context.Context) bool { return f.pass(ctx, &f.lull) }
 
 type fakeEnv struct {
 	*env

@@ -128,9 +128,6 @@ type callLog struct {
 
 func (l *callLog) record(c emulator.Call) {
 	now := c.At // as the emulator counted it against the rates
-	if now.IsZero() {
-		now = time.Now()
-	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.times[c.Action] = append(l.times[c.Action], now)
