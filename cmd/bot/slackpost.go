@@ -37,6 +37,17 @@ func (s *slackSender) trigger() string {
 	return fmt.Sprintf("%d.1000.%s%06d", time.Now().UnixNano(), s.tag, s.seq)
 }
 
+// senderClient carries every slackSender's deliveries. Go's default
+// transport keeps two idle connections per host, so with twenty
+// deliveries in flight most of them would dial a new connection (and the
+// bot accept one): keep as many as the benchmark's widest concurrency,
+// the way Slack's own senders hold theirs open.
+var senderClient = &http.Client{Transport: func() http.RoundTripper {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.MaxIdleConnsPerHost = 100
+	return t
+}()}
+
 // post signs form and sends it to path. It returns the bot's status and
 // body (at most 1 MiB of it) and how long the whole answer took.
 func (s *slackSender) post(ctx context.Context, path string, form url.Values) (status int, body string, took time.Duration, err error) {
@@ -50,7 +61,7 @@ func (s *slackSender) post(ctx context.Context, path string, form url.Values) (s
 	req.Header.Set("X-Slack-Request-Timestamp", ts)
 	req.Header.Set("X-Slack-Signature", bot.Sign(s.secret, ts, []byte(enc)))
 	start := time.Now()
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := senderClient.Do(req)
 	if err != nil {
 		return 0, "", 0, err
 	}
