@@ -70,11 +70,12 @@ type committer struct {
 	// onCommit, when set, is told of each committed transaction.
 	onCommit func(Commit)
 
-	mu         sync.Mutex
-	urgent     []*write // writes a person waits on, oldest first
-	queue      []*write // background writes, oldest first
-	running    bool     // a goroutine is committing the queues
-	lastUrgent bool     // the last transaction was of urgent writes
+	mu          sync.Mutex
+	urgent      []*write // writes a person waits on, oldest first
+	queue       []*write // background writes, oldest first
+	running     bool     // a goroutine is committing the queues
+	lastUrgent  bool     // the last transaction was of urgent writes
+	lastStarved bool     // the last transaction was of background writes that had waited too long
 }
 
 // write is one caller's transaction function and where its result goes.
@@ -187,19 +188,22 @@ func (c *committer) loop() {
 // writes go alone, up to maxGroup, unless the oldest background write has
 // waited maxBackgroundWait. Background writes go up to maxGroup when the
 // store is calm or they have waited that long, and up to maxGroupBeside
-// when urgent writes are queued or the last transaction was theirs. c.mu
+// when urgent writes are queued or the last transaction was theirs. After
+// a transaction of background writes that had waited too long, urgent
+// writes go next: behind a backlog of executions every background write
+// has waited that long, and a click must not wait for all of them. c.mu
 // must be held.
 func (c *committer) next() []*write {
 	starved := len(c.queue) > 0 && c.now().Sub(c.queue[0].queued) >= maxBackgroundWait
-	if len(c.urgent) > 0 && !starved {
-		c.lastUrgent = true
+	if len(c.urgent) > 0 && (!starved || c.lastStarved) {
+		c.lastUrgent, c.lastStarved = true, false
 		return take(&c.urgent, maxGroup)
 	}
 	limit := maxGroup
 	if (len(c.urgent) > 0 || c.lastUrgent) && !starved {
 		limit = maxGroupBeside
 	}
-	c.lastUrgent = false
+	c.lastUrgent, c.lastStarved = false, starved
 	return take(&c.queue, limit)
 }
 

@@ -296,6 +296,41 @@ func TestBackgroundWritesNotStarvedByUrgentOnes(t *testing.T) {
 	}
 }
 
+// TestUrgentWritesWaitForOneBackgroundTransactionAtMost checks that a
+// backlog of background writes that have all waited too long, as behind
+// a burst of executions, holds a click back by one transaction, not by
+// all of them.
+func TestUrgentWritesWaitForOneBackgroundTransactionAtMost(t *testing.T) {
+	db := mustOpen(t, Options{NoSync: true})
+	var mu sync.Mutex
+	now := time.Unix(1_800_000_000, 0)
+	db.group.now = func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	queued, release := holdCommitter(t, db)
+	var log txLog
+	var wg sync.WaitGroup
+	const background = 3 * maxGroup
+	for i := range background {
+		wg.Go(func() { db.group.do(context.Background(), log.record(fmt.Sprintf("background-%d", i))) })
+	}
+	queued(background)
+	mu.Lock()
+	now = now.Add(maxBackgroundWait)
+	mu.Unlock()
+	for i := range 2 {
+		wg.Go(func() { db.group.doFirst(context.Background(), log.record(fmt.Sprintf("click-%d", i))) })
+	}
+	queued(background + 2)
+	release()
+	wg.Wait()
+	var sizes []int
+	for _, g := range log.groups() {
+		sizes = append(sizes, len(g))
+	}
+	if want := []int{maxGroup, 2, maxGroup, maxGroup}; !slices.Equal(sizes, want) {
+		t.Errorf("transaction sizes after the held one = %v; want %v (one full background group, then the clicks, then the rest)", sizes, want)
+	}
+}
+
 // TestLargeWritesSplitIntoSeveralTransactions queues writes that each
 // change entries spread over a large bucket, as a fleet request storing
 // its results does, and checks that they do not all share one
