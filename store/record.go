@@ -23,6 +23,13 @@ import (
 // holds, and the bot's memory map of it with it.
 const compressedRecord = 0x01
 
+// plainRecordMax is the largest request stored as plain JSON. A request
+// of a few instances fits in half a page as it is, and
+// compressing it took a tenth of a millisecond inside the write
+// transaction, which every click queued behind it waits for; reading it
+// needs no inflating either.
+const plainRecordMax = 2048
+
 // recordWriter compresses requests. Requests are only written inside a
 // write transaction, one at a time, so one compressor serves every write;
 // it holds about a megabyte, which is why it is kept rather than made for
@@ -33,12 +40,13 @@ type recordWriter struct {
 	zw  *flate.Writer
 }
 
-// encode returns r as a compressed record, in a slice of its own: bbolt
-// keeps a value it is given until its transaction commits.
+// encode returns r as a record, compressed unless it is small, in a slice
+// of its own: bbolt keeps a value it is given until its transaction
+// commits.
 func (w *recordWriter) encode(r *approval.Request) ([]byte, error) {
 	raw, err := json.Marshal(r)
-	if err != nil {
-		return nil, err
+	if err != nil || len(raw) <= plainRecordMax {
+		return raw, err
 	}
 	w.mu.Lock()
 	defer w.mu.Unlock()

@@ -68,10 +68,27 @@ func TestFleetRequestIsStoredCompressed(t *testing.T) {
 	}
 }
 
+func TestSmallRequestIsStoredAsItIs(t *testing.T) {
+	db := mustOpen(t, Options{NoSync: true})
+	r := fleetRequest(1)
+	id := mustCreate(t, db, r)
+	raw := storedRecord(t, db, 1)
+	if raw[0] != '{' || len(raw) > plainRecordMax {
+		t.Errorf("a request of one instance is stored in %d bytes starting %q; want its plain JSON", len(raw), raw[:1])
+	}
+	got, err := db.Get(context.Background(), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(got, r) {
+		t.Errorf("Get(%s) differs from the request stored", id)
+	}
+}
+
 // TestReadsAndUpgradesLayoutOne opens a file of the first layout, whose
 // requests are plain JSON: its requests read as they were, a change
-// stores them compressed, and the file is marked with the new layout so
-// that an older build refuses it rather than misreads it.
+// stores a large one compressed, and the file is marked with the new
+// layout so that an older build refuses it rather than misreads it.
 func TestReadsAndUpgradesLayoutOne(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "bot.db")
 	db, err := Open(path, Options{NoSync: true})
@@ -79,7 +96,7 @@ func TestReadsAndUpgradesLayoutOne(t *testing.T) {
 		t.Fatal(err)
 	}
 	db.Close()
-	old := fleetRequest(3)
+	old := fleetRequest(20)
 	old.ID, old.Runs = "R-1", nil
 	plain, err := json.Marshal(old)
 	if err != nil {
@@ -137,7 +154,7 @@ func TestReadsAndUpgradesLayoutOne(t *testing.T) {
 	if raw := storedRecord(t, db, 1); raw[0] != compressedRecord {
 		t.Errorf("R-1 was saved again starting %q; want it compressed", raw[:1])
 	}
-	if got, err := db.Get(context.Background(), "R-1"); err != nil || len(got.Approvals) != 1 || len(got.Instances) != 3 {
+	if got, err := db.Get(context.Background(), "R-1"); err != nil || len(got.Approvals) != 1 || len(got.Instances) != 20 {
 		t.Errorf("Get(R-1) after the change = %+v, %v", got, err)
 	}
 	var version string
