@@ -22,8 +22,9 @@ const (
 // job already runs for it; then that one runs once more when it ends, so a
 // change that arrives meanwhile is never missed. Jobs only talk to Slack
 // from what is stored, so running one again is always safe. At most
-// NoticeJobs run fn at once (see jobTurn); the others wait for a turn,
-// and none takes one while commands and clicks keep coming (see lull).
+// NoticeJobs run fn at once (see jobTurn); the others wait in a queue,
+// and none leaves it while commands and clicks keep coming (see lull and
+// laterQueue).
 func (e *Engine) runJob(kind, id string, fn func(ctx context.Context, id string)) {
 	key := kind + " " + id
 	e.mu.Lock()
@@ -34,32 +35,32 @@ func (e *Engine) runJob(kind, id string, fn func(ctx context.Context, id string)
 	}
 	e.running[key] = true
 	e.mu.Unlock()
+	e.queueJob(key, id, fn)
+}
+
+// queueJob queues job key, marked running, to run fn for request id; it
+// queues it again when it was asked for while it ran.
+func (e *Engine) queueJob(key, id string, fn func(ctx context.Context, id string)) {
 	done := func() {
 		e.mu.Lock()
 		delete(e.running, key)
 		delete(e.rerun, key)
 		e.mu.Unlock()
 	}
-	started := e.spawnJob(func(ctx context.Context) {
-		turn := &jobTurn{slots: e.noticeSlots, lull: e.lull}
-		for {
-			if !turn.take(ctx) {
-				done()
-				return
-			}
-			fn(context.WithValue(ctx, jobTurnKey{}, turn), id)
-			turn.give()
-			e.mu.Lock()
-			again := e.rerun[key] && ctx.Err() == nil
-			delete(e.rerun, key)
-			e.mu.Unlock()
-			if !again {
-				done()
-				return
-			}
+	run := func(ctx context.Context, turn *jobTurn) {
+		fn(context.WithValue(ctx, jobTurnKey{}, turn), id)
+		turn.give()
+		e.mu.Lock()
+		again := e.rerun[key] && ctx.Err() == nil
+		delete(e.rerun, key)
+		e.mu.Unlock()
+		if again {
+			e.queueJob(key, id, fn)
+			return
 		}
-	})
-	if !started {
+		done()
+	}
+	if e.passive || !e.jobs.add(run, done) {
 		done()
 	}
 }

@@ -94,6 +94,9 @@ type Engine struct {
 	// lull is when the commands and clicks being handled let card and
 	// thread jobs take their turns.
 	lull *lull
+	// jobs holds the card and thread jobs waiting for the lull and a
+	// turn; answers, the answers to commands and clicks (AfterLull).
+	jobs, answers *laterQueue
 
 	mu      sync.Mutex
 	closed  bool            // no new sweeps
@@ -144,6 +147,8 @@ func NewEngine(cfg Config) (*Engine, error) {
 		running:     map[string]bool{},
 		rerun:       map[string]bool{},
 	}
+	e.jobs = &laterQueue{lull: e.lull, slots: e.noticeSlots, spawn: e.spawnJob}
+	e.answers = &laterQueue{lull: e.lull, slots: make(chan struct{}, AnswerJobs), spawn: e.background.Go}
 	e.policy.Store(cfg.Policy)
 	if e.clock == nil {
 		e.clock = SystemClock{}

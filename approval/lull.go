@@ -87,25 +87,27 @@ func (l *lull) come() {
 // together, none has been for l.quiet since; or l.most after it was
 // called. It reports false when ctx ends first.
 func (l *lull) wait(ctx context.Context) bool {
+	_, ok := l.waitUntil(ctx, time.Now().Add(l.most))
+	return ok
+}
+
+// waitUntil is wait with its bound at deadline. came reports whether the
+// lull came (rather than the deadline); ok is false when ctx ended first.
+func (l *lull) waitUntil(ctx context.Context, deadline time.Time) (came, ok bool) {
 	l.mu.Lock()
 	shut := l.shut
 	l.mu.Unlock()
 	if shut == nil {
-		return ctx.Err() == nil
+		return true, ctx.Err() == nil
 	}
-	t := time.NewTimer(l.most)
+	t := time.NewTimer(time.Until(deadline))
 	defer t.Stop()
 	select {
 	case <-shut:
+		came = true
 	case <-t.C:
 	case <-ctx.Done():
-		return false
+		return false, false
 	}
-	return ctx.Err() == nil
+	return came, ctx.Err() == nil
 }
-
-// Lull waits, as the engine's card and thread jobs do, while commands and
-// clicks are being handled together: for whatever else in the bot talks
-// to Slack in the background on their behalf, such as the answers to
-// them. It reports false when ctx ends first.
-func (e *Engine) Lull(ctx context.Context) bool { return e.lull.wait(ctx) }

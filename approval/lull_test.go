@@ -2,8 +2,12 @@ package approval
 
 import (
 	"context"
+	"runtime"
+	"sync"
 	"testing"
 	"time"
+
+	"rebootbot/internal/background"
 )
 
 // waited runs l.wait(ctx) in the background and returns where its answer
@@ -112,5 +116,107 @@ func TestTurnTakenAfterTheLull(t *testing.T) {
 	wantWaitEnds(t, took, true, "no turn taken after the click was answered")
 	if len(slots) != 1 {
 		t.Errorf("%d turns taken, want 1", len(slots))
+	}
+}
+
+// laterFor returns a queue over l with n slots whose work runs as
+// background work of a group that ends with the test.
+func laterFor(t *testing.T, l *lull, n int) *laterQueue {
+	t.Helper()
+	g := background.New()
+	t.Cleanup(func() { g.Close(context.Background()) })
+	return &laterQueue{lull: l, slots: make(chan struct{}, n), spawn: g.Go}
+}
+
+// TestQueuedWorkWaitsForTheLullWithoutAGoroutine checks that work queued
+// during a crowd of clicks waits in the queue, not in a goroutine of its
+// own, and runs, oldest first and at most as many at a time as there are
+// slots, once the lull comes.
+func TestQueuedWorkWaitsForTheLullWithoutAGoroutine(t *testing.T) {
+	l := &lull{quiet: time.Millisecond, most: time.Hour}
+	q := laterFor(t, l, 2)
+	end := l.begin()
+	const n = 50
+	var mu sync.Mutex
+	var order []int
+	running, most := 0, 0
+	done := make(chan struct{}, n)
+	before := runtime.NumGoroutine()
+	for i := range n {
+		q.add(func(ctx context.Context, turn *jobTurn) {
+			defer turn.give()
+			mu.Lock()
+			order = append(order, i)
+			running++
+			most = max(most, running)
+			mu.Unlock()
+			time.Sleep(time.Millisecond)
+			mu.Lock()
+			running--
+			mu.Unlock()
+			done <- struct{}{}
+		}, nil)
+	}
+	if grew := runtime.NumGoroutine() - before; grew > 5 {
+		t.Errorf("%d pieces of work queued started %d goroutines", n, grew)
+	}
+	time.Sleep(50 * time.Millisecond)
+	mu.Lock()
+	ran := len(order)
+	mu.Unlock()
+	if ran != 0 {
+		t.Fatalf("%d pieces of work ran while a click was being handled", ran)
+	}
+	end()
+	for range n {
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			t.Fatal("queued work did not run after the lull came")
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	for k, i := range order { // two start at once, so neighbours may swap
+		if i < k-1 || i > k+1 {
+			t.Fatalf("work ran in the order %v; want the order it was queued", order)
+		}
+	}
+	if most > 2 {
+		t.Errorf("%d pieces of work ran at once, want at most the 2 slots", most)
+	}
+}
+
+// TestQueuedWorkNeverWaitsPastMost checks that work queued while people
+// never stop clicking still runs once it has waited the lull's bound.
+func TestQueuedWorkNeverWaitsPastMost(t *testing.T) {
+	l := &lull{quiet: time.Hour, most: 20 * time.Millisecond}
+	defer l.begin()()
+	q := laterFor(t, l, 1)
+	ran := make(chan bool, 1)
+	q.add(func(ctx context.Context, turn *jobTurn) { turn.give(); ran <- true }, nil)
+	wantWaitEnds(t, ran, true, "queued work waited past the lull's bound")
+}
+
+// TestQueuedWorkDroppedWhenStopped checks that work still queued when its
+// owner gives up is told it will not run, and that the owner then takes
+// no more.
+func TestQueuedWorkDroppedWhenStopped(t *testing.T) {
+	l := &lull{quiet: time.Hour, most: time.Hour}
+	defer l.begin()()
+	g := background.New()
+	q := &laterQueue{lull: l, slots: make(chan struct{}, 1), spawn: g.Go}
+	dropped := make(chan bool, 2)
+	for range 2 {
+		q.add(func(ctx context.Context, turn *jobTurn) { turn.give(); t.Error("dropped work ran") }, func() { dropped <- true })
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	g.Close(ctx) // gives up at once, cancelling the queue's wait
+	for range 2 {
+		wantWaitEnds(t, dropped, true, "queued work was not told it would not run")
+	}
+	if q.add(func(ctx context.Context, turn *jobTurn) { turn.give() }, nil) {
+		t.Error("work was queued after its owner stopped")
 	}
 }

@@ -200,13 +200,13 @@ func (h *Handler) create(ctx context.Context, in approval.CreateInput, to replyT
 		msg = Ephemeral(fmt.Sprintf("%s is waiting for %d %s; the card is in the channel.", r.ID, r.Required, plural(r.Required, "approval", "approvals")))
 	}
 	msg.ReplaceOriginal = replace
-	h.deliver(ctx, to, msg)
+	h.deliver(to, msg)
 }
 
 // openForm opens the request form for a bare /reboot.
 func (h *Handler) openForm(ctx context.Context, sc slack.SlashCommand) {
 	if sc.TriggerID == "" {
-		h.deliver(ctx, replyTo{responseURL: sc.ResponseURL, channel: sc.ChannelID, user: sc.UserID}, Ephemeral("I could not open the form.\n\n"+Usage))
+		h.deliver(replyTo{responseURL: sc.ResponseURL, channel: sc.ChannelID, user: sc.UserID}, Ephemeral("I could not open the form.\n\n"+Usage))
 		return
 	}
 	// The trigger is valid for 3 seconds after the command.
@@ -214,7 +214,7 @@ func (h *Handler) openForm(ctx context.Context, sc slack.SlashCommand) {
 	defer cancel()
 	if err := h.slack.OpenView(tctx, sc.TriggerID, RequestForm(h.engine.Policy(), sc.ChannelID, sc.ResponseURL)); err != nil {
 		h.log.Warn("could not open the request form", "user", sc.UserID, "err", err)
-		h.deliver(ctx, replyTo{responseURL: sc.ResponseURL, channel: sc.ChannelID, user: sc.UserID},
+		h.deliver(replyTo{responseURL: sc.ResponseURL, channel: sc.ChannelID, user: sc.UserID},
 			Ephemeral("Slack did not open the form in time; try again, or type the request:\n\n"+Usage))
 	}
 }
@@ -285,7 +285,7 @@ func (h *Handler) decide(ctx context.Context, cb *slack.InteractionCallback, a *
 		return
 	}
 	to := replyTo{responseURL: cb.ResponseURL, channel: firstNonEmpty(cb.Channel.ID, cb.Container.ChannelID), user: cb.User.ID}
-	h.spawn(func(ctx context.Context) { h.deliver(ctx, to, msg) })
+	h.deliver(to, msg)
 }
 
 // submitForm validates a submitted request form. Errors are shown in the

@@ -24,11 +24,14 @@ type Engine interface {
 	MayView(ctx context.Context, user, channel string) error
 	MayRequest(ctx context.Context, user, channel string) error
 	Policy() *approval.Policy
-	// Lull waits while commands and clicks are being handled together
-	// (the engine's card and thread jobs wait likewise), so that what is
-	// sent to Slack in the background gives way to the answers Slack
-	// waits for. It reports false when ctx ends first.
-	Lull(ctx context.Context) bool
+	// AfterLull runs fn in the background once the commands and clicks
+	// being handled together let it (the engine's card and thread jobs
+	// wait likewise), so that what is sent to Slack in the background
+	// gives way to the answers Slack waits for; nothing waits
+	// meanwhile. It reports false, and fn never runs, once the engine
+	// takes no more work; fn's context may already have ended when it
+	// runs.
+	AfterLull(fn func(ctx context.Context)) bool
 }
 
 var _ Engine = (*approval.Engine)(nil)

@@ -294,14 +294,27 @@ type replyTo struct {
 	responseURL, channel, user string
 }
 
-// deliver sends a late answer, once the commands and clicks being handled
-// together let it (Engine.Lull). Failures are logged; there is no one else
-// to tell.
-func (h *Handler) deliver(ctx context.Context, to replyTo, msg *Message) {
-	if !h.engine.Lull(ctx) {
-		h.log.Warn("answer not sent", "user", to.user, "err", context.Cause(ctx))
-		return
+// deliver sends a late answer in the background once the commands and
+// clicks being handled together let it (Engine.AfterLull); nothing waits
+// for it meanwhile. Failures are logged; there is no one else to tell.
+func (h *Handler) deliver(to replyTo, msg *Message) {
+	queued := h.engine.AfterLull(func(ctx context.Context) {
+		ctx, cancel := context.WithTimeout(ctx, h.taskTO)
+		defer cancel()
+		if ctx.Err() != nil {
+			h.log.Warn("answer not sent", "user", to.user, "err", context.Cause(ctx))
+			return
+		}
+		h.send(ctx, to, msg)
+	})
+	if !queued {
+		h.metrics.TaskDropped()
+		h.log.Warn("answer not sent: the bot is stopping", "user", to.user)
 	}
+}
+
+// send sends an answer to where to says.
+func (h *Handler) send(ctx context.Context, to replyTo, msg *Message) {
 	var err error
 	switch {
 	case to.responseURL != "":
@@ -342,7 +355,7 @@ func (h *Handler) quick(ctx context.Context, to replyTo, fn func(ctx context.Con
 		case done <- msg:
 		case <-abandoned:
 			if msg != nil {
-				h.deliver(bg, to, msg)
+				h.deliver(to, msg)
 			}
 		}
 	})

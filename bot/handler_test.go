@@ -18,9 +18,10 @@ import (
 // fakeEngine answers like the engine; calls block while its gate is
 // closed, so tests can hold the engine in the middle of a call.
 type fakeEngine struct {
-	gate    chan struct{} // closed: calls proceed
-	lull    chan struct{} // closed: Lull returns
-	entered chan string   // receives the method name as each call starts
+	gate    chan struct{}  // closed: calls proceed
+	lull    chan struct{}  // closed: work given to AfterLull runs
+	entered chan string    // receives the method name as each call starts
+	later   sync.WaitGroup // work given to AfterLull, as the engine's Close waits for it
 
 	mu      sync.Mutex
 	creates []approval.CreateInput
@@ -33,7 +34,8 @@ func newFakeEngine() *fakeEngine {
 	return f
 }
 
-// holdLull makes Lull wait until the returned release is called.
+// holdLull makes work given to AfterLull wait until the returned release
+// is called.
 func (f *fakeEngine) holdLull() (release func()) {
 	lull := make(chan struct{})
 	f.mu.Lock()
@@ -126,7 +128,15 @@ func (f *fakeEngine) MayView(ctx context.Context, user, channel string) error   
 func (f *fakeEngine) MayRequest(ctx context.Context, user, channel string) error { return nil }
 func (f *fakeEngine) Policy() *approval.Policy                                   { return defaultPolicy() }
 
-func (f *fakeEngine) Lull(ctx context.Context) bool { return f.pass(ctx, &f.lull) }
+func (f *fakeEngine) AfterLull(fn func(ctx context.Context)) bool {
+	f.later.Go(func() {
+		ctx := context.Background()
+		if f.pass(ctx, &f.lull) {
+			fn(ctx)
+		}
+	})
+	return true
+}
 
 type fakeEnv struct {
 	*env
@@ -237,8 +247,9 @@ func TestRefusalFromEngine(t *testing.T) {
 	}
 }
 
-// TestCloseDrains: Close waits for background work, and afterwards new
-// work is refused politely.
+// TestCloseDrains: Close waits for background work, whose answers go to
+// the engine (sent before the engine closes), and afterwards new work is
+// refused politely.
 func TestCloseDrains(t *testing.T) {
 	e := mustFakeEnv(t, time.Second)
 	release := e.fake.hold()
@@ -258,8 +269,9 @@ func TestCloseDrains(t *testing.T) {
 	if err := <-closed; err != nil {
 		t.Fatalf("Close = %v", err)
 	}
+	e.fake.later.Wait()
 	if n := len(e.stub.responsesTo(responseURL)); n != 1 {
-		t.Errorf("%d answers to the requester, want the one sent before Close returned", n)
+		t.Errorf("%d answers to the requester, want the one handed to the engine before Close returned", n)
 	}
 	ans, _ = e.command(requester, channel, "ins-web00001 again")
 	if !strings.Contains(ans.text(), "restarting") {
