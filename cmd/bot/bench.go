@@ -111,7 +111,8 @@ type benchResult struct {
 	limitRefusals             int
 	allSucceeded              time.Duration // from the last click
 	peakRSSKiB                int
-	peakAnonKiB, peakFileKiB  int // sampled every 100 ms
+	clickCPU, runCPU          time.Duration // the bot's user and system time during the clicks, in the whole run
+	peakAnonKiB, peakFileKiB  int           // sampled every 100 ms
 	storeBytes                int64
 	// The bbolt store's committed writes and transactions, by queue
 	// ("urgent": clicks and commands; "background"), from /metrics.
@@ -273,12 +274,14 @@ func runBench(ctx context.Context, c benchConfig, stderr io.Writer) (*benchResul
 	}); err != nil {
 		return nil, err
 	}
+	cpuBefore := proc.cpu()
 	if res.clickAck, err = parallel(ctx, c, func(ctx context.Context, i int) (time.Duration, error) {
 		clicked[i] = time.Now()
 		return bot.click(ctx, cards[i].id, cards[i].ts)
 	}); err != nil {
 		return nil, err
 	}
+	res.clickCPU = proc.cpu() - cpuBefore
 	lastClick := slices.MaxFunc(clicked, time.Time.Compare)
 
 	// Every card reads Succeeded.
@@ -298,6 +301,7 @@ func runBench(ctx context.Context, c benchConfig, stderr io.Writer) (*benchResul
 	stopSampling()
 	<-sampled
 	res.peakRSSKiB = proc.peakRSS()
+	res.runCPU = proc.cpu()
 	if fi, err := os.Stat(filepath.Join(dir, "bench.db")); err == nil {
 		res.storeBytes = fi.Size()
 	}
@@ -411,6 +415,28 @@ func startBenchBot(ctx context.Context, c benchConfig, dir, secret, stubURL, emu
 
 // peakRSS returns the process's peak resident set (VmHWM) in KiB, or 0.
 func (p *benchProcess) peakRSS() int { return p.status("VmHWM") }
+
+// cpu returns the user and system time the process has used, or 0.
+func (p *benchProcess) cpu() time.Duration {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p.cmd.Process.Pid))
+	if err != nil {
+		return 0
+	}
+	// The fields after the command name, which is in parentheses and may
+	// hold spaces: state is the first, utime and stime the 12th and 13th.
+	_, rest, ok := strings.Cut(string(b), ") ")
+	f := strings.Fields(rest)
+	if !ok || len(f) < 13 {
+		return 0
+	}
+	user, _ := strconv.ParseInt(f[11], 10, 64)
+	sys, _ := strconv.ParseInt(f[12], 10, 64)
+	return time.Duration(user+sys) * time.Second / clockTicks
+}
+
+// clockTicks is the kernel's USER_HZ, the unit of /proc's CPU times: 100
+// on every Linux architecture Go supports.
+const clockTicks = 100
 
 // status returns a size field of the process's /proc status in KiB, or 0.
 func (p *benchProcess) status(field string) int {
@@ -612,6 +638,8 @@ func (r *benchResult) print(w io.Writer, c benchConfig) {
 	fmt.Fprintf(w, "  all Succeeded     %s after the last click\n", r.allSucceeded.Round(time.Millisecond))
 	fmt.Fprintf(w, "  bot peak RSS      %.1f MiB (VmHWM; sampled peaks: %.1f MiB anonymous, %.1f MiB file-backed)\n",
 		float64(r.peakRSSKiB)/1024, float64(r.peakAnonKiB)/1024, float64(r.peakFileKiB)/1024)
+	fmt.Fprintf(w, "  bot CPU           %s during the clicks, %s in the whole run (user and system)\n",
+		ms(r.clickCPU), ms(r.runCPU))
 	fmt.Fprintf(w, "  store file        %.1f MiB\n", float64(r.storeBytes)/(1<<20))
 	if writes := r.storeWrites["urgent"] + r.storeWrites["background"]; writes > 0 {
 		fmt.Fprintf(w, "  store writes      %.0f in %.0f transactions, %.1f a request (clicks and commands: %.0f in %.0f)\n",
