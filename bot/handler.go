@@ -69,7 +69,7 @@ type Handler struct {
 	budget  time.Duration
 	taskTO  time.Duration
 	clickTO time.Duration
-	work    *background.Group // late replies and requests being created
+	work    *background.Group // requests being created, answers being worked out
 }
 
 // NewHandler returns the Slack endpoints for cfg.
@@ -376,9 +376,12 @@ func (h *Handler) quick(ctx context.Context, to replyTo, fn func(ctx context.Con
 
 const shuttingDown = "rebootbot is restarting; try again in a minute."
 
-// Close stops taking new work and waits for background work (late
-// replies, requests being created) until ctx ends; then it cancels what is
-// left. Close the handler before the engine.
+// Close stops taking new work and waits for background work (requests
+// being created, answers being worked out) until ctx ends; then it
+// cancels what is left. The answers themselves go to the engine
+// (Engine.AfterLull), which sends them, within its grace, before its own
+// Close returns:
+// close the handler before the engine.
 func (h *Handler) Close(ctx context.Context) error {
 	return h.work.Close(ctx)
 }
