@@ -380,8 +380,7 @@ const shuttingDown = "rebootbot is restarting; try again in a minute."
 // being created, answers being worked out) until ctx ends; then it
 // cancels what is left. The answers themselves go to the engine
 // (Engine.AfterLull), which sends them, within its grace, before its own
-// Close returns:
-// close the handler before the engine.
+// Close returns: close the handler before the engine.
 func (h *Handler) Close(ctx context.Context) error {
 	return h.work.Close(ctx)
 }
