@@ -47,18 +47,25 @@ func (e *Engine) queueJob(key, id string, fn func(ctx context.Context, id string
 		delete(e.rerun, key)
 		e.mu.Unlock()
 	}
-	run := func(ctx context.Context, turn *jobTurn) {
+	var run func(ctx context.Context, turn *jobTurn)
+	run = func(ctx context.Context, turn *jobTurn) {
 		fn(context.WithValue(ctx, jobTurnKey{}, turn), id)
 		turn.give()
 		e.mu.Lock()
 		again := e.rerun[key] && ctx.Err() == nil
 		delete(e.rerun, key)
 		e.mu.Unlock()
-		if again {
-			e.queueJob(key, id, fn)
-			return
+		switch {
+		case !again:
+			done()
+		case e.jobs.add(run, done):
+		case turn.take(ctx):
+			// The engine is closing and takes no new work; this job is
+			// under way, so it runs once more here, as it was asked to.
+			run(ctx, turn)
+		default:
+			done()
 		}
-		done()
 	}
 	if e.passive || !e.jobs.add(run, done) {
 		done()

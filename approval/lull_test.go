@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"rebootbot/internal/background"
+	"rebootbot/internal/testutil"
 )
 
 // waited runs l.wait(ctx) in the background and returns where its answer
@@ -218,5 +219,44 @@ func TestQueuedWorkDroppedWhenStopped(t *testing.T) {
 	}
 	if q.add(func(ctx context.Context, turn *jobTurn) { turn.give() }, nil) {
 		t.Error("work was queued after its owner stopped")
+	}
+}
+
+// TestJobAskedAgainRunsAgainWhileTheEngineCloses checks that a card or
+// thread job asked for again while it runs still runs once more when the
+// engine has meanwhile begun to close and takes no new work: it is under
+// way, and what it owes Slack changed.
+func TestJobAskedAgainRunsAgainWhileTheEngineCloses(t *testing.T) {
+	e := &Engine{running: map[string]bool{}, rerun: map[string]bool{}, lull: newLull(),
+		noticeSlots: make(chan struct{}, 1), background: background.New()}
+	e.jobs = &laterQueue{lull: e.lull, slots: e.noticeSlots, spawn: e.background.Go}
+	inside, release := make(chan struct{}), make(chan struct{})
+	runs := make(chan int, 2)
+	n := 0
+	job := func(ctx context.Context, id string) {
+		n++
+		runs <- n
+		if n == 1 {
+			close(inside)
+			<-release
+		}
+	}
+	e.runJob(jobCard, "R-1", job)
+	<-inside
+	e.runJob(jobCard, "R-1", job) // asked again while it runs
+	closed := make(chan error, 1)
+	go func() { closed <- e.background.Close(context.Background()) }()
+	testutil.Eventually(t, 5*time.Second, e.background.Closed, "the engine to begin closing")
+	close(release)
+	if err := <-closed; err != nil {
+		t.Fatalf("Close = %v", err)
+	}
+	if got := len(runs); got != 2 {
+		t.Errorf("the job ran %d times, want twice: once, and once more as asked while it ran", got)
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.running["card R-1"] {
+		t.Error("the job is still marked running after it ended")
 	}
 }
