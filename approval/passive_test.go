@@ -11,8 +11,8 @@ import (
 // TestPassiveEngineLeavesWorkToTheActiveOne runs a passive engine beside
 // an active one on the same store, as a replica that is not the leader
 // runs beside the leader: the passive one answers the command and the
-// click, and the execution, the card update and the thread are the active
-// one's once it is woken.
+// click (and sends the answers to them), and the execution, the card
+// update and the thread are the active one's once it is woken.
 func TestPassiveEngineLeavesWorkToTheActiveOne(t *testing.T) {
 	w := mustWorld(t, testPolicy(), newFakeCloud(testInstances()...), "")
 	frontCloud, frontSlack := newFakeCloud(testInstances()...), newFakeSlack()
@@ -41,6 +41,17 @@ func TestPassiveEngineLeavesWorkToTheActiveOne(t *testing.T) {
 	}
 	if res.Request.State != approval.Executing {
 		t.Fatalf("state after the last approval = %s, want EXECUTING", res.Request.State)
+	}
+
+	// The clicker's answer is the passive engine's to send.
+	answered := make(chan struct{})
+	if !front.AfterLull(func(ctx context.Context) { close(answered) }) {
+		t.Fatal("the passive engine took no answer to send")
+	}
+	select {
+	case <-answered:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the passive engine never sent the clicker's answer")
 	}
 
 	w.engine.Wake()
