@@ -36,19 +36,16 @@ func newFakeEngine() *fakeEngine {
 
 // holdLull makes work given to AfterLull wait until the returned release
 // is called.
-func (f *fakeEngine) holdLull() (release func()) {
-	lull := make(chan struct{})
-	f.mu.Lock()
-	f.lull = lull
-	f.mu.Unlock()
-	return func() { close(lull) }
-}
+func (f *fakeEngine) holdLull() (release func()) { return f.shut(&f.lull) }
 
 // hold makes the next calls wait until the returned release is called.
-func (f *fakeEngine) hold() (release func()) {
+func (f *fakeEngine) hold() (release func()) { return f.shut(&f.gate) }
+
+// shut puts a closed gate in *g and returns what opens it (see pass).
+func (f *fakeEngine) shut(g *chan struct{}) (open func()) {
 	gate := make(chan struct{})
 	f.mu.Lock()
-	f.gate = gate
+	*g = gate
 	f.mu.Unlock()
 	return func() { close(gate) }
 }

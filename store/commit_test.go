@@ -197,6 +197,36 @@ func (l *txLog) record(name string) func(tx *bolt.Tx) error {
 	}
 }
 
+// sizes returns how many writes each transaction had, in order.
+func (l *txLog) sizes() []int {
+	var out []int
+	for _, g := range l.groups() {
+		out = append(out, len(g))
+	}
+	return out
+}
+
+// queueWrites queues n writes named prefix-0… (urgent ones with doFirst)
+// that record themselves in log, each from a goroutine of wg.
+func queueWrites(wg *sync.WaitGroup, db *DB, log *txLog, prefix string, n int, urgent bool) {
+	enqueue := db.group.do
+	if urgent {
+		enqueue = db.group.doFirst
+	}
+	for i := range n {
+		wg.Go(func() { enqueue(context.Background(), log.record(fmt.Sprintf("%s-%d", prefix, i))) })
+	}
+}
+
+// settable makes db's committer read the returned clock, which only moves
+// when told to.
+func settable(db *DB) (advance func(time.Duration)) {
+	var mu sync.Mutex
+	now := time.Unix(1_800_000_000, 0)
+	db.group.now = func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	return func(d time.Duration) { mu.Lock(); now = now.Add(d); mu.Unlock() }
+}
+
 // groups returns the names of the writes of each transaction, in order.
 func (l *txLog) groups() [][]string {
 	l.mu.Lock()
@@ -224,9 +254,7 @@ func TestUrgentWritesGoAheadOfQueuedBackgroundOnes(t *testing.T) {
 	queued, release := holdCommitter(t, db)
 	var log txLog
 	var wg sync.WaitGroup
-	for i := range maxGroup {
-		wg.Go(func() { db.group.do(context.Background(), log.record(fmt.Sprintf("background-%d", i))) })
-	}
+	queueWrites(&wg, db, &log, "background", maxGroup, false)
 	queued(maxGroup)
 	wg.Go(func() { db.group.doFirst(context.Background(), log.record("click")) })
 	queued(maxGroup + 1)
@@ -249,18 +277,13 @@ func TestBackgroundWritesStaySmallBesideUrgentOnes(t *testing.T) {
 	var log txLog
 	var wg sync.WaitGroup
 	const background = maxGroupBeside + maxGroup
-	for i := range background {
-		wg.Go(func() { db.group.do(context.Background(), log.record(fmt.Sprintf("background-%d", i))) })
-	}
+	queueWrites(&wg, db, &log, "background", background, false)
 	queued(background)
 	wg.Go(func() { db.group.doFirst(context.Background(), log.record("click")) })
 	queued(background + 1)
 	release()
 	wg.Wait()
-	var sizes []int
-	for _, g := range log.groups() {
-		sizes = append(sizes, len(g))
-	}
+	sizes := log.sizes()
 	if want := []int{1, maxGroupBeside, maxGroup}; !slices.Equal(sizes, want) {
 		t.Errorf("transaction sizes after the held one = %v; want %v (the click alone, then a small background group, then a full one)", sizes, want)
 	}
@@ -272,20 +295,14 @@ func TestBackgroundWritesStaySmallBesideUrgentOnes(t *testing.T) {
 // long burst of clicks.
 func TestBackgroundWritesNotStarvedByUrgentOnes(t *testing.T) {
 	db := mustOpen(t, Options{NoSync: true})
-	var mu sync.Mutex
-	now := time.Unix(1_800_000_000, 0)
-	db.group.now = func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	advance := settable(db)
 	queued, release := holdCommitter(t, db)
 	var log txLog
 	var wg sync.WaitGroup
 	const background = maxGroupBeside + 4
-	for i := range background {
-		wg.Go(func() { db.group.do(context.Background(), log.record(fmt.Sprintf("background-%d", i))) })
-	}
+	queueWrites(&wg, db, &log, "background", background, false)
 	queued(background)
-	mu.Lock()
-	now = now.Add(maxBackgroundWait)
-	mu.Unlock()
+	advance(maxBackgroundWait)
 	wg.Go(func() { db.group.doFirst(context.Background(), log.record("click")) })
 	queued(background + 1)
 	release()
@@ -302,30 +319,19 @@ func TestBackgroundWritesNotStarvedByUrgentOnes(t *testing.T) {
 // all of them.
 func TestUrgentWritesWaitForOneBackgroundTransactionAtMost(t *testing.T) {
 	db := mustOpen(t, Options{NoSync: true})
-	var mu sync.Mutex
-	now := time.Unix(1_800_000_000, 0)
-	db.group.now = func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	advance := settable(db)
 	queued, release := holdCommitter(t, db)
 	var log txLog
 	var wg sync.WaitGroup
 	const background = 3 * maxGroup
-	for i := range background {
-		wg.Go(func() { db.group.do(context.Background(), log.record(fmt.Sprintf("background-%d", i))) })
-	}
+	queueWrites(&wg, db, &log, "background", background, false)
 	queued(background)
-	mu.Lock()
-	now = now.Add(maxBackgroundWait)
-	mu.Unlock()
-	for i := range 2 {
-		wg.Go(func() { db.group.doFirst(context.Background(), log.record(fmt.Sprintf("click-%d", i))) })
-	}
+	advance(maxBackgroundWait)
+	queueWrites(&wg, db, &log, "click", 2, true)
 	queued(background + 2)
 	release()
 	wg.Wait()
-	var sizes []int
-	for _, g := range log.groups() {
-		sizes = append(sizes, len(g))
-	}
+	sizes := log.sizes()
 	if want := []int{maxGroup, 2, maxGroup, maxGroup}; !slices.Equal(sizes, want) {
 		t.Errorf("transaction sizes after the held one = %v; want %v (one full background group, then the clicks, then the rest)", sizes, want)
 	}
