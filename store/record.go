@@ -24,10 +24,9 @@ import (
 const compressedRecord = 0x01
 
 // plainRecordMax is the largest request stored as plain JSON. A request
-// of a few instances fits in half a page as it is, and
-// compressing it took a tenth of a millisecond inside the write
-// transaction, which every click queued behind it waits for; reading it
-// needs no inflating either.
+// of a few instances fits in half a page as it is, and compressing it
+// took a tenth of a millisecond inside the write transaction, which every
+// click queued behind it waits for; reading it needs no inflating either.
 const plainRecordMax = 2048
 
 // recordWriter compresses requests. Requests are only written inside a

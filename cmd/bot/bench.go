@@ -418,7 +418,7 @@ func (p *benchProcess) peakRSS() int { return p.status("VmHWM") }
 
 // cpu returns the user and system time the process has used, or 0.
 func (p *benchProcess) cpu() time.Duration {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p.cmd.Process.Pid))
+	b, err := p.proc("stat")
 	if err != nil {
 		return 0
 	}
@@ -434,13 +434,18 @@ func (p *benchProcess) cpu() time.Duration {
 	return time.Duration(user+sys) * time.Second / clockTicks
 }
 
+// proc reads the process's file name under /proc.
+func (p *benchProcess) proc(name string) ([]byte, error) {
+	return os.ReadFile(fmt.Sprintf("/proc/%d/%s", p.cmd.Process.Pid, name))
+}
+
 // clockTicks is the kernel's USER_HZ, the unit of /proc's CPU times: 100
 // on every Linux architecture Go supports.
 const clockTicks = 100
 
 // status returns a size field of the process's /proc status in KiB, or 0.
 func (p *benchProcess) status(field string) int {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", p.cmd.Process.Pid))
+	b, err := p.proc("status")
 	if err != nil {
 		return 0
 	}
