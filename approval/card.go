@@ -139,10 +139,23 @@ func (e *Engine) updateCard(ctx context.Context, id string) {
 // first post failed, or its answer was lost to a crash). A request
 // decided meanwhile gets a card showing its outcome: whoever saw the
 // command in the channel learns what became of it. If Slack does not
-// take it, the card stays owed and the next sweep tries again.
+// take it, the card stays owed and the next sweep tries again. A card
+// that Create posted but could not store is stored, not posted again.
 func (e *Engine) postMissingCard(ctx context.Context, id string) {
 	r, err := e.store.Get(ctx, id)
-	if err != nil || r.Card.TS != "" || r.Settled() {
+	if err != nil {
+		return
+	}
+	if r.Card.TS != "" || r.Settled() {
+		e.placed.forget(id)
+		return
+	}
+	if card, ok := e.placed.get(id); ok {
+		if _, err := e.storeCard(ctx, r, card, func(*Request) bool { return false }); err != nil {
+			e.log.Warn("store where the card is; still owed", "request", id, "err", err)
+			return
+		}
+		e.placed.forget(id)
 		return
 	}
 	ctx, cancel := context.WithTimeout(ctx, noticeTimeout)

@@ -73,6 +73,9 @@ type Engine struct {
 	sightings cardSightings
 	// shown remembers the cards updated without a mark in the store.
 	shown shownCards
+	// placed remembers the cards Create posted but could not store where
+	// they are, for the post job to store rather than post again.
+	placed byRequest[Card]
 	// starts carries the marks of posted starts into executions' writes.
 	starts *startMarks
 	// posting is held for reading by each Create from its store write
@@ -641,7 +644,21 @@ func (e *Engine) postCard(ctx context.Context, r *Request) (*Request, error) {
 	}
 	// A fresh card shows r; a change stored since (an approval that came
 	// while the card was being posted) is still owed.
-	return e.storeCard(ctx, r, card, func(stored *Request) bool { return stored.Version == r.Version })
+	saved, err := e.storeCard(ctx, r, card, func(stored *Request) bool { return stored.Version == r.Version })
+	if err != nil {
+		// r is stored and its card is in the channel; only where the
+		// card is could not be stored. The requester is told so, and the
+		// post job stores the card's place later (see postMissingCard).
+		e.log.Warn("store where the card is; will retry", "request", r.ID, "err", err)
+		if !e.passive {
+			e.placed.set(r.ID, card)
+			e.ensureCard(r.ID)
+		}
+		shown := r.Clone()
+		shown.Card = card
+		return shown, nil
+	}
+	return saved, nil
 }
 
 // repostCard is the background retry of a stored request's card: it

@@ -70,6 +70,7 @@ func (e *Engine) sweep(ctx context.Context) time.Time {
 	}
 	e.sightings.keep(ids)
 	e.shown.keep(ids)
+	e.placed.keep(ids)
 	return next
 }
 
