@@ -33,6 +33,7 @@ const openLoopShape = "REBOOTBOT_OPEN_LOOP"
 //   - every approved request Succeeded, was approved, executed and
 //     completed once, and its instance was rebooted once;
 //   - no instance of a request that was not approved was rebooted;
+//   - every request has one card in the channel, and it is stored;
 //   - the audit log verifies.
 //
 // It takes minutes at the larger shapes, so it runs only when asked:
@@ -144,6 +145,17 @@ func TestReplicasOpenLoop(t *testing.T) {
 	for _, in := range untouched {
 		if n := s.w.emu.RebootCalls(in.ID); n != 0 {
 			t.Errorf("%s was rebooted %d times, but its request was not approved", in.ID, n)
+		}
+	}
+	cards := map[string]int{}
+	for _, m := range s.w.stub.Messages() {
+		if g := cardTitle.FindStringSubmatch(m.Text); m.ThreadTS == "" && g != nil {
+			cards[g[1]]++
+		}
+	}
+	for id, n := range cards {
+		if n != 1 {
+			t.Errorf("%s has %d cards in the channel, want 1", id, n)
 		}
 	}
 	s.verifyAudit()
