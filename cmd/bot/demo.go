@@ -40,6 +40,10 @@ const (
 // demo runs the real bot against the CVM emulator and a Slack stand-in,
 // drives it through its signed HTTP endpoints like Slack would, and prints
 // the conversation and the audit trail.
+// demoRebootTime is how long the demo's emulated reboots take: long enough
+// to follow by eye. The demo's test makes it shorter.
+var demoRebootTime = 1500 * time.Millisecond
+
 func demo(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("bot demo", flag.ContinueOnError)
 	replicas := fs.Int("replicas", 0, "")
@@ -69,7 +73,7 @@ func demo(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 
 	// Tencent Cloud: the emulator with a demo key pair and three instances.
 	secretID, secretKey := "AKIDrebootbotDEMO0000000000000000000", randomHex(16)
-	emu := emulator.New(emulator.Config{SecretID: secretID, SecretKey: secretKey, RebootDuration: 1500 * time.Millisecond})
+	emu := emulator.New(emulator.Config{SecretID: secretID, SecretKey: secretKey, RebootDuration: demoRebootTime})
 	if err := emu.Add(
 		emulator.Instance{ID: "ins-web00001", Name: "web-1", Zone: "ap-guangzhou-3", PrivateIPs: []string{"10.0.1.11"}, Tags: map[string]string{"env": "prod", "team": "web"}},
 		emulator.Instance{ID: "ins-web00002", Name: "web-2", Zone: "ap-guangzhou-4", PrivateIPs: []string{"10.0.1.12"}, Tags: map[string]string{"env": "prod", "team": "web"}},

@@ -256,6 +256,9 @@ func TestDemo(t *testing.T) {
 	if testing.Short() {
 		t.Skip("the demo takes a few seconds")
 	}
+	rebootTime := demoRebootTime
+	demoRebootTime = 400 * time.Millisecond
+	t.Cleanup(func() { demoRebootTime = rebootTime })
 	var out testutil.SyncBuffer
 	if err := run(context.Background(), []string{"bot", "demo"}, nil, &out, io.Discard); err != nil {
 		t.Fatalf("demo: %v\n%s", err, out.String())
