@@ -236,6 +236,19 @@ func (s *Server) Messages() []Message {
 	return out
 }
 
+// Scan calls fn with each channel message as it stands, oldest first,
+// until fn returns false: a look at many messages without copying them.
+// fn runs under the server's lock; it must not keep m or call the server.
+func (s *Server) Scan(fn func(m *Message) bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, m := range s.messages {
+		if !fn(m) {
+			return
+		}
+	}
+}
+
 // Responses returns the bodies posted to response URLs and the
 // chat.postEphemeral calls, in order: what users saw privately.
 func (s *Server) Responses() []Call {

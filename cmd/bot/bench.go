@@ -284,15 +284,21 @@ func runBench(ctx context.Context, c benchConfig, stderr io.Writer) (*benchResul
 	res.clickCPU = proc.cpu() - cpuBefore
 	lastClick := slices.MaxFunc(clicked, time.Time.Compare)
 
-	// Every card reads Succeeded.
+	// Every card reads Succeeded. The check runs on every change the
+	// stand-in sees, in the process that serves it, so it copies nothing
+	// and looks only at the cards not yet seen Succeeded, which stay so.
+	owed := make(map[string]bool, len(cards))
+	for _, cd := range cards {
+		owed[cd.ts] = true
+	}
 	if !waitUntil(ctx, stub, func() bool {
-		for _, cd := range cards {
-			m, _ := stub.Card(cd.ts)
-			if !strings.Contains(m.Text, "Succeeded") {
-				return false
+		stub.Scan(func(m *slackstub.Message) bool {
+			if m.ThreadTS == "" && owed[m.TS] && strings.Contains(m.Text, "Succeeded") {
+				delete(owed, m.TS)
 			}
-		}
-		return true
+			return len(owed) > 0
+		})
+		return len(owed) == 0
 	}) {
 		return nil, fmt.Errorf("not every card read Succeeded before the timeout")
 	}
@@ -537,22 +543,26 @@ var instanceIDIn = regexp.MustCompile(`\bins-[a-z0-9]{8}\b`)
 
 // waitCards waits for n cards and returns them in request order.
 func waitCards(ctx context.Context, stub *slackstub.Server, n int) ([]benchCard, error) {
+	// Each check looks at the messages posted since the last one: the
+	// cards are read as they are first posted.
 	var cards []benchCard
+	seen := 0
 	ok := waitUntil(ctx, stub, func() bool {
-		cards = cards[:0]
-		for _, m := range stub.Messages() {
-			if m.ThreadTS != "" {
-				continue
+		i := 0
+		stub.Scan(func(m *slackstub.Message) bool {
+			i++
+			if i <= seen || m.ThreadTS != "" {
+				return true
 			}
 			text := m.Text + " " + m.Blocks
-			id := requestIDIn.FindString(text)
-			if id == "" {
-				continue
+			if id := requestIDIn.FindString(text); id != "" {
+				ins := instanceIDIn.FindAllString(m.Blocks, -1)
+				slices.Sort(ins)
+				cards = append(cards, benchCard{id: id, ts: m.TS, instances: slices.Compact(ins)})
 			}
-			ins := instanceIDIn.FindAllString(m.Blocks, -1)
-			slices.Sort(ins)
-			cards = append(cards, benchCard{id: id, ts: m.TS, instances: slices.Compact(ins)})
-		}
+			return true
+		})
+		seen = i
 		return len(cards) >= n
 	})
 	if !ok {
