@@ -34,6 +34,9 @@ type benchConfig struct {
 	timeout     time.Duration
 	etcd        int      // members of an embedded etcd cluster to keep the state in; 0: bbolt
 	endpoints   []string // that cluster's client URLs, once started
+	// signatureServer makes this process the second baseline: the
+	// signature-only handler in a process of its own, as the bot is.
+	signatureServer bool
 }
 
 const benchUsage = `usage: bot bench [flags]
@@ -60,12 +63,17 @@ func benchCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	fs.StringVar(&c.botPath, "bot", "", "bot binary to measure (default: this one)")
 	fs.DurationVar(&c.timeout, "timeout", 5*time.Minute, "give up after this long")
 	fs.IntVar(&c.etcd, "etcd", 0, "keep the state in an embedded etcd cluster of this many members (0: bbolt)")
+	fs.BoolVar(&c.signatureServer, "signature-server", false,
+		"serve only the signature-only handler on 127.0.0.1, with SLACK_SIGNING_SECRET, until interrupted (the bench starts itself so)")
 	var help strings.Builder
 	help.WriteString(benchUsage)
 	fs.SetOutput(&help)
 	fs.PrintDefaults()
 	if ok, err := parseFlags(fs, args, help.String(), stdout); !ok {
 		return err
+	}
+	if c.signatureServer {
+		return serveSignatureOnly(ctx, os.Getenv("SLACK_SIGNING_SECRET"), stdout)
 	}
 	var bad error
 	switch {
@@ -117,6 +125,8 @@ type benchResult struct {
 	// The bbolt store's committed writes and transactions, by queue
 	// ("urgent": clicks and commands; "background"), from /metrics.
 	storeWrites, storeTx map[string]float64
+	// The signature-only handler in a process of its own.
+	commandAckSigProc, clickAckSigProc []time.Duration
 }
 
 // callLog records the emulator's calls with their times.
@@ -206,6 +216,11 @@ func runBench(ctx context.Context, c benchConfig, stderr io.Writer) (*benchResul
 		return nil, err
 	}
 	defer stopSig()
+	sigProcURL, sigProc, err := startSignatureProcess(ctx, dir, secret, stderr)
+	if err != nil {
+		return nil, err
+	}
+	defer sigProc.stop()
 
 	if c.etcd > 0 {
 		endpoints, stopEtcd, err := startDemoEtcd(dir, c.etcd, false)
@@ -231,10 +246,11 @@ func runBench(ctx context.Context, c benchConfig, stderr io.Writer) (*benchResul
 	}
 	bot := &benchDriver{send: sender(botURL), stub: stub}
 	sig := &benchDriver{send: sender(sigOnly), stub: stub}
+	sigOwn := &benchDriver{send: sender(sigProcURL), stub: stub}
 
-	// Warm both servers' connections up, so that neither pays for dialling
-	// in its figures.
-	for _, d := range []*benchDriver{sig, bot} {
+	// Warm the servers' connections up, so that none pays for dialling in
+	// its figures.
+	for _, d := range []*benchDriver{sig, sigOwn, bot} {
 		if _, err := parallel(ctx, benchConfig{requests: c.concurrency, concurrency: c.concurrency}, func(ctx context.Context, _ int) (time.Duration, error) {
 			return d.command(ctx, "help")
 		}); err != nil {
@@ -242,8 +258,9 @@ func runBench(ctx context.Context, c benchConfig, stderr io.Writer) (*benchResul
 		}
 	}
 
-	// Commands: the signature-only handler first, then the bot, with the
-	// same bodies and the same concurrency.
+	// Commands: the signature-only handlers first, in the bench's process
+	// and in one of its own, then the bot, with the same bodies and the
+	// same concurrency.
 	texts := make([]string, c.requests)
 	for i := range texts {
 		ids := make([]string, c.instances)
@@ -254,6 +271,11 @@ func runBench(ctx context.Context, c benchConfig, stderr io.Writer) (*benchResul
 	}
 	if res.commandAckSig, err = parallel(ctx, c, func(ctx context.Context, i int) (time.Duration, error) {
 		return sig.command(ctx, texts[i])
+	}); err != nil {
+		return nil, err
+	}
+	if res.commandAckSigProc, err = parallel(ctx, c, func(ctx context.Context, i int) (time.Duration, error) {
+		return sigOwn.command(ctx, texts[i])
 	}); err != nil {
 		return nil, err
 	}
@@ -271,6 +293,11 @@ func runBench(ctx context.Context, c benchConfig, stderr io.Writer) (*benchResul
 	clicked := make([]time.Time, len(cards))
 	if res.clickAckSig, err = parallel(ctx, c, func(ctx context.Context, i int) (time.Duration, error) {
 		return sig.click(ctx, cards[i].id, cards[i].ts)
+	}); err != nil {
+		return nil, err
+	}
+	if res.clickAckSigProc, err = parallel(ctx, c, func(ctx context.Context, i int) (time.Duration, error) {
+		return sigOwn.click(ctx, cards[i].id, cards[i].ts)
 	}); err != nil {
 		return nil, err
 	}
@@ -350,7 +377,48 @@ func signatureOnly(secret string) http.Handler {
 	})
 }
 
-// benchProcess is the bot under test.
+// serveSignatureOnly serves signatureOnly on 127.0.0.1 until ctx ends,
+// having printed where, as the bot does.
+func serveSignatureOnly(ctx context.Context, secret string, stdout io.Writer) error {
+	if secret == "" {
+		return errors.New("--signature-server needs SLACK_SIGNING_SECRET")
+	}
+	url, stop, err := serveLocal(signatureOnly(secret))
+	if err != nil {
+		return err
+	}
+	defer stop()
+	fmt.Fprintf(stdout, "listening on %s\n", url)
+	<-ctx.Done()
+	return nil
+}
+
+// startSignatureProcess runs this binary as the signature-only handler in
+// a process of its own, with the bot's runtime settings.
+func startSignatureProcess(ctx context.Context, dir, secret string, stderr io.Writer) (string, *benchProcess, error) {
+	exe, err := os.Executable()
+	if err != nil {
+		return "", nil, err
+	}
+	cmd := exec.Command(exe, "bench", "--signature-server")
+	cmd.Env = append(runtimeEnv(), "PATH="+os.Getenv("PATH"), "SLACK_SIGNING_SECRET="+secret)
+	return startListening(ctx, cmd, filepath.Join(dir, "signature.log"), stderr)
+}
+
+// runtimeEnv returns the Go runtime settings of the bench's environment,
+// which the processes it starts share, to compare them.
+func runtimeEnv() []string {
+	var env []string
+	for _, name := range []string{"GOMEMLIMIT", "GOGC", "GOMAXPROCS"} {
+		if v, ok := os.LookupEnv(name); ok {
+			env = append(env, name+"="+v)
+		}
+	}
+	return env
+}
+
+// benchProcess is a process the bench started: the bot under test, or
+// the signature-only handler.
 type benchProcess struct {
 	cmd  *exec.Cmd
 	done chan struct{}
@@ -375,12 +443,14 @@ func startBenchBot(ctx context.Context, c benchConfig, dir, secret, stubURL, emu
 		"TENCENTCLOUD_SECRET_KEY=" + secretKey,
 		"TENCENTCLOUD_ENDPOINT=" + emuURL,
 	}
-	for _, name := range []string{"GOMEMLIMIT", "GOGC", "GOMAXPROCS"} { // to compare runtime settings
-		if v, ok := os.LookupEnv(name); ok {
-			cmd.Env = append(cmd.Env, name+"="+v)
-		}
-	}
-	logFile, err := os.Create(filepath.Join(dir, "bot.log"))
+	cmd.Env = append(cmd.Env, runtimeEnv()...)
+	return startListening(ctx, cmd, filepath.Join(dir, "bot.log"), stderr)
+}
+
+// startListening starts cmd, its stderr going to logPath, and waits for
+// the line in which it says where it listens.
+func startListening(ctx context.Context, cmd *exec.Cmd, logPath string, stderr io.Writer) (string, *benchProcess, error) {
+	logFile, err := os.Create(logPath)
 	if err != nil {
 		return "", nil, err
 	}
@@ -390,7 +460,8 @@ func startBenchBot(ctx context.Context, c benchConfig, dir, secret, stubURL, emu
 		return "", nil, err
 	}
 	if err := cmd.Start(); err != nil {
-		return "", nil, fmt.Errorf("start %s: %w", c.botPath, err)
+		logFile.Close()
+		return "", nil, fmt.Errorf("start %s: %w", cmd.Path, err)
 	}
 	p := &benchProcess{cmd: cmd, done: make(chan struct{})}
 	addr := make(chan string, 1)
@@ -412,7 +483,7 @@ func startBenchBot(ctx context.Context, c benchConfig, dir, secret, stubURL, emu
 	case <-p.done:
 		tail, _ := os.ReadFile(logFile.Name())
 		fmt.Fprintf(stderr, "%s\n", tail)
-		return "", nil, fmt.Errorf("the bot exited before it listened")
+		return "", nil, fmt.Errorf("%s exited before it listened", cmd.Path)
 	case <-ctx.Done():
 		p.stop()
 		return "", nil, ctx.Err()
@@ -638,14 +709,15 @@ func (r *benchResult) print(w io.Writer, c benchConfig) {
 	}
 	fmt.Fprintf(w, "bot bench: %d requests × %d instances, concurrency %d, reboot %s, poll %s, fsync on\n",
 		c.requests, c.instances, c.concurrency, c.rebootTime, c.poll)
-	fmt.Fprintf(w, "  command ack       p50 %-10s p99 %-10s (signature only: p50 %s, p99 %s; p99 %s)\n",
-		ms(percentile(r.commandAck, 50)), ms(percentile(r.commandAck, 99)),
-		ms(percentile(r.commandAckSig, 50)), ms(percentile(r.commandAckSig, 99)),
-		ratio(percentile(r.commandAck, 99), percentile(r.commandAckSig, 99)))
-	fmt.Fprintf(w, "  click ack         p50 %-10s p99 %-10s (signature only: p50 %s, p99 %s; p99 %s)\n",
-		ms(percentile(r.clickAck, 50)), ms(percentile(r.clickAck, 99)),
-		ms(percentile(r.clickAckSig, 50)), ms(percentile(r.clickAckSig, 99)),
-		ratio(percentile(r.clickAck, 99), percentile(r.clickAckSig, 99)))
+	acks := func(name string, bot, sig, sigProc []time.Duration) {
+		fmt.Fprintf(w, "  %-17s p50 %-10s p99 %-10s (signature only: p50 %s, p99 %s; p99 %s)\n", name,
+			ms(percentile(bot, 50)), ms(percentile(bot, 99)), ms(percentile(sig, 50)), ms(percentile(sig, 99)),
+			ratio(percentile(bot, 99), percentile(sig, 99)))
+		fmt.Fprintf(w, "  %-43s (signature only, own process: p50 %s, p99 %s; p99 %s)\n", "",
+			ms(percentile(sigProc, 50)), ms(percentile(sigProc, 99)), ratio(percentile(bot, 99), percentile(sigProc, 99)))
+	}
+	acks("command ack", r.commandAck, r.commandAckSig, r.commandAckSigProc)
+	acks("click ack", r.clickAck, r.clickAckSig, r.clickAckSigProc)
 	fmt.Fprintf(w, "  click → reboot    p50 %-10s p99 %s\n", ms(percentile(r.clickToReboot, 50)), ms(percentile(r.clickToReboot, 99)))
 	fmt.Fprintf(w, "  RebootInstances   %d calls (at most %d in one second)\n", r.rebootCalls, r.rebootPeak)
 	fmt.Fprintf(w, "  DescribeInstances %d calls (at most %d in one second, %d in one poll interval)\n", r.describeCall, r.describePeak, r.describePerRound)
