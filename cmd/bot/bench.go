@@ -45,8 +45,10 @@ Starts the bot binary (this one, or --bot) against an in-process CVM
 emulator and Slack stand-in on 127.0.0.1, files --requests reboot requests
 through the signed /slack/commands endpoint, approves them all through
 /slack/interactions, --concurrency at a time, and reports how fast it
-answered and rebooted. The store is a temporary bbolt file with fsync on,
-or with --etcd N an embedded N-member etcd cluster on 127.0.0.1 (fsync on).
+answered and rebooted. Its answers are set beside those of a handler that
+only checks the signature, run in the bench's process and in one of its
+own. The store is a temporary bbolt file with fsync on, or with --etcd N
+an embedded N-member etcd cluster on 127.0.0.1 (fsync on).
 
 flags:
 `
