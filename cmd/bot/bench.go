@@ -271,44 +271,34 @@ func runBench(ctx context.Context, c benchConfig, stderr io.Writer) (*benchResul
 		}
 		texts[i] = strings.Join(ids, " ") + " bench run " + strconv.Itoa(i)
 	}
-	if res.commandAckSig, err = parallel(ctx, c, func(ctx context.Context, i int) (time.Duration, error) {
-		return sig.command(ctx, texts[i])
-	}); err != nil {
-		return nil, err
+	type ackRun struct {
+		d   *benchDriver
+		out *[]time.Duration
 	}
-	if res.commandAckSigProc, err = parallel(ctx, c, func(ctx context.Context, i int) (time.Duration, error) {
-		return sigOwn.command(ctx, texts[i])
-	}); err != nil {
-		return nil, err
-	}
-	if res.commandAck, err = parallel(ctx, c, func(ctx context.Context, i int) (time.Duration, error) {
-		return bot.command(ctx, texts[i])
-	}); err != nil {
-		return nil, err
+	for _, r := range []ackRun{{sig, &res.commandAckSig}, {sigOwn, &res.commandAckSigProc}, {bot, &res.commandAck}} {
+		if *r.out, err = parallel(ctx, c, func(ctx context.Context, i int) (time.Duration, error) {
+			return r.d.command(ctx, texts[i])
+		}); err != nil {
+			return nil, err
+		}
 	}
 	cards, err := waitCards(ctx, stub, c.requests)
 	if err != nil {
 		return nil, err
 	}
 
-	// Clicks, likewise.
+	// Clicks, likewise. What is kept of each click's time and of the
+	// bot's CPU before them is the bot's, the last run.
 	clicked := make([]time.Time, len(cards))
-	if res.clickAckSig, err = parallel(ctx, c, func(ctx context.Context, i int) (time.Duration, error) {
-		return sig.click(ctx, cards[i].id, cards[i].ts)
-	}); err != nil {
-		return nil, err
-	}
-	if res.clickAckSigProc, err = parallel(ctx, c, func(ctx context.Context, i int) (time.Duration, error) {
-		return sigOwn.click(ctx, cards[i].id, cards[i].ts)
-	}); err != nil {
-		return nil, err
-	}
-	cpuBefore := proc.cpu()
-	if res.clickAck, err = parallel(ctx, c, func(ctx context.Context, i int) (time.Duration, error) {
-		clicked[i] = time.Now()
-		return bot.click(ctx, cards[i].id, cards[i].ts)
-	}); err != nil {
-		return nil, err
+	var cpuBefore time.Duration
+	for _, r := range []ackRun{{sig, &res.clickAckSig}, {sigOwn, &res.clickAckSigProc}, {bot, &res.clickAck}} {
+		cpuBefore = proc.cpu()
+		if *r.out, err = parallel(ctx, c, func(ctx context.Context, i int) (time.Duration, error) {
+			clicked[i] = time.Now()
+			return r.d.click(ctx, cards[i].id, cards[i].ts)
+		}); err != nil {
+			return nil, err
+		}
 	}
 	res.clickCPU = proc.cpu() - cpuBefore
 	lastClick := slices.MaxFunc(clicked, time.Time.Compare)

@@ -37,13 +37,13 @@ const (
 	demoGroup     = "SSRE"
 )
 
-// demo runs the real bot against the CVM emulator and a Slack stand-in,
-// drives it through its signed HTTP endpoints like Slack would, and prints
-// the conversation and the audit trail.
 // demoRebootTime is how long the demo's emulated reboots take: long enough
 // to follow by eye. The demo's test makes it shorter.
 var demoRebootTime = 1500 * time.Millisecond
 
+// demo runs the real bot against the CVM emulator and a Slack stand-in,
+// drives it through its signed HTTP endpoints like Slack would, and prints
+// the conversation and the audit trail.
 func demo(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("bot demo", flag.ContinueOnError)
 	replicas := fs.Int("replicas", 0, "")
