@@ -15,7 +15,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net"
 	"net/url"
 	"os"
 	"os/signal"
@@ -25,6 +24,8 @@ import (
 	"time"
 
 	"go.etcd.io/etcd/server/v3/embed"
+
+	"rebootbot/internal/loopback"
 )
 
 func main() {
@@ -76,27 +77,42 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout io.Writer) 
 
 // start starts an n-member etcd cluster on loopback with its data under
 // dir and returns its client URLs. fast shortens the election ticks;
-// otherwise etcd's defaults hold, fsync included (for measuring).
+// otherwise etcd's defaults hold, fsync included (for measuring). Should
+// another process take one of the members' ports before the member binds
+// it, the cluster starts again on fresh ports, with its data removed.
 func start(dir string, n int, fast bool) ([]string, func(), error) {
+	for attempt := 1; ; attempt++ {
+		endpoints, stop, err := startOnce(dir, n, fast)
+		if !loopback.InUse(err) || attempt == 3 {
+			return endpoints, stop, err
+		}
+		for i := range n {
+			if err := os.RemoveAll(memberDir(dir, i)); err != nil {
+				return nil, nil, err
+			}
+		}
+	}
+}
+
+func memberDir(dir string, i int) string { return filepath.Join(dir, fmt.Sprintf("m%d", i)) }
+
+// startOnce makes one attempt at start.
+func startOnce(dir string, n int, fast bool) ([]string, func(), error) {
+	hosts, err := loopback.Addrs(2 * n)
+	if err != nil {
+		return nil, nil, err
+	}
 	var cfgs []*embed.Config
 	var initial, endpoints []string
 	for i := range n {
 		cfg := embed.NewConfig()
 		cfg.Name = fmt.Sprintf("m%d", i)
-		cfg.Dir = filepath.Join(dir, cfg.Name)
+		cfg.Dir = memberDir(dir, i)
 		cfg.LogLevel = "panic"
 		if fast {
 			cfg.TickMs, cfg.ElectionMs = 20, 200
 		}
-		addrs := make([]url.URL, 2)
-		for j := range addrs {
-			ln, err := net.Listen("tcp", "127.0.0.1:0")
-			if err != nil {
-				return nil, nil, err
-			}
-			addrs[j] = url.URL{Scheme: "http", Host: ln.Addr().String()}
-			ln.Close()
-		}
+		addrs := []url.URL{{Scheme: "http", Host: hosts[2*i]}, {Scheme: "http", Host: hosts[2*i+1]}}
 		cfg.ListenClientUrls, cfg.AdvertiseClientUrls = addrs[:1], addrs[:1]
 		cfg.ListenPeerUrls, cfg.AdvertisePeerUrls = addrs[1:], addrs[1:]
 		initial = append(initial, cfg.Name+"="+addrs[1].String())

@@ -4,7 +4,6 @@ package etcdtest
 
 import (
 	"fmt"
-	"net"
 	"net/url"
 	"strings"
 	"sync"
@@ -13,6 +12,8 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/server/v3/embed"
+
+	"rebootbot/internal/loopback"
 )
 
 // Member is one running etcd member.
@@ -74,9 +75,31 @@ func Start(t testing.TB, tune ...func(*embed.Config)) *Member {
 }
 
 // StartCluster starts a cluster of n members, each stopped when the test
-// ends, and waits until every member is ready.
+// ends, and waits until every member is ready. Should another process
+// take one of the members' ports before the member binds it, the cluster
+// starts again on fresh ports.
 func StartCluster(t testing.TB, n int, tune ...func(*embed.Config)) []*Member {
 	t.Helper()
+	for attempt := 1; ; attempt++ {
+		members, err := startCluster(t, n, tune)
+		if err == nil {
+			return members
+		}
+		if !loopback.InUse(err) || attempt == 3 {
+			t.Fatal(err)
+		}
+	}
+}
+
+// startCluster makes one attempt at StartCluster. It fails the test
+// itself on anything but a port taken before a member bound it; then it
+// stops the members it started and returns the error.
+func startCluster(t testing.TB, n int, tune []func(*embed.Config)) ([]*Member, error) {
+	t.Helper()
+	addrs, err := loopback.Addrs(2 * n)
+	if err != nil {
+		t.Fatal(err)
+	}
 	cfgs := make([]*embed.Config, n)
 	var initial []string
 	for i := range cfgs {
@@ -91,8 +114,8 @@ func StartCluster(t testing.TB, n int, tune ...func(*embed.Config)) []*Member {
 		cfg.TickMs = 10
 		cfg.ElectionMs = 100
 		cfg.UnsafeNoFsync = true
-		client := mustURL(t, "http://"+FreeAddr(t))
-		peer := mustURL(t, "http://"+FreeAddr(t))
+		client := mustURL(t, "http://"+addrs[2*i])
+		peer := mustURL(t, "http://"+addrs[2*i+1])
 		cfg.ListenClientUrls = []url.URL{client}
 		cfg.AdvertiseClientUrls = []url.URL{client}
 		cfg.ListenPeerUrls = []url.URL{peer}
@@ -100,19 +123,26 @@ func StartCluster(t testing.TB, n int, tune ...func(*embed.Config)) []*Member {
 		initial = append(initial, cfg.Name+"="+peer.String())
 		cfgs[i] = cfg
 	}
-	members := make([]*Member, n)
-	for i, cfg := range cfgs {
+	members := make([]*Member, 0, n)
+	for _, cfg := range cfgs {
 		cfg.InitialCluster = strings.Join(initial, ",")
 		cfg.InitialClusterToken = "rebootbot-test"
 		for _, f := range tune {
 			f(cfg)
 		}
 		e, err := embed.StartEtcd(cfg)
+		if loopback.InUse(err) {
+			for _, m := range members {
+				m.Stop()
+			}
+			return nil, fmt.Errorf("start etcd member %s: %w", cfg.Name, err)
+		}
 		if err != nil {
 			t.Fatalf("start etcd member %s: %v", cfg.Name, err)
 		}
-		members[i] = &Member{Etcd: e, Endpoint: cfg.ListenClientUrls[0].String(), cfg: cfg}
-		t.Cleanup(members[i].Stop)
+		m := &Member{Etcd: e, Endpoint: cfg.ListenClientUrls[0].String(), cfg: cfg}
+		members = append(members, m)
+		t.Cleanup(m.Stop)
 	}
 	deadline := time.After(30 * time.Second)
 	for _, m := range members {
@@ -124,7 +154,7 @@ func StartCluster(t testing.TB, n int, tune ...func(*embed.Config)) []*Member {
 			t.Fatal("etcd did not become ready within 30 s")
 		}
 	}
-	return members
+	return members, nil
 }
 
 // Client returns a client of m, closed when the test ends. Each call makes
@@ -143,17 +173,15 @@ func (m *Member) Client(t testing.TB) *clientv3.Client {
 	return c
 }
 
-// FreeAddr returns a loopback address with a port nobody listens on. The
-// port is released before etcd binds it; on a loopback interface another
-// process taking it in between is unlikely enough for tests.
+// FreeAddr returns a loopback address with a port nobody listens on, for
+// a test that needs an address where no server answers.
 func FreeAddr(t testing.TB) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	addrs, err := loopback.Addrs(1)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
-	return ln.Addr().String()
+	return addrs[0]
 }
 
 func mustURL(t testing.TB, s string) url.URL {
