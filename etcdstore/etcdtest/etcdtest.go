@@ -1,5 +1,6 @@
 // Package etcdtest starts real etcd members in-process for tests: on
-// 127.0.0.1, on ports the kernel picks, with their data in t.TempDir().
+// 127.0.0.1, on free ports from loopback.Addrs, with their data in
+// t.TempDir().
 package etcdtest
 
 import (

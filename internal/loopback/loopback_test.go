@@ -2,6 +2,7 @@ package loopback
 
 import (
 	"net"
+	"strconv"
 	"testing"
 )
 
@@ -17,6 +18,11 @@ func TestAddrsAreDistinctAndFree(t *testing.T) {
 				t.Fatalf("Addrs(6) = %v: %s twice", addrs, a)
 			}
 			seen[a] = true
+			if first, ok := ephemeralStart(); ok && first-lowest >= 1000 {
+				if p := port(t, a); p < lowest || p >= first {
+					t.Fatalf("Addrs gave %s, outside %d–%d below the ephemeral range", a, lowest, first-1)
+				}
+			}
 		}
 		// Every port was released: a server can bind each of them.
 		for _, a := range addrs {
@@ -27,6 +33,19 @@ func TestAddrsAreDistinctAndFree(t *testing.T) {
 			ln.Close()
 		}
 	}
+}
+
+func port(t *testing.T, addr string) int {
+	t.Helper()
+	_, p, err := net.SplitHostPort(addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := strconv.Atoi(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
 }
 
 func TestInUse(t *testing.T) {
