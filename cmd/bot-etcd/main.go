@@ -87,14 +87,14 @@ func start(dir string, n int, fast bool) ([]string, func(), error) {
 			return endpoints, stop, err
 		}
 		for i := range n {
-			if err := os.RemoveAll(memberDir(dir, i)); err != nil {
+			if err := os.RemoveAll(filepath.Join(dir, memberName(i))); err != nil {
 				return nil, nil, err
 			}
 		}
 	}
 }
 
-func memberDir(dir string, i int) string { return filepath.Join(dir, fmt.Sprintf("m%d", i)) }
+func memberName(i int) string { return fmt.Sprintf("m%d", i) }
 
 // startOnce makes one attempt at start.
 func startOnce(dir string, n int, fast bool) ([]string, func(), error) {
@@ -106,8 +106,8 @@ func startOnce(dir string, n int, fast bool) ([]string, func(), error) {
 	var initial, endpoints []string
 	for i := range n {
 		cfg := embed.NewConfig()
-		cfg.Name = fmt.Sprintf("m%d", i)
-		cfg.Dir = memberDir(dir, i)
+		cfg.Name = memberName(i)
+		cfg.Dir = filepath.Join(dir, cfg.Name)
 		cfg.LogLevel = "panic"
 		if fast {
 			cfg.TickMs, cfg.ElectionMs = 20, 200
