@@ -67,7 +67,7 @@ func TestCrashWaveKillPoints(t *testing.T) {
 					}
 				})
 				defer w.onEmulator(nil)
-				approve(w, approver1, id)
+				approveUntilKilled(w, approver1, id)
 				w.awaitDeath()
 				if n := w.emu.RebootCalls(ids[0]) + w.emu.RebootCalls(ids[1]); n != 1 {
 					t.Errorf("at the wave boundary %d reboots were accepted, want 1", n)
