@@ -386,7 +386,9 @@ func serveSignatureOnly(ctx context.Context, secret string, stdout io.Writer) er
 }
 
 // startSignatureProcess runs this binary as the signature-only handler in
-// a process of its own, with the bot's runtime settings.
+// a process of its own. Like the bot, it gets the Go runtime settings of
+// the bench's environment (runtimeEnv); the bot's own defaults (its memory
+// limit and GOGC) apply to bot serve alone.
 func startSignatureProcess(ctx context.Context, dir, secret string, stderr io.Writer) (string, *benchProcess, error) {
 	exe, err := os.Executable()
 	if err != nil {
