@@ -17,10 +17,12 @@ import (
 // API:
 //
 //   - Reboots with the same stop type from any number of requests share
-//     calls of up to 100 IDs. There is no gathering delay: when the rate
-//     budget allows, whatever is queued goes out at once, so an idle lane
-//     sends the first intent immediately; intents that arrive while the 10
-//     calls a second are spent wait for the next call and fill it.
+//     calls of up to 100 IDs. There is no gathering delay: an idle lane
+//     sends the first intent immediately. The 10 calls a second are spent
+//     evenly, a call that is not full at most every RebootInterval, so
+//     that intents arriving after a call wait for the next one, at most
+//     100 ms later, and fill it; a full call goes as soon as the budget
+//     allows.
 //   - Look-ups likewise share DescribeInstances calls of up to 100 IDs.
 //   - Every instance waiting in a region is polled in the same rounds, in
 //     calls of up to 100 IDs, whoever asked for its reboot.
@@ -51,6 +53,13 @@ var (
 // at most one interval for its call. Full calls (100 IDs) are not spaced.
 const LookInterval = 100 * time.Millisecond
 
+// RebootInterval spaces a region's RebootInstances calls that are not
+// full: the 10 calls a second, one every 100 ms. Spent as they come, the
+// budget would go on the first ten intents of a burst, a few IDs a call,
+// and the rest would wait a second for the next call; spaced, every
+// intent waits at most one interval, and the calls are fuller.
+const RebootInterval = time.Second / RebootCallsPerSecond
+
 // NewDispatcher returns the dispatcher for c's account.
 func NewDispatcher(c *CVM) *Dispatcher {
 	return &Dispatcher{cvm: c, lanes: map[string]*lane{}}
@@ -64,7 +73,8 @@ func (d *Dispatcher) lane(region string) *lane {
 	l, ok := d.lanes[region]
 	if !ok {
 		l = &lane{cvm: d.cvm, region: region, kick: make(chan struct{}, 1),
-			lookLimiter: newSpacer(LookInterval, d.cvm.cfg.Clock)}
+			rebootSpacer: newSpacer(RebootInterval, d.cvm.cfg.Clock),
+			lookLimiter:  newSpacer(LookInterval, d.cvm.cfg.Clock)}
 		d.lanes[region] = l
 	}
 	return l
@@ -77,16 +87,17 @@ type lane struct {
 	cvm    *CVM
 	region string
 
-	mu          sync.Mutex
-	intents     []*intent // reboots waiting for a call, oldest first
-	sending     bool      // a goroutine drains intents
-	looks       []*look   // look-ups waiting for a call, oldest first
-	looking     bool      // a goroutine drains looks
-	lookLimiter *Limiter  // look-ups' share of the describe budget
-	watches     []*watch  // waits with instances still pending
-	polling     bool      // a goroutine polls the watches
-	kick        chan struct{}
-	nextPollDue time.Time
+	mu           sync.Mutex
+	intents      []*intent // reboots waiting for a call, oldest first
+	sending      bool      // a goroutine drains intents
+	rebootSpacer *Limiter  // spaces the reboot calls that are not full
+	looks        []*look   // look-ups waiting for a call, oldest first
+	looking      bool      // a goroutine drains looks
+	lookLimiter  *Limiter  // look-ups' share of the describe budget
+	watches      []*watch  // waits with instances still pending
+	polling      bool      // a goroutine polls the watches
+	kick         chan struct{}
+	nextPollDue  time.Time
 }
 
 // intent is one instance to reboot, and where its outcome goes.
@@ -147,10 +158,11 @@ func failAll(targets []approval.RebootTarget, ce *approval.CloudError) []approva
 	return out
 }
 
-// send drains the lane's intents: it waits for the reboot limiter, then
-// takes up to 100 queued intents of one stop type into a call, and again,
-// until the queue is empty. The call itself runs beside the loop, so that
-// the next one can start as soon as the budget allows.
+// send drains the lane's intents: it waits for the reboot limiter (and,
+// unless a full call is queued, for the spacing), then takes up to 100
+// queued intents of one stop type into a call, and again, until the queue
+// is empty. The call itself runs beside the loop, so that the next one
+// can start as soon as the budget allows.
 func (l *lane) send() {
 	lim := l.cvm.cfg.Limiter
 	for {
@@ -160,7 +172,13 @@ func (l *lane) send() {
 			l.mu.Unlock()
 			return
 		}
+		full := l.queuedIntentIDs() >= MaxIDsPerCall
 		l.mu.Unlock()
+		if !full {
+			if err := l.rebootSpacer.Wait(context.Background()); err != nil {
+				continue
+			}
+		}
 		// The slot is taken before the batch is: whatever arrives while
 		// the budget is spent rides this call.
 		done, err := lim.Start(context.Background())
@@ -178,6 +196,28 @@ func (l *lane) send() {
 			l.call(batch, p)
 		}()
 	}
+}
+
+// queuedIntentIDs counts the distinct IDs the next call would carry (the
+// live intents of the oldest live intent's stop type), up to one call's
+// worth. l.mu is held.
+func (l *lane) queuedIntentIDs() int {
+	var stop approval.StopType
+	ids := map[string]bool{}
+	for _, in := range l.intents {
+		switch {
+		case in.ctx.Err() != nil:
+			continue
+		case len(ids) == 0:
+			stop = in.stop
+		case in.stop != stop:
+			continue
+		}
+		if ids[in.target.InstanceID] = true; len(ids) == MaxIDsPerCall {
+			break
+		}
+	}
+	return len(ids)
 }
 
 // takeIntents removes up to MaxIDsPerCall live intents of the oldest

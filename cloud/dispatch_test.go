@@ -94,6 +94,62 @@ func TestDispatcherThreeRequestsShareOneCall(t *testing.T) {
 	}
 }
 
+// TestDispatcherSpacesCallsThatAreNotFull checks how the budget is spent:
+// an idle lane sends at once, intents arriving right after a call wait
+// for the next one, an interval later, and share it, and a full call does
+// not wait for the spacing.
+func TestDispatcherSpacesCallsThatAreNotFull(t *testing.T) {
+	ins := running(3 + MaxIDsPerCall)
+	clock := testutil.NewFakeClock(time.Now())
+	r := mustRig(t, emulator.Config{}, func(c *Config) {
+		c.Clock = clock
+		c.Limiter = NewLimiterWithClock(RebootCallsPerSecond, clock)
+	}, ins...)
+	s := &spentRig{rig: r, clock: clock, d: NewDispatcher(r.cvm)}
+
+	s.spend(t, ins[0].ID) // an idle lane: no wait
+	before := len(s.answered(ActionReboot))
+	var wg sync.WaitGroup
+	for _, in := range ins[1:3] {
+		wg.Go(func() {
+			res := s.d.Reboot(t.Context(), "", approval.Soft, []approval.RebootTarget{{InstanceID: in.ID}})
+			if len(res) != 1 || res[0].Err != nil {
+				t.Errorf("%s: %+v", in.ID, res)
+			}
+		})
+	}
+	s.queued(t, 2)
+	testutil.Eventually(t, 10*time.Second, func() bool { return clock.Waiters() == 1 }, "the sender to wait for the spacing")
+	if n := len(s.answered(ActionReboot)) - before; n != 0 {
+		t.Fatalf("%d calls within the interval after the first, want 0", n)
+	}
+	clock.Advance(RebootInterval)
+	wg.Wait()
+	calls := s.answered(ActionReboot)[before:]
+	if len(calls) != 1 || !slices.Equal(slices.Sorted(slices.Values(calls[0].InstanceIDs)), idsOf(ins[1:3])) {
+		t.Fatalf("calls = %+v, want one carrying %v", calls, idsOf(ins[1:3]))
+	}
+
+	// The clock stays within the interval after that call: a full call
+	// goes all the same.
+	var targets []approval.RebootTarget
+	for _, in := range ins[3:] {
+		targets = append(targets, approval.RebootTarget{InstanceID: in.ID})
+	}
+	res := s.d.Reboot(t.Context(), "", approval.Soft, targets)
+	if len(res) != MaxIDsPerCall {
+		t.Fatalf("%d results for a full call, want %d", len(res), MaxIDsPerCall)
+	}
+	for _, rr := range res {
+		if rr.Err != nil {
+			t.Fatalf("%s: %v", rr.InstanceID, rr.Err)
+		}
+	}
+	if calls := s.answered(ActionReboot)[before:]; len(calls) != 2 || len(calls[1].InstanceIDs) != MaxIDsPerCall {
+		t.Errorf("calls = %d, want the shared call and one full call", len(calls))
+	}
+}
+
 func TestDispatcherSeparatesStopTypes(t *testing.T) {
 	ins := running(3)
 	s := mustSpentRig(t, ins...)
