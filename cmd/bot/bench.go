@@ -31,7 +31,8 @@ type benchConfig struct {
 	rebootTime  time.Duration
 	poll        time.Duration
 	botPath     string
-	timeout     time.Duration
+	timeout     time.Duration // per run
+	runs        int
 	etcd        int      // members of an embedded etcd cluster to keep the state in; 0: bbolt
 	endpoints   []string // that cluster's client URLs, once started
 	// signatureServer makes this process the second baseline: the
@@ -48,7 +49,10 @@ through the signed /slack/commands endpoint, approves them all through
 answered and rebooted. Its answers are set beside those of a handler that
 only checks the signature, run in the bench's process and in one of its
 own. The store is a temporary bbolt file with fsync on, or with --etcd N
-an embedded N-member etcd cluster on 127.0.0.1 (fsync on).
+an embedded N-member etcd cluster on 127.0.0.1 (fsync on). With --runs N
+it runs N times, each time from scratch, and sums up: the spread of each
+figure, and in how many runs the acknowledgement targets of BENCHMARKS.md
+held.
 
 flags:
 `
@@ -63,7 +67,8 @@ func benchCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	fs.DurationVar(&c.rebootTime, "reboot-time", 600*time.Millisecond, "how long the emulator keeps an instance REBOOTING")
 	fs.DurationVar(&c.poll, "poll-interval", 250*time.Millisecond, "BOT_POLL_INTERVAL for the bot under test")
 	fs.StringVar(&c.botPath, "bot", "", "bot binary to measure (default: this one)")
-	fs.DurationVar(&c.timeout, "timeout", 5*time.Minute, "give up after this long")
+	fs.DurationVar(&c.timeout, "timeout", 5*time.Minute, "give up on a run after this long")
+	fs.IntVar(&c.runs, "runs", 1, "run this many times and sum the runs up (1–100)")
 	fs.IntVar(&c.etcd, "etcd", 0, "keep the state in an embedded etcd cluster of this many members (0: bbolt)")
 	fs.BoolVar(&c.signatureServer, "signature-server", false,
 		"serve only the signature-only handler on 127.0.0.1, with SLACK_SIGNING_SECRET, until interrupted (the bench starts itself so)")
@@ -85,6 +90,8 @@ func benchCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		bad = errors.New("--concurrency must be at least 1")
 	case c.instances < 1 || c.instances > 100:
 		bad = errors.New("--instances must be from 1 to 100")
+	case c.runs < 1 || c.runs > 100:
+		bad = errors.New("--runs must be from 1 to 100")
 	case c.etcd < 0 || c.etcd > 5:
 		bad = errors.New("--etcd must be from 0 (bbolt) to 5 members")
 	case c.rebootTime <= 0 || c.poll < 100*time.Millisecond:
@@ -100,13 +107,26 @@ func benchCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		}
 		c.botPath = exe
 	}
-	ctx, cancel := context.WithTimeout(ctx, c.timeout)
-	defer cancel()
-	res, err := runBench(ctx, c, stderr)
-	if err != nil {
-		return err
+	var results []*benchResult
+	for i := range c.runs {
+		if c.runs > 1 {
+			fmt.Fprintf(stdout, "run %d of %d\n", i+1, c.runs)
+		}
+		runCtx, cancel := context.WithTimeout(ctx, c.timeout)
+		res, err := runBench(runCtx, c, stderr)
+		cancel()
+		if err != nil {
+			if c.runs > 1 {
+				return fmt.Errorf("run %d of %d: %w", i+1, c.runs, err)
+			}
+			return err
+		}
+		res.print(stdout, c)
+		results = append(results, res)
 	}
-	res.print(stdout, c)
+	if len(results) > 1 {
+		printSpread(stdout, results)
+	}
 	return nil
 }
 
@@ -726,6 +746,73 @@ func (r *benchResult) print(w io.Writer, c benchConfig) {
 		fmt.Fprintf(w, "  store writes      %.0f in %.0f transactions, %.1f a request (clicks and commands: %.0f in %.0f)\n",
 			writes, r.storeTx["urgent"]+r.storeTx["background"], writes/float64(c.requests), r.storeWrites["urgent"], r.storeTx["urgent"])
 	}
+}
+
+// The acknowledgement targets BENCHMARKS.md measures the bot against, at
+// 300 one-instance requests and concurrency 20: click ack p99 at most
+// 25 ms and at most 3× the signature-only handler's p99, command ack p99
+// at most 2.5× it. A single run cannot tell whether they hold: the p99 of
+// a few hundred deliveries on a shared machine moves the handler's own
+// p99 by a factor of three from run to run.
+const (
+	targetClickAckP99     = 25 * time.Millisecond
+	targetClickAckRatio   = 3.0
+	targetCommandAckRatio = 2.5
+)
+
+// printSpread sums several runs up: the range of each figure over them,
+// and in how many the acknowledgement targets held, against the
+// signature-only handler in the bench's process and in its own.
+func printSpread(w io.Writer, rs []*benchResult) {
+	p99 := func(ds []time.Duration) time.Duration { return percentile(ds, 99) }
+	within := func(bot, sig []time.Duration, limit float64) bool {
+		s := p99(sig)
+		return s > 0 && float64(p99(bot)) <= limit*float64(s)
+	}
+	count := func(ok func(r *benchResult) bool) string {
+		n := 0
+		for _, r := range rs {
+			if ok(r) {
+				n++
+			}
+		}
+		return fmt.Sprintf("%d of %d", n, len(rs))
+	}
+	span := func(f func(r *benchResult) float64, format string) string {
+		lo, hi := f(rs[0]), f(rs[0])
+		for _, r := range rs[1:] {
+			lo, hi = min(lo, f(r)), max(hi, f(r))
+		}
+		if fmt.Sprintf(format, lo) == fmt.Sprintf(format, hi) {
+			return fmt.Sprintf(format, lo)
+		}
+		return fmt.Sprintf(format+"–"+format, lo, hi)
+	}
+	ms := func(ds func(r *benchResult) []time.Duration) func(r *benchResult) float64 {
+		return func(r *benchResult) float64 { return float64(p99(ds(r))) / float64(time.Millisecond) }
+	}
+	commandOK := func(r *benchResult) bool { return within(r.commandAck, r.commandAckSig, targetCommandAckRatio) }
+	commandOKProc := func(r *benchResult) bool { return within(r.commandAck, r.commandAckSigProc, targetCommandAckRatio) }
+	clickFast := func(r *benchResult) bool { return p99(r.clickAck) <= targetClickAckP99 }
+	clickOK := func(r *benchResult) bool { return within(r.clickAck, r.clickAckSig, targetClickAckRatio) }
+	clickOKProc := func(r *benchResult) bool { return within(r.clickAck, r.clickAckSigProc, targetClickAckRatio) }
+
+	fmt.Fprintf(w, "over %d runs\n", len(rs))
+	fmt.Fprintf(w, "  command ack p99   %s ms; ≤ %.1f× signature only in %s (own process: %s)\n",
+		span(ms(func(r *benchResult) []time.Duration { return r.commandAck }), "%.1f"),
+		targetCommandAckRatio, count(commandOK), count(commandOKProc))
+	fmt.Fprintf(w, "  click ack p99     %s ms; ≤ %d ms in %s; ≤ %.0f× signature only in %s (own process: %s)\n",
+		span(ms(func(r *benchResult) []time.Duration { return r.clickAck }), "%.1f"),
+		targetClickAckP99/time.Millisecond, count(clickFast), targetClickAckRatio, count(clickOK), count(clickOKProc))
+	fmt.Fprintf(w, "  all three targets in %s (against the handler in its own process: %s)\n",
+		count(func(r *benchResult) bool { return commandOK(r) && clickFast(r) && clickOK(r) }),
+		count(func(r *benchResult) bool { return commandOKProc(r) && clickFast(r) && clickOKProc(r) }))
+	fmt.Fprintf(w, "  click → reboot    p99 %s ms\n", span(ms(func(r *benchResult) []time.Duration { return r.clickToReboot }), "%.0f"))
+	fmt.Fprintf(w, "  RebootInstances   %s calls\n", span(func(r *benchResult) float64 { return float64(r.rebootCalls) }, "%.0f"))
+	fmt.Fprintf(w, "  DescribeInstances %s calls\n", span(func(r *benchResult) float64 { return float64(r.describeCall) }, "%.0f"))
+	fmt.Fprintf(w, "  rate refusals     %s RequestLimitExceeded\n", span(func(r *benchResult) float64 { return float64(r.limitRefusals) }, "%.0f"))
+	fmt.Fprintf(w, "  all Succeeded     %s s after the last click\n", span(func(r *benchResult) float64 { return r.allSucceeded.Seconds() }, "%.2f"))
+	fmt.Fprintf(w, "  bot peak RSS      %s MiB\n", span(func(r *benchResult) float64 { return float64(r.peakRSSKiB) / 1024 }, "%.1f"))
 }
 
 // scrapeStore reads the bbolt store's committed writes and transactions,

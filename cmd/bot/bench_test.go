@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"net/http/httptest"
+	"strings"
 	"testing"
 	"time"
 
@@ -21,5 +22,41 @@ func TestScrapeStore(t *testing.T) {
 	writes, txs := scrapeStore(context.Background(), srv.URL)
 	if writes["urgent"] != 5 || writes["background"] != 16 || txs["urgent"] != 2 || txs["background"] != 1 {
 		t.Errorf("scraped writes %v, transactions %v; want urgent 5 in 2, background 16 in 1", writes, txs)
+	}
+}
+
+// TestPrintSpread sums three made-up runs up and checks the ranges and
+// the counts of runs that met each acknowledgement target, a limit
+// reached exactly counting as met.
+func TestPrintSpread(t *testing.T) {
+	ms := func(n float64) []time.Duration { return []time.Duration{time.Duration(n * float64(time.Millisecond))} }
+	run := func(cmd, cmdSig, cmdProc, click, clickSig, clickProc float64, calls int) *benchResult {
+		return &benchResult{
+			commandAck: ms(cmd), commandAckSig: ms(cmdSig), commandAckSigProc: ms(cmdProc),
+			clickAck: ms(click), clickAckSig: ms(clickSig), clickAckSigProc: ms(clickProc),
+			clickToReboot: ms(150), rebootCalls: calls, describeCall: 17,
+			allSucceeded: 1100 * time.Millisecond, peakRSSKiB: 48 * 1024,
+		}
+	}
+	var out strings.Builder
+	printSpread(&out, []*benchResult{
+		run(5, 2, 4, 20, 5, 10, 4),   // command 2.5× (met), click 4× (not) but 2× its own process
+		run(10, 2, 5, 30, 10, 15, 5), // command 5×, click over 25 ms
+		run(3, 2, 2, 12, 4, 6, 4),    // everything met
+	})
+	for _, want := range []string{
+		"over 3 runs\n",
+		"command ack p99   3.0–10.0 ms; ≤ 2.5× signature only in 2 of 3 (own process: 3 of 3)\n",
+		"click ack p99     12.0–30.0 ms; ≤ 25 ms in 2 of 3; ≤ 3× signature only in 2 of 3 (own process: 3 of 3)\n",
+		"all three targets in 1 of 3 (against the handler in its own process: 2 of 3)\n",
+		"click → reboot    p99 150 ms\n",
+		"RebootInstances   4–5 calls\n",
+		"DescribeInstances 17 calls\n",
+		"all Succeeded     1.10 s after the last click\n",
+		"bot peak RSS      48.0 MiB\n",
+	} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("summary lacks %q:\n%s", want, out.String())
+		}
 	}
 }

@@ -99,6 +99,7 @@ func TestBadCommandLines(t *testing.T) {
 		{[]string{"version", "--colour"}, "bot version", "flag provided but not defined"},
 		{[]string{"bench", "--colour"}, "bot bench", "flag provided but not defined"},
 		{[]string{"bench", "--requests", "0"}, "bot bench", "--requests"},
+		{[]string{"bench", "--runs", "0"}, "bot bench", "--runs must be from 1 to 100"},
 		{[]string{"bench", "now"}, "bot bench", `unexpected argument "now"`},
 	}
 	for _, tt := range tests {
