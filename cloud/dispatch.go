@@ -213,7 +213,8 @@ func (l *lane) queuedIntentIDs() int {
 		case in.stop != stop:
 			continue
 		}
-		if ids[in.target.InstanceID] = true; len(ids) == MaxIDsPerCall {
+		ids[in.target.InstanceID] = true
+		if len(ids) == MaxIDsPerCall {
 			break
 		}
 	}
