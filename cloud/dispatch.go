@@ -198,52 +198,51 @@ func (l *lane) send() {
 	}
 }
 
-// queuedIntentIDs counts the distinct IDs the next call would carry (the
-// live intents of the oldest live intent's stop type), up to one call's
-// worth. l.mu is held.
-func (l *lane) queuedIntentIDs() int {
+// nextCall shows visit each live queued intent, oldest first, and whether
+// it rides the next call: the oldest live intent's stop type, up to
+// MaxIDsPerCall distinct IDs. It returns how many IDs that call carries.
+// Intents whose caller has gone are skipped. l.mu is held.
+func (l *lane) nextCall(visit func(in *intent, rides bool)) int {
 	var stop approval.StopType
 	ids := map[string]bool{}
 	for _, in := range l.intents {
-		switch {
-		case in.ctx.Err() != nil:
+		if in.ctx.Err() != nil {
 			continue
-		case len(ids) == 0:
+		}
+		if len(ids) == 0 {
 			stop = in.stop
-		case in.stop != stop:
-			continue
 		}
-		ids[in.target.InstanceID] = true
-		if len(ids) == MaxIDsPerCall {
-			break
+		id := in.target.InstanceID
+		rides := in.stop == stop && (len(ids) < MaxIDsPerCall || ids[id])
+		if rides {
+			ids[id] = true
 		}
+		visit(in, rides)
 	}
 	return len(ids)
 }
 
-// takeIntents removes up to MaxIDsPerCall live intents of the oldest
-// intent's stop type from the queue. Intents whose caller has gone are
-// dropped: their request reconciles them on its next run.
+// queuedIntentIDs counts the distinct IDs the next call would carry. l.mu
+// is held.
+func (l *lane) queuedIntentIDs() int {
+	return l.nextCall(func(*intent, bool) {})
+}
+
+// takeIntents removes the intents of the next call from the queue (see
+// nextCall). Intents whose caller has gone are dropped: their request
+// reconciles them on its next run.
 func (l *lane) takeIntents() []*intent {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	var batch []*intent
-	var stop approval.StopType
-	ids := map[string]bool{}
-	rest := l.intents[:0]
-	for _, in := range l.intents {
-		switch {
-		case in.ctx.Err() != nil:
-			continue
-		case len(batch) == 0:
-			stop = in.stop
-		case in.stop != stop || (len(ids) == MaxIDsPerCall && !ids[in.target.InstanceID]):
+	rest := l.intents[:0] // written behind the reading, in place
+	l.nextCall(func(in *intent, rides bool) {
+		if rides {
+			batch = append(batch, in)
+		} else {
 			rest = append(rest, in)
-			continue
 		}
-		batch = append(batch, in)
-		ids[in.target.InstanceID] = true
-	}
+	})
 	clear(l.intents[len(rest):])
 	l.intents = rest
 	return batch
