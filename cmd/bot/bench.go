@@ -147,6 +147,10 @@ type benchResult struct {
 	// The bbolt store's committed writes and transactions, by queue
 	// ("urgent": clicks and commands; "background"), from /metrics.
 	storeWrites, storeTx map[string]float64
+	// The bot's own time answering, by kind ("command", "interaction"):
+	// the sum and count of its rebootbot_ack_seconds, from the start of
+	// its handler to the answer written; warm-up deliveries included.
+	ackSum, ackCount map[string]float64
 	// The signature-only handler in a process of its own.
 	commandAckSigProc, clickAckSigProc []time.Duration
 }
@@ -342,7 +346,7 @@ func runBench(ctx context.Context, c benchConfig, stderr io.Writer) (*benchResul
 		return nil, fmt.Errorf("not every card read Succeeded before the timeout")
 	}
 	res.allSucceeded = time.Since(lastClick)
-	res.storeWrites, res.storeTx = scrapeStore(ctx, botURL)
+	scrapeBot(ctx, botURL, res)
 	stopSampling()
 	<-sampled
 	res.peakRSSKiB = proc.peakRSS()
@@ -741,6 +745,10 @@ func (r *benchResult) print(w io.Writer, c benchConfig) {
 		float64(r.peakRSSKiB)/1024, float64(r.peakAnonKiB)/1024, float64(r.peakFileKiB)/1024)
 	fmt.Fprintf(w, "  bot CPU           %s during the clicks, %s in the whole run (user and system)\n",
 		ms(r.clickCPU), ms(r.runCPU))
+	if r.ackCount["command"] > 0 && r.ackCount["interaction"] > 0 {
+		fmt.Fprintf(w, "  bot's own time    %s a command, %s a click on average (its rebootbot_ack_seconds: handler start to answer)\n",
+			r.ownAck("command").Round(time.Microsecond), r.ownAck("interaction").Round(10*time.Microsecond))
+	}
 	fmt.Fprintf(w, "  store file        %.1f MiB\n", float64(r.storeBytes)/(1<<20))
 	if writes := r.storeWrites["urgent"] + r.storeWrites["background"]; writes > 0 {
 		fmt.Fprintf(w, "  store writes      %.0f in %.0f transactions, %.1f a request (clicks and commands: %.0f in %.0f)\n",
@@ -807,6 +815,9 @@ func printSpread(w io.Writer, rs []*benchResult) {
 	fmt.Fprintf(w, "  all three targets in %s (against the handler in its own process: %s)\n",
 		count(func(r *benchResult) bool { return commandOK(r) && clickFast(r) && clickOK(r) }),
 		count(func(r *benchResult) bool { return commandOKProc(r) && clickFast(r) && clickOKProc(r) }))
+	fmt.Fprintf(w, "  bot's own time    %s µs a command, %s ms a click on average\n",
+		span(func(r *benchResult) float64 { return float64(r.ownAck("command")) / float64(time.Microsecond) }, "%.0f"),
+		span(func(r *benchResult) float64 { return float64(r.ownAck("interaction")) / float64(time.Millisecond) }, "%.1f"))
 	fmt.Fprintf(w, "  click → reboot    p99 %s ms\n", span(ms(func(r *benchResult) []time.Duration { return r.clickToReboot }), "%.0f"))
 	fmt.Fprintf(w, "  RebootInstances   %s calls\n", span(func(r *benchResult) float64 { return float64(r.rebootCalls) }, "%.0f"))
 	fmt.Fprintf(w, "  DescribeInstances %s calls\n", span(func(r *benchResult) float64 { return float64(r.describeCall) }, "%.0f"))
@@ -815,37 +826,53 @@ func printSpread(w io.Writer, rs []*benchResult) {
 	fmt.Fprintf(w, "  bot peak RSS      %s MiB\n", span(func(r *benchResult) float64 { return float64(r.peakRSSKiB) / 1024 }, "%.1f"))
 }
 
-// scrapeStore reads the bbolt store's committed writes and transactions,
-// by queue, from the bot's /metrics; nil when the bot has none (etcd).
-func scrapeStore(ctx context.Context, botURL string) (writes, txs map[string]float64) {
+// ownAck is the bot's mean time answering a delivery of kind, by its own
+// histogram; 0 when it counted none.
+func (r *benchResult) ownAck(kind string) time.Duration {
+	if r.ackCount[kind] == 0 {
+		return 0
+	}
+	return time.Duration(r.ackSum[kind] / r.ackCount[kind] * float64(time.Second))
+}
+
+// scrapeBot reads from the bot's /metrics the bbolt store's committed
+// writes and transactions by queue (none when the bot runs on etcd) and
+// its own answering time by kind, into res.
+func scrapeBot(ctx context.Context, botURL string, res *benchResult) {
+	res.storeWrites, res.storeTx = map[string]float64{}, map[string]float64{}
+	res.ackSum, res.ackCount = map[string]float64{}, map[string]float64{}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, botURL+"/metrics", nil)
 	if err != nil {
-		return nil, nil
+		return
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		return nil, nil
+		return
 	}
 	defer resp.Body.Close()
-	writes, txs = map[string]float64{}, map[string]float64{}
 	sc := bufio.NewScanner(resp.Body)
 	for sc.Scan() {
-		m := benchStoreMetric.FindStringSubmatch(sc.Text())
+		m := benchBotMetric.FindStringSubmatch(sc.Text())
 		if m == nil {
 			continue
 		}
-		v, err := strconv.ParseFloat(m[3], 64)
+		v, err := strconv.ParseFloat(m[4], 64)
 		if err != nil {
 			continue
 		}
-		if m[1] == "writes" {
-			writes[m[2]] = v
-		} else {
-			txs[m[2]] = v
+		switch m[1] {
+		case "store_writes_total":
+			res.storeWrites[m[3]] = v
+		case "store_transactions_total":
+			res.storeTx[m[3]] = v
+		case "ack_seconds_sum":
+			res.ackSum[m[3]] = v
+		case "ack_seconds_count":
+			res.ackCount[m[3]] = v
 		}
 	}
-	return writes, txs
 }
 
-// benchStoreMetric matches the store's counters in the exposition format.
-var benchStoreMetric = regexp.MustCompile(`^rebootbot_store_(writes|transactions)_total\{queue="(\w+)"\} (\S+)$`)
+// benchBotMetric matches, in the exposition format, the store's counters
+// by queue and the sum and count of the answering time by kind.
+var benchBotMetric = regexp.MustCompile(`^rebootbot_(store_writes_total|store_transactions_total|ack_seconds_sum|ack_seconds_count)\{(queue|kind)="(\w+)"\} (\S+)$`)

@@ -10,18 +10,33 @@ import (
 	"rebootbot/metrics"
 )
 
-// TestScrapeStore reads the store counters the bot serves, as bot bench
-// does after a run.
-func TestScrapeStore(t *testing.T) {
+// TestScrapeBot reads the store counters and the answering time the bot
+// serves, as bot bench does after a run.
+func TestScrapeBot(t *testing.T) {
 	m := metrics.New(metrics.Options{})
 	m.StoreCommit(true, 3, time.Millisecond)
 	m.StoreCommit(true, 2, time.Millisecond)
 	m.StoreCommit(false, 16, 5*time.Millisecond)
+	m.ObserveAck("command", 100*time.Microsecond)
+	m.ObserveAck("command", 300*time.Microsecond)
+	m.ObserveAck("interaction", 6*time.Millisecond)
 	srv := httptest.NewServer(m.Handler())
 	defer srv.Close()
-	writes, txs := scrapeStore(context.Background(), srv.URL)
-	if writes["urgent"] != 5 || writes["background"] != 16 || txs["urgent"] != 2 || txs["background"] != 1 {
-		t.Errorf("scraped writes %v, transactions %v; want urgent 5 in 2, background 16 in 1", writes, txs)
+	var res benchResult
+	scrapeBot(context.Background(), srv.URL, &res)
+	if res.storeWrites["urgent"] != 5 || res.storeWrites["background"] != 16 || res.storeTx["urgent"] != 2 || res.storeTx["background"] != 1 {
+		t.Errorf("scraped writes %v, transactions %v; want urgent 5 in 2, background 16 in 1", res.storeWrites, res.storeTx)
+	}
+	if got := res.ownAck("command").Round(time.Microsecond); got != 200*time.Microsecond {
+		t.Errorf("own command time %v, want 200µs", got)
+	}
+	if got := res.ownAck("interaction").Round(time.Microsecond); got != 6*time.Millisecond {
+		t.Errorf("own click time %v, want 6ms", got)
+	}
+	var out strings.Builder
+	res.print(&out, benchConfig{requests: 1})
+	if want := "bot's own time    200µs a command, 6ms a click on average"; !strings.Contains(out.String(), want) {
+		t.Errorf("report lacks %q:\n%s", want, out.String())
 	}
 }
 
@@ -36,6 +51,8 @@ func TestPrintSpread(t *testing.T) {
 			clickAck: ms(click), clickAckSig: ms(clickSig), clickAckSigProc: ms(clickProc),
 			clickToReboot: ms(150), rebootCalls: calls, describeCall: 17,
 			allSucceeded: 1100 * time.Millisecond, peakRSSKiB: 48 * 1024,
+			ackSum:   map[string]float64{"command": 0.032, "interaction": 1.5},
+			ackCount: map[string]float64{"command": 320, "interaction": 300},
 		}
 	}
 	var out strings.Builder
@@ -49,6 +66,7 @@ func TestPrintSpread(t *testing.T) {
 		"command ack p99   3.0–10.0 ms; ≤ 2.5× signature only in 2 of 3 (own process: 3 of 3)\n",
 		"click ack p99     12.0–30.0 ms; ≤ 25 ms in 2 of 3; ≤ 3× signature only in 2 of 3 (own process: 3 of 3)\n",
 		"all three targets in 1 of 3 (against the handler in its own process: 2 of 3)\n",
+		"bot's own time    100 µs a command, 5.0 ms a click on average\n",
 		"click → reboot    p99 150 ms\n",
 		"RebootInstances   4–5 calls\n",
 		"DescribeInstances 17 calls\n",
