@@ -16,6 +16,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"rebootbot/bot"
@@ -142,8 +143,12 @@ type benchResult struct {
 	allSucceeded              time.Duration // from the last click
 	peakRSSKiB                int
 	clickCPU, runCPU          time.Duration // the bot's user and system time during the clicks, in the whole run
-	peakAnonKiB, peakFileKiB  int           // sampled every 100 ms
-	storeBytes                int64
+	// The bot's user and system time from its first command to its last
+	// card posted, and the bench's own (its load generator, emulator and
+	// Slack stand-in) then and during the bot's clicks.
+	commandCPU, benchCommandCPU, benchClickCPU time.Duration
+	peakAnonKiB, peakFileKiB                   int // sampled every 100 ms
+	storeBytes                                 int64
 	// The bbolt store's committed writes and transactions, by queue
 	// ("urgent": clicks and commands; "background"), from /metrics.
 	storeWrites, storeTx map[string]float64
@@ -299,7 +304,9 @@ func runBench(ctx context.Context, c benchConfig, stderr io.Writer) (*benchResul
 		d   *benchDriver
 		out *[]time.Duration
 	}
+	var cpuBefore, selfBefore time.Duration
 	for _, r := range []ackRun{{sig, &res.commandAckSig}, {sigOwn, &res.commandAckSigProc}, {bot, &res.commandAck}} {
+		cpuBefore, selfBefore = proc.cpu(), selfCPU()
 		if *r.out, err = parallel(ctx, c, func(ctx context.Context, i int) (time.Duration, error) {
 			return r.d.command(ctx, texts[i])
 		}); err != nil {
@@ -310,13 +317,13 @@ func runBench(ctx context.Context, c benchConfig, stderr io.Writer) (*benchResul
 	if err != nil {
 		return nil, err
 	}
+	res.commandCPU, res.benchCommandCPU = proc.cpu()-cpuBefore, selfCPU()-selfBefore
 
 	// Clicks, likewise. What is kept of each click's time and of the
 	// bot's CPU before them is the bot's, the last run.
 	clicked := make([]time.Time, len(cards))
-	var cpuBefore time.Duration
 	for _, r := range []ackRun{{sig, &res.clickAckSig}, {sigOwn, &res.clickAckSigProc}, {bot, &res.clickAck}} {
-		cpuBefore = proc.cpu()
+		cpuBefore, selfBefore = proc.cpu(), selfCPU()
 		if *r.out, err = parallel(ctx, c, func(ctx context.Context, i int) (time.Duration, error) {
 			clicked[i] = time.Now()
 			return r.d.click(ctx, cards[i].id, cards[i].ts)
@@ -324,7 +331,7 @@ func runBench(ctx context.Context, c benchConfig, stderr io.Writer) (*benchResul
 			return nil, err
 		}
 	}
-	res.clickCPU = proc.cpu() - cpuBefore
+	res.clickCPU, res.benchClickCPU = proc.cpu()-cpuBefore, selfCPU()-selfBefore
 	lastClick := slices.MaxFunc(clicked, time.Time.Compare)
 
 	// Every card reads Succeeded. The check runs on every change the
@@ -527,6 +534,16 @@ func (p *benchProcess) cpu() time.Duration {
 	user, _ := strconv.ParseInt(f[11], 10, 64)
 	sys, _ := strconv.ParseInt(f[12], 10, 64)
 	return time.Duration(user+sys) * time.Second / clockTicks
+}
+
+// selfCPU returns the user and system time the bench's own process has
+// used, or 0.
+func selfCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // proc reads the process's file name under /proc.
@@ -743,8 +760,10 @@ func (r *benchResult) print(w io.Writer, c benchConfig) {
 	fmt.Fprintf(w, "  all Succeeded     %s after the last click\n", r.allSucceeded.Round(time.Millisecond))
 	fmt.Fprintf(w, "  bot peak RSS      %.1f MiB (VmHWM; sampled peaks: %.1f MiB anonymous, %.1f MiB file-backed)\n",
 		float64(r.peakRSSKiB)/1024, float64(r.peakAnonKiB)/1024, float64(r.peakFileKiB)/1024)
-	fmt.Fprintf(w, "  bot CPU           %s during the clicks, %s in the whole run (user and system)\n",
-		ms(r.clickCPU), ms(r.runCPU))
+	fmt.Fprintf(w, "  bot CPU           %s from the commands to the last card, %s during the clicks, %s in the whole run (user and system)\n",
+		ms(r.commandCPU), ms(r.clickCPU), ms(r.runCPU))
+	fmt.Fprintf(w, "  bench's own CPU   %s and %s at those times (load generator, CVM emulator, Slack stand-in)\n",
+		ms(r.benchCommandCPU), ms(r.benchClickCPU))
 	if r.ackCount["command"] > 0 && r.ackCount["interaction"] > 0 {
 		fmt.Fprintf(w, "  bot's own time    %s a command, %s a click on average (its rebootbot_ack_seconds: handler start to answer)\n",
 			r.ownAck("command").Round(time.Microsecond), r.ownAck("interaction").Round(10*time.Microsecond))

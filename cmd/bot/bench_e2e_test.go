@@ -21,7 +21,7 @@ func TestBenchSmallRun(t *testing.T) {
 		t.Fatalf("bot bench: %v\n%s", err, out)
 	}
 	for _, want := range []string{"30 requests × 1 instances", "command ack", "click ack", "signature only", "signature only, own process",
-		"click → reboot", "RebootInstances", "DescribeInstances", "all Succeeded", "bot peak RSS", "bot CPU", "store writes", "bot's own time",
+		"click → reboot", "RebootInstances", "DescribeInstances", "all Succeeded", "bot peak RSS", "bot CPU", "bench's own CPU", "store writes", "bot's own time",
 		"run 1 of 2", "run 2 of 2", "over 2 runs", "all three targets in"} {
 		if !strings.Contains(string(out), want) {
 			t.Errorf("bench report lacks %q:\n%s", want, out)
