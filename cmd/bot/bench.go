@@ -16,7 +16,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"rebootbot/bot"
@@ -291,7 +290,7 @@ func runBench(ctx context.Context, c benchConfig, stderr io.Writer) (*benchResul
 
 	// Commands: the signature-only handlers first, in the bench's process
 	// and in one of its own, then the bot, with the same bodies and the
-	// same concurrency.
+	// same concurrency. The CPU times kept are the bot's run's, the last.
 	texts := make([]string, c.requests)
 	for i := range texts {
 		ids := make([]string, c.instances)
@@ -520,7 +519,18 @@ func (p *benchProcess) peakRSS() int { return p.status("VmHWM") }
 
 // cpu returns the user and system time the process has used, or 0.
 func (p *benchProcess) cpu() time.Duration {
-	b, err := p.proc("stat")
+	return statCPU(p.proc("stat"))
+}
+
+// selfCPU returns the user and system time the bench's own process has
+// used, or 0.
+func selfCPU() time.Duration {
+	return statCPU(os.ReadFile("/proc/self/stat"))
+}
+
+// statCPU reads the user and system time from the contents of a
+// /proc/PID/stat file, or 0 when it cannot.
+func statCPU(b []byte, err error) time.Duration {
 	if err != nil {
 		return 0
 	}
@@ -534,16 +544,6 @@ func (p *benchProcess) cpu() time.Duration {
 	user, _ := strconv.ParseInt(f[11], 10, 64)
 	sys, _ := strconv.ParseInt(f[12], 10, 64)
 	return time.Duration(user+sys) * time.Second / clockTicks
-}
-
-// selfCPU returns the user and system time the bench's own process has
-// used, or 0.
-func selfCPU() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // proc reads the process's file name under /proc.
